@@ -1,0 +1,373 @@
+#include "coordinator/coordinator.h"
+
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "coordinator/log.h"
+
+namespace schemagate {
+namespace {
+
+absl::Duration Jittered(absl::Duration d) {
+  static thread_local std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<double> jitter(0.5, 1.5);
+  return d * jitter(rng);
+}
+
+}  // namespace
+
+Coordinator::Coordinator(CoordinatorOptions options, MigrationSet set,
+                         std::unique_ptr<Store> store, std::unique_ptr<ChangeFeed> feed)
+    : options_(std::move(options)),
+      set_(std::move(set)),
+      store_(std::move(store)),
+      feed_(std::move(feed)),
+      runner_(store_.get(), &set_, options_.runner) {
+  auto first = std::make_shared<Snapshot>();
+  first->view.set = &set_;
+  first->view.manual = options_.manual;
+  first->view.database_available = false;
+  first->view.database_error = "not connected yet";
+  absl::MutexLock lock(&snapshot_mu_);
+  snapshot_ = std::move(first);
+}
+
+Coordinator::~Coordinator() { Shutdown(); }
+
+void Coordinator::Start() {
+  watcher_ = std::thread([this] { WatchLoop(); });
+  runner_thread_ = std::thread([this] { RunLoop(); });
+  worker_ = std::thread([this] { WorkLoop(); });
+}
+
+void Coordinator::Shutdown() {
+  std::vector<std::shared_ptr<StateObserver>> observers;
+  {
+    absl::MutexLock lock(&observers_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    for (auto& [ptr, observer] : observers_) observers.push_back(observer);
+    observers_.clear();
+  }
+  stopping_ = true;
+  for (auto& observer : observers) observer->OnShutdown();
+  {
+    absl::MutexLock lock(&queue_mu_);
+    wake_runner_ = true;
+  }
+  if (watcher_.joinable()) watcher_.join();
+  if (runner_thread_.joinable()) runner_thread_.join();
+  if (worker_.joinable()) worker_.join();
+  // Operator runs that never started.
+  std::deque<Job> left;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    left.swap(jobs_);
+  }
+  for (Job& job : left) {
+    job.done(absl::UnavailableError("the coordinator is shutting down; retry on another one"));
+  }
+}
+
+std::shared_ptr<const Snapshot> Coordinator::snapshot() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return snapshot_;
+}
+
+ReadinessAnswer Coordinator::Evaluate(const AppTarget& target) const {
+  return EvaluateReadiness(target, snapshot()->view);
+}
+
+void Coordinator::AddObserver(std::shared_ptr<StateObserver> observer) {
+  {
+    absl::MutexLock lock(&observers_mu_);
+    if (!shut_down_) {
+      observers_[observer.get()] = observer;
+      return;
+    }
+  }
+  observer->OnShutdown();
+}
+
+void Coordinator::RemoveObserver(StateObserver* observer) {
+  absl::MutexLock lock(&observers_mu_);
+  observers_.erase(observer);
+}
+
+size_t Coordinator::observer_count() const {
+  absl::MutexLock lock(&observers_mu_);
+  return observers_.size();
+}
+
+void Coordinator::SetHealthCallback(std::function<void(bool)> callback) {
+  bool serving;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    health_callback_ = callback;
+    serving = snapshot_->view.database_available;
+    last_health_ = serving;
+  }
+  callback(serving);
+}
+
+void Coordinator::SubmitRun(RunRequest request, ProgressSink progress, RunDone done) {
+  if (stopping_) {
+    done(absl::UnavailableError("the coordinator is shutting down; retry on another one"));
+    return;
+  }
+  absl::MutexLock lock(&queue_mu_);
+  jobs_.push_back(Job{std::move(request), std::move(progress), std::move(done)});
+  wake_runner_ = true;
+}
+
+void Coordinator::RunOffThread(std::function<void()> work) {
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (!worker_exited_) {
+      work_.push_back(std::move(work));
+      return;
+    }
+  }
+  work();  // Only during shutdown, after the worker has gone.
+}
+
+void Coordinator::RequestRefresh() {
+  absl::MutexLock lock(&queue_mu_);
+  refresh_requested_ = true;
+}
+
+void Coordinator::Publish(std::shared_ptr<Snapshot> next) {
+  std::function<void(bool)> health;
+  bool serving = next->view.database_available;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    next->generation = ++generation_;
+    next->view.run_in_progress = next->view.run_in_progress || local_run_;
+    snapshot_ = next;
+    if (!last_health_ || *last_health_ != serving) {
+      last_health_ = serving;
+      health = health_callback_;
+    }
+  }
+  if (health) health(serving);
+  std::vector<std::shared_ptr<StateObserver>> observers;
+  {
+    absl::MutexLock lock(&observers_mu_);
+    observers.reserve(observers_.size());
+    for (auto& [ptr, observer] : observers_) observers.push_back(observer);
+  }
+  std::shared_ptr<const Snapshot> published = next;
+  for (auto& observer : observers) observer->OnStateChanged(published);
+  if (AutoRunWanted(next->view)) {
+    absl::MutexLock lock(&queue_mu_);
+    wake_runner_ = true;
+  }
+}
+
+void Coordinator::PublishLocalRun(bool running) {
+  std::shared_ptr<Snapshot> next;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    local_run_ = running;
+    next = std::make_shared<Snapshot>(*snapshot_);
+    next->view.run_in_progress = running;
+  }
+  Publish(std::move(next));
+}
+
+void Coordinator::SleepUnlessStopped(absl::Duration d) {
+  const absl::Time until = absl::Now() + d;
+  while (!stopping_ && absl::Now() < until) {
+    absl::SleepFor(std::min(absl::Milliseconds(100), until - absl::Now()));
+  }
+}
+
+void Coordinator::WatchLoop() {
+  absl::Duration backoff = options_.reconnect_min;
+  bool was_available = false;
+  auto publish_unavailable = [&](const std::string& why) {
+    if (was_available) LogWarning("database unavailable: %s; reconnecting", why);
+    was_available = false;
+    std::shared_ptr<Snapshot> next;
+    {
+      absl::MutexLock lock(&snapshot_mu_);
+      next = std::make_shared<Snapshot>(*snapshot_);
+    }
+    const bool changed =
+        next->view.database_available || next->view.database_error != why;
+    next->view.database_available = false;
+    next->view.database_error = why;
+    next->view.run_in_progress = false;
+    if (changed) Publish(std::move(next));
+    SleepUnlessStopped(Jittered(backoff));
+    backoff = std::min(backoff * 2, options_.reconnect_max);
+  };
+  while (!stopping_) {
+    if (!feed_->connected()) {
+      absl::Status connected = feed_->Connect();
+      if (!connected.ok()) {
+        publish_unavailable(std::string(connected.message()));
+        continue;
+      }
+    }
+    absl::StatusOr<DatabaseState> state = store_->ReadState();
+    if (!state.ok()) {
+      publish_unavailable(std::string(state.status().message()));
+      continue;
+    }
+    if (!was_available) LogInfo("database reachable; schema at version %d", state->AppliedHead());
+    was_available = true;
+    backoff = options_.reconnect_min;
+    auto next = std::make_shared<Snapshot>();
+    next->view.set = &set_;
+    next->view.manual = options_.manual;
+    next->view.database_available = true;
+    next->view.run_in_progress = state->run_in_progress;
+    next->view.conflicts = FindConflicts(set_, *state);
+    next->view.db = std::move(*state);
+    next->refreshed_at = absl::Now();
+    Publish(std::move(next));
+
+    const absl::Time resync_at = absl::Now() + options_.resync_interval;
+    while (!stopping_) {
+      {
+        absl::MutexLock lock(&queue_mu_);
+        if (refresh_requested_) {
+          refresh_requested_ = false;
+          break;
+        }
+      }
+      const absl::Duration left = resync_at - absl::Now();
+      if (left <= absl::ZeroDuration()) break;
+      absl::StatusOr<int> notified = feed_->Wait(std::min(left, absl::Milliseconds(100)));
+      if (!notified.ok() || *notified > 0) break;
+    }
+  }
+}
+
+bool Coordinator::BreakingGate(const Migration& m) {
+  const std::shared_ptr<const Snapshot> snap = snapshot();
+  const auto& live = snap->view.live_known_versions;
+  const bool blocked =
+      std::any_of(live.begin(), live.end(), [&](int64_t k) { return k < m.version; });
+  absl::MutexLock lock(&gate_mu_);
+  if (blocked) {
+    breaking_clear_since_.erase(m.version);
+    return false;
+  }
+  auto [it, inserted] = breaking_clear_since_.emplace(m.version, absl::Now());
+  if (inserted) {
+    LogInfo("breaking migration %s: no live instance needs the old schema; applying after %s",
+            m.Label(), absl::FormatDuration(options_.breaking_grace));
+  }
+  return absl::Now() - it->second >= options_.breaking_grace;
+}
+
+bool Coordinator::AutoRunWanted(const SchemaView& view) const {
+  if (options_.manual || !view.database_available || !view.conflicts.empty()) return false;
+  for (const AppliedMigration& row : view.db.applied) {
+    if (row.dirty) return false;
+  }
+  const Migration* first_pending = nullptr;
+  for (const Migration& m : set_.migrations()) {
+    if (view.db.Find(m.version) == nullptr) {
+      first_pending = &m;
+      break;
+    }
+  }
+  if (first_pending == nullptr) return false;
+  if (view.db.failure) {
+    const Migration* failed = set_.Find(view.db.failure->version);
+    const bool unchanged = failed != nullptr && failed->checksum == view.db.failure->checksum;
+    if (unchanged && view.db.Find(view.db.failure->version) == nullptr) return false;
+  }
+  if (first_pending->breaking()) {
+    return const_cast<Coordinator*>(this)->BreakingGate(*first_pending);
+  }
+  return true;
+}
+
+void Coordinator::RunLoop() {
+  while (!stopping_) {
+    Job job;
+    bool have_job = false;
+    bool try_auto = false;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      queue_mu_.AwaitWithTimeout(
+          absl::Condition(
+              +[](Coordinator* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->queue_mu_) {
+                return c->stopping_.load() || !c->jobs_.empty() || c->wake_runner_;
+              },
+              this),
+          absl::Seconds(1));
+      if (stopping_) break;
+      wake_runner_ = false;
+      if (!jobs_.empty()) {
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+        have_job = true;
+      } else {
+        try_auto = absl::Now() >= next_auto_attempt_;
+      }
+    }
+    if (!have_job) {
+      if (!try_auto || !AutoRunWanted(snapshot()->view)) continue;
+      job.request.actor = options_.coordinator_id;
+      job.request.breaking_gate = [this](const Migration& m) { return BreakingGate(m); };
+    }
+    PublishLocalRun(true);
+    absl::StatusOr<RunOutcome> outcome = runner_.Apply(job.request, job.progress, &stopping_);
+    PublishLocalRun(false);
+    RequestRefresh();
+    if (have_job) {
+      job.done(outcome);
+      continue;
+    }
+    absl::MutexLock lock(&queue_mu_);
+    if (outcome.ok()) {
+      auto_backoff_ = absl::Seconds(1);
+      next_auto_attempt_ = absl::InfinitePast();
+    } else {
+      const absl::Status& status = outcome.status();
+      if (absl::IsFailedPrecondition(status)) {
+        LogError("automatic run failed: %s", status.message());
+      } else if (!absl::IsCancelled(status)) {
+        LogWarning("automatic run stopped: %s; retrying in %s", status.message(),
+                   absl::FormatDuration(auto_backoff_));
+      }
+      next_auto_attempt_ = absl::Now() + Jittered(auto_backoff_);
+      auto_backoff_ = std::min(auto_backoff_ * 2, absl::Seconds(60));
+    }
+  }
+}
+
+void Coordinator::WorkLoop() {
+  while (true) {
+    std::function<void()> work;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      queue_mu_.AwaitWithTimeout(
+          absl::Condition(
+              +[](Coordinator* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->queue_mu_) {
+                return c->stopping_.load() || !c->work_.empty();
+              },
+              this),
+          absl::Milliseconds(500));
+      if (work_.empty()) {
+        if (stopping_) {
+          worker_exited_ = true;
+          return;
+        }
+        continue;
+      }
+      work = std::move(work_.front());
+      work_.pop_front();
+    }
+    work();
+  }
+}
+
+}  // namespace schemagate

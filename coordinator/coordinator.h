@@ -1,0 +1,158 @@
+// The coordinator: the in-memory view of the database that agents are
+// answered from, kept fresh by LISTEN/NOTIFY plus a periodic resync, and the
+// thread that runs migrations (automatically under --apply=auto, or when an
+// operator asks).
+//
+// Thread-safe. Observers are called on the watcher or runner thread and must
+// not block.
+#ifndef SCHEMAGATE_COORDINATOR_COORDINATOR_H_
+#define SCHEMAGATE_COORDINATOR_COORDINATOR_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "coordinator/migration_set.h"
+#include "coordinator/readiness.h"
+#include "coordinator/runner.h"
+#include "coordinator/store.h"
+
+namespace schemagate {
+
+// An immutable picture of what the coordinator knows, shared with readers.
+struct Snapshot {
+  SchemaView view;
+  absl::Time refreshed_at;
+  uint64_t generation = 0;
+};
+
+// Told about every new snapshot, and once about shutdown.
+class StateObserver {
+ public:
+  virtual ~StateObserver() = default;
+  virtual void OnStateChanged(const std::shared_ptr<const Snapshot>& snapshot) = 0;
+  virtual void OnShutdown() = 0;
+};
+
+struct CoordinatorOptions {
+  std::string coordinator_id = "schemagated";
+  bool manual = false;
+  // Full re-read of the state even without notifications.
+  absl::Duration resync_interval = absl::Seconds(10);
+  // Breaking migrations wait this long with no live instance needing the
+  // old schema before an automatic run applies them.
+  absl::Duration breaking_grace = absl::Seconds(60);
+  // Reconnect backoff bounds for the database.
+  absl::Duration reconnect_min = absl::Milliseconds(200);
+  absl::Duration reconnect_max = absl::Seconds(10);
+  RunnerOptions runner;
+};
+
+class Coordinator {
+ public:
+  Coordinator(CoordinatorOptions options, MigrationSet set, std::unique_ptr<Store> store,
+              std::unique_ptr<ChangeFeed> feed);
+  ~Coordinator();
+
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // Starts the watcher, runner and worker threads.
+  void Start();
+  // Stops the threads (an under-way migration finishes first) and tells
+  // every observer. Idempotent.
+  void Shutdown();
+
+  std::shared_ptr<const Snapshot> snapshot() const;
+  ReadinessAnswer Evaluate(const AppTarget& target) const;
+
+  void AddObserver(std::shared_ptr<StateObserver> observer);
+  void RemoveObserver(StateObserver* observer);
+  size_t observer_count() const;
+
+  // Called with true/false whenever database reachability changes.
+  void SetHealthCallback(std::function<void(bool serving)> callback);
+
+  // Queues an operator's run on the runner thread. `progress` and `done`
+  // are called on that thread.
+  using RunDone = std::function<void(const absl::StatusOr<RunOutcome>&)>;
+  void SubmitRun(RunRequest request, ProgressSink progress, RunDone done);
+
+  // Runs `work` on the worker thread (database reads for operator RPCs).
+  void RunOffThread(std::function<void()> work);
+
+  // Asks the watcher to re-read the state now.
+  void RequestRefresh();
+
+  Store* store() { return store_.get(); }
+  const MigrationSet& set() const { return set_; }
+  const CoordinatorOptions& options() const { return options_; }
+
+ private:
+  struct Job {
+    RunRequest request;
+    ProgressSink progress;
+    RunDone done;
+  };
+
+  void WatchLoop();
+  void RunLoop();
+  void WorkLoop();
+  // Installs a new snapshot and tells observers.
+  void Publish(std::shared_ptr<Snapshot> next);
+  // Re-publishes the current snapshot with run_in_progress changed.
+  void PublishLocalRun(bool running);
+  // Whether an automatic run has something to do in `view`.
+  bool AutoRunWanted(const SchemaView& view) const;
+  bool BreakingGate(const Migration& m);
+  void SleepUnlessStopped(absl::Duration d);
+
+  const CoordinatorOptions options_;
+  const MigrationSet set_;
+  const std::unique_ptr<Store> store_;
+  const std::unique_ptr<ChangeFeed> feed_;
+  Runner runner_;
+  std::atomic<bool> stopping_{false};
+
+  mutable absl::Mutex snapshot_mu_;
+  std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
+  bool local_run_ ABSL_GUARDED_BY(snapshot_mu_) = false;
+  uint64_t generation_ ABSL_GUARDED_BY(snapshot_mu_) = 0;
+  std::function<void(bool)> health_callback_ ABSL_GUARDED_BY(snapshot_mu_);
+  std::optional<bool> last_health_ ABSL_GUARDED_BY(snapshot_mu_);
+
+  mutable absl::Mutex observers_mu_;
+  absl::flat_hash_map<StateObserver*, std::shared_ptr<StateObserver>> observers_
+      ABSL_GUARDED_BY(observers_mu_);
+  bool shut_down_ ABSL_GUARDED_BY(observers_mu_) = false;
+
+  absl::Mutex queue_mu_;
+  std::deque<Job> jobs_ ABSL_GUARDED_BY(queue_mu_);
+  std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(queue_mu_);
+  bool wake_runner_ ABSL_GUARDED_BY(queue_mu_) = false;
+  bool refresh_requested_ ABSL_GUARDED_BY(queue_mu_) = false;
+  bool worker_exited_ ABSL_GUARDED_BY(queue_mu_) = false;
+  absl::Time next_auto_attempt_ ABSL_GUARDED_BY(queue_mu_) = absl::InfinitePast();
+  absl::Duration auto_backoff_ ABSL_GUARDED_BY(queue_mu_) = absl::Seconds(1);
+
+  // First time each breaking version was seen pending with no blocker.
+  absl::Mutex gate_mu_;
+  absl::flat_hash_map<int64_t, absl::Time> breaking_clear_since_ ABSL_GUARDED_BY(gate_mu_);
+
+  std::thread watcher_;
+  std::thread runner_thread_;
+  std::thread worker_;
+};
+
+}  // namespace schemagate
+
+#endif  // SCHEMAGATE_COORDINATOR_COORDINATOR_H_

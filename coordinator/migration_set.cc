@@ -1,0 +1,350 @@
+#include "coordinator/migration_set.h"
+
+#include <dirent.h>
+#include <openssl/sha.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace schemagate {
+namespace {
+
+constexpr absl::string_view kDirectivePrefix = "-- schemagate:";
+
+// Returns the byte offset of the first invalid UTF-8 sequence, or npos.
+size_t FindInvalidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int extra;
+    uint32_t min;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xE0) == 0xC0) { extra = 1; min = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { extra = 2; min = 0x800; }
+    else if ((c & 0xF8) == 0xF0) { extra = 3; min = 0x10000; }
+    else return i;
+    if (i + extra >= s.size()) return i;
+    uint32_t cp = c & (0x3F >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += extra + 1;
+  }
+  return absl::string_view::npos;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": cannot read: ", std::strerror(errno), " (check the file's permissions)"));
+  }
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": read error: ", std::strerror(errno)));
+  }
+  return buffer.str();
+}
+
+std::string FoldCrlf(absl::string_view content) {
+  std::string out;
+  out.reserve(content.size());
+  for (size_t i = 0; i < content.size(); ++i) {
+    if (content[i] == '\r' && i + 1 < content.size() && content[i + 1] == '\n') continue;
+    out += content[i];
+  }
+  return out;
+}
+
+// Loads one script (up or down), appending problems to `errors`.
+std::optional<MigrationScript> LoadScript(const std::string& path, std::string* checksum,
+                                          std::vector<std::string>* errors) {
+  absl::StatusOr<std::string> content = ReadFile(path);
+  if (!content.ok()) {
+    errors->push_back(std::string(content.status().message()));
+    return std::nullopt;
+  }
+  if (size_t bad = FindInvalidUtf8(*content); bad != absl::string_view::npos) {
+    errors->push_back(absl::StrCat(path, ":", LineOfOffset(*content, bad),
+                                   ": not valid UTF-8 (byte ", bad,
+                                   "); save the file as UTF-8"));
+    return std::nullopt;
+  }
+  if (checksum != nullptr) *checksum = MigrationChecksum(*content);
+  const std::string sql = FoldCrlf(*content);
+  MigrationScript script;
+  script.path = path;
+  absl::StatusOr<Directives> directives = ParseDirectives(path, sql);
+  if (!directives.ok()) {
+    errors->push_back(std::string(directives.status().message()));
+    return std::nullopt;
+  }
+  script.directives = *directives;
+  absl::StatusOr<std::vector<SqlStatement>> statements = SplitSql(sql);
+  if (!statements.ok()) {
+    errors->push_back(absl::StrCat(
+        path, ":", absl::StripPrefix(statements.status().message(), "line "),
+        " (PostgreSQL 15 cannot parse this SQL; fix the statement)"));
+    return std::nullopt;
+  }
+  bool ok = true;
+  for (const SqlStatement& statement : *statements) {
+    if (statement.is_transaction_control) {
+      errors->push_back(absl::StrCat(
+          path, ":", statement.line,
+          ": transaction control statement (BEGIN/COMMIT/ROLLBACK/SAVEPOINT); remove it: "
+          "schemagate runs each migration in its own transaction, or statement by "
+          "statement with -- schemagate:no-transaction"));
+      ok = false;
+    } else if (script.transactional() && !statement.needs_no_transaction.empty()) {
+      errors->push_back(absl::StrCat(
+          path, ":", statement.line, ": ", statement.needs_no_transaction,
+          " cannot run inside a transaction; add '-- schemagate:no-transaction' as the "
+          "first line of the file (and keep that migration to such statements)"));
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  script.statements = std::move(*statements);
+  return script;
+}
+
+absl::StatusOr<absl::Duration> ParseDirectiveDuration(absl::string_view value) {
+  absl::Duration d;
+  if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", value, "' is not a duration; write it like 500ms, 5s, 10m or 1h30m"));
+  }
+  return d;
+}
+
+}  // namespace
+
+std::string Migration::Label() const { return absl::StrCat(version, "_", name); }
+
+std::string MigrationChecksum(absl::string_view content) {
+  const std::string folded = FoldCrlf(content);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(folded.data()), folded.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(2 * SHA256_DIGEST_LENGTH);
+  for (unsigned char byte : digest) {
+    hex += kHex[byte >> 4];
+    hex += kHex[byte & 0xF];
+  }
+  return hex;
+}
+
+absl::StatusOr<int64_t> ParseVersion(absl::string_view digits) {
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(),
+                                     [](char c) { return c >= '0' && c <= '9'; })) {
+    return absl::InvalidArgumentError(absl::StrCat("'", digits, "' is not a version (digits only)"));
+  }
+  int64_t version = 0;
+  if (!absl::SimpleAtoi(digits, &version)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("version ", digits, " does not fit a 64-bit integer"));
+  }
+  if (version <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("version ", digits, " must be positive"));
+  }
+  return version;
+}
+
+bool ParseMigrationFileName(absl::string_view file_name, std::string* version_digits,
+                            std::string* name, bool* is_up) {
+  absl::string_view rest = file_name;
+  if (absl::ConsumeSuffix(&rest, ".up.sql")) {
+    *is_up = true;
+  } else if (absl::ConsumeSuffix(&rest, ".down.sql")) {
+    *is_up = false;
+  } else {
+    return false;
+  }
+  size_t underscore = rest.find('_');
+  if (underscore == absl::string_view::npos || underscore == 0 ||
+      underscore + 1 >= rest.size()) {
+    return false;
+  }
+  absl::string_view digits = rest.substr(0, underscore);
+  if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  *version_digits = std::string(digits);
+  *name = std::string(rest.substr(underscore + 1));
+  return true;
+}
+
+absl::StatusOr<Directives> ParseDirectives(absl::string_view path, absl::string_view content) {
+  Directives directives;
+  std::vector<std::string> errors;
+  bool in_header = true;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(content, '\n')) {
+    ++line_number;
+    absl::string_view trimmed = absl::StripAsciiWhitespace(line);
+    const bool is_directive = absl::StartsWith(trimmed, kDirectivePrefix);
+    if (!is_directive) {
+      if (!trimmed.empty() && !absl::StartsWith(trimmed, "--")) in_header = false;
+      continue;
+    }
+    if (!in_header) {
+      errors.push_back(absl::StrCat(
+          path, ":", line_number, ": directive '", trimmed,
+          "' after SQL has no effect; move it to the leading comment lines of the file"));
+      continue;
+    }
+    absl::string_view body = trimmed.substr(kDirectivePrefix.size());
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(body, absl::MaxSplits('=', 1));
+    absl::string_view key = absl::StripAsciiWhitespace(kv.first);
+    absl::string_view value = absl::StripAsciiWhitespace(kv.second);
+    const bool has_value = body.find('=') != absl::string_view::npos;
+    if (key == "no-transaction" || key == "breaking") {
+      if (has_value) {
+        errors.push_back(absl::StrCat(path, ":", line_number, ": directive '", key,
+                                      "' takes no value; write '-- schemagate:", key, "'"));
+        continue;
+      }
+      (key == "breaking" ? directives.breaking : directives.no_transaction) = true;
+    } else if (key == "lock-timeout" || key == "statement-timeout") {
+      absl::StatusOr<absl::Duration> d = ParseDirectiveDuration(value);
+      if (!has_value || !d.ok()) {
+        errors.push_back(absl::StrCat(path, ":", line_number, ": directive '", key, "': ",
+                                      has_value ? d.status().message() : "needs a value",
+                                      " (e.g. -- schemagate:", key, "=5s)"));
+        continue;
+      }
+      (key == "lock-timeout" ? directives.lock_timeout : directives.statement_timeout) = *d;
+    } else {
+      errors.push_back(absl::StrCat(
+          path, ":", line_number, ": unknown directive '", key,
+          "'; known: no-transaction, breaking, lock-timeout=DURATION, "
+          "statement-timeout=DURATION"));
+    }
+  }
+  if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  return directives;
+}
+
+const Migration* MigrationSet::Find(int64_t version) const {
+  auto it = std::lower_bound(
+      migrations_.begin(), migrations_.end(), version,
+      [](const Migration& m, int64_t v) { return m.version < v; });
+  if (it == migrations_.end() || it->version != version) return nullptr;
+  return &*it;
+}
+
+int64_t MigrationSet::Head() const {
+  return migrations_.empty() ? 0 : migrations_.back().version;
+}
+
+int64_t MigrationSet::HighestNonBreaking() const {
+  for (auto it = migrations_.rbegin(); it != migrations_.rend(); ++it) {
+    if (!it->breaking()) return it->version;
+  }
+  return 0;
+}
+
+absl::StatusOr<MigrationSet> MigrationSet::LoadDirectory(const std::string& dir,
+                                                         std::vector<std::string>* warnings) {
+  DIR* handle = opendir(dir.c_str());
+  if (handle == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir, ": cannot open the migrations directory: ", std::strerror(errno),
+        " (pass --migrations-dir DIR)"));
+  }
+  std::vector<std::string> names;
+  while (struct dirent* entry = readdir(handle)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    names.push_back(std::move(name));
+  }
+  closedir(handle);
+  std::sort(names.begin(), names.end());
+
+  struct Files {
+    std::vector<std::string> ups, downs;
+    std::string name;
+  };
+  std::map<int64_t, Files> by_version;
+  std::vector<std::string> errors;
+  for (const std::string& file : names) {
+    const std::string path = absl::StrCat(dir, "/", file);
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    std::string digits, name;
+    bool is_up = false;
+    if (!ParseMigrationFileName(file, &digits, &name, &is_up)) {
+      if (warnings != nullptr) {
+        warnings->push_back(absl::StrCat(
+            path, ": ignored (not VERSION_name.up.sql or VERSION_name.down.sql)"));
+      }
+      continue;
+    }
+    absl::StatusOr<int64_t> version = ParseVersion(digits);
+    if (!version.ok()) {
+      errors.push_back(absl::StrCat(path, ":1: ", version.status().message()));
+      continue;
+    }
+    Files& files = by_version[*version];
+    (is_up ? files.ups : files.downs).push_back(path);
+    if (is_up) files.name = name;
+  }
+
+  MigrationSet set;
+  set.directory_ = dir;
+  for (auto& [version, files] : by_version) {
+    if (files.ups.size() > 1 || files.downs.size() > 1) {
+      const auto& dup = files.ups.size() > 1 ? files.ups : files.downs;
+      errors.push_back(absl::StrCat(dup[1], ":1: duplicate version ", version,
+                                    ", also used by ", dup[0],
+                                    "; give one of them a new version (schemagatectl new)"));
+      continue;
+    }
+    if (files.ups.empty()) {
+      errors.push_back(absl::StrCat(files.downs[0], ":1: down migration without an up file "
+                                    "for version ", version,
+                                    "; add the .up.sql or remove the .down.sql"));
+      continue;
+    }
+    Migration migration;
+    migration.version = version;
+    migration.name = files.name;
+    std::optional<MigrationScript> up = LoadScript(files.ups[0], &migration.checksum, &errors);
+    std::optional<MigrationScript> down;
+    if (!files.downs.empty()) down = LoadScript(files.downs[0], nullptr, &errors);
+    if (!up) continue;
+    if (!files.downs.empty() && !down) continue;
+    migration.up = std::move(*up);
+    migration.down = std::move(down);
+    set.migrations_.push_back(std::move(migration));
+  }
+  if (!errors.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "migration set ", dir, " has ", errors.size(), " problem", errors.size() == 1 ? "" : "s",
+        ":\n", absl::StrJoin(errors, "\n")));
+  }
+  return set;
+}
+
+}  // namespace schemagate

@@ -1,0 +1,100 @@
+// A migration set: the up/down SQL files of one directory, parsed, checked
+// and checksummed. Knows nothing of PostgreSQL connections.
+//
+// File layout (golang-migrate's): {VERSION}_{name}.up.sql and an optional
+// {VERSION}_{name}.down.sql. Directives are leading comment lines:
+//   -- schemagate:no-transaction
+//   -- schemagate:breaking
+//   -- schemagate:lock-timeout=5s
+//   -- schemagate:statement-timeout=10m
+//
+// A MigrationSet is immutable once loaded and safe to share between threads.
+#ifndef SCHEMAGATE_COORDINATOR_MIGRATION_SET_H_
+#define SCHEMAGATE_COORDINATOR_MIGRATION_SET_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "coordinator/sql_split.h"
+
+namespace schemagate {
+
+// What the leading comment lines of a file say.
+struct Directives {
+  bool no_transaction = false;
+  bool breaking = false;
+  std::optional<absl::Duration> lock_timeout;
+  std::optional<absl::Duration> statement_timeout;
+};
+
+// One direction (up or down) of a migration.
+struct MigrationScript {
+  std::string path;
+  Directives directives;
+  std::vector<SqlStatement> statements;
+  bool transactional() const { return !directives.no_transaction; }
+};
+
+struct Migration {
+  int64_t version = 0;
+  std::string name;
+  // Lower-case hex SHA-256 of the up file with CRLF folded to LF.
+  std::string checksum;
+  MigrationScript up;
+  std::optional<MigrationScript> down;
+
+  bool transactional() const { return up.transactional(); }
+  bool breaking() const { return up.directives.breaking; }
+  // "0003_add_index" style label for messages.
+  std::string Label() const;
+};
+
+class MigrationSet {
+ public:
+  MigrationSet() = default;
+
+  // Loads every migration in `dir`. Fails with INVALID_ARGUMENT listing every
+  // problem as "path:line: what is wrong (hint)". Files that match neither
+  // file pattern are skipped; a line for each is appended to `warnings`.
+  static absl::StatusOr<MigrationSet> LoadDirectory(const std::string& dir,
+                                                    std::vector<std::string>* warnings);
+
+  // Migrations ordered by version.
+  const std::vector<Migration>& migrations() const { return migrations_; }
+  const std::string& directory() const { return directory_; }
+
+  // nullptr if the set has no such version.
+  const Migration* Find(int64_t version) const;
+  // Highest version (0 for an empty set).
+  int64_t Head() const;
+  // Highest version that is not breaking (0 if none).
+  int64_t HighestNonBreaking() const;
+
+ private:
+  std::string directory_;
+  std::vector<Migration> migrations_;
+};
+
+// Parses the leading comment lines of `content` (a file at `path`).
+// Unknown or malformed directives fail with "path:line: ...".
+absl::StatusOr<Directives> ParseDirectives(absl::string_view path,
+                                           absl::string_view content);
+
+// Lower-case hex SHA-256 of `content` with every CRLF folded to LF.
+std::string MigrationChecksum(absl::string_view content);
+
+// Parses a migration file name. Returns false if it matches neither pattern.
+bool ParseMigrationFileName(absl::string_view file_name, std::string* version_digits,
+                            std::string* name, bool* is_up);
+
+// Parses a VERSION: digits only, leading zeros allowed, 1..INT64_MAX.
+absl::StatusOr<int64_t> ParseVersion(absl::string_view digits);
+
+}  // namespace schemagate
+
+#endif  // SCHEMAGATE_COORDINATOR_MIGRATION_SET_H_

@@ -1,0 +1,196 @@
+#include "coordinator/operator_service.h"
+
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/log.h"
+#include "coordinator/proto_convert.h"
+#include "coordinator/reactors.h"
+
+namespace schemagate {
+namespace {
+
+constexpr int kDefaultHistoryLimit = 100;
+constexpr int kMaxHistoryLimit = 10000;
+
+// Streams a run's progress. Every progress message matters, so they queue
+// (a run produces a handful per migration); one write is in flight at a
+// time. The run goes on if the client leaves.
+class RunStream : public grpc::ServerWriteReactor<v1::RunProgress> {
+ public:
+  void Start(std::shared_ptr<RunStream> self) { self_ = std::move(self); }
+
+  void Push(const RunEvent& event) {
+    bool write = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      queue_.emplace_back();
+      ToProto(event, &queue_.back());
+      write = TakeNextLocked();
+    }
+    if (write) StartWrite(&in_flight_);
+  }
+
+  void Complete(const grpc::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      final_ = status;
+      if (write_in_flight_ || !queue_.empty()) return;
+      finishing_ = true;
+    }
+    Finish(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool write = false;
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      write_in_flight_ = false;
+      if (!ok) {
+        finishing_ = true;
+        finish = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      } else if (!queue_.empty()) {
+        write = TakeNextLocked();
+      } else if (final_) {
+        finishing_ = true;
+        finish = *final_;
+      }
+    }
+    if (finish) {
+      Finish(*finish);
+    } else if (write) {
+      StartWrite(&in_flight_);
+    }
+  }
+
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_ || write_in_flight_) return;  // OnWriteDone(false) finishes.
+      finishing_ = true;
+    }
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+  }
+
+  void OnDone() override { std::shared_ptr<RunStream> keep = std::move(self_); }
+
+ private:
+  bool TakeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (write_in_flight_ || queue_.empty()) return false;
+    in_flight_ = std::move(queue_.front());
+    queue_.pop_front();
+    write_in_flight_ = true;
+    return true;
+  }
+
+  std::shared_ptr<RunStream> self_;
+  absl::Mutex mu_;
+  std::deque<v1::RunProgress> queue_ ABSL_GUARDED_BY(mu_);
+  v1::RunProgress in_flight_;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);
+};
+
+std::string Actor(const grpc::CallbackServerContext* context, const std::string& given) {
+  if (!given.empty()) return given.substr(0, kMaxNameLength);
+  return absl::StrCat("operator@", context->peer());
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::GetStatus(grpc::CallbackServerContext* context,
+                                                         const v1::GetStatusRequest*,
+                                                         v1::Status* response) {
+  BuildStatus(*coordinator_->snapshot(), coordinator_->options(), options_.schema,
+              options_.database, response);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListMigrations(
+    grpc::CallbackServerContext* context, const v1::ListMigrationsRequest*,
+    v1::ListMigrationsResponse* response) {
+  BuildMigrations(*coordinator_->snapshot(), response);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::Plan(grpc::CallbackServerContext* context,
+                                                    const v1::PlanRequest* request,
+                                                    v1::PlanResponse* response) {
+  absl::Status status = BuildPlan(*coordinator_->snapshot(), coordinator_->options().runner,
+                                  *request, response);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpc(status));
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
+    grpc::CallbackServerContext* context, const v1::ApplyRequest* request) {
+  const MigrationSet& set = coordinator_->set();
+  if (request->target_version() < 0 ||
+      (request->target_version() != 0 && set.Find(request->target_version()) == nullptr)) {
+    return new FinishedWriter<v1::RunProgress>(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("target version ", request->target_version(),
+                     " is not in the coordinator's migration set (head ", set.Head(), ")")));
+  }
+  if (request->dry_run() || request->rehearse()) {
+    return new FinishedWriter<v1::RunProgress>(grpc::Status(
+        grpc::StatusCode::UNIMPLEMENTED,
+        "--dry-run and --rehearse are not available yet; 'schemagatectl plan' shows what "
+        "would run"));
+  }
+  RunRequest run;
+  run.target_version = request->target_version();
+  run.allow_breaking = request->allow_breaking();
+  run.retry_failed = true;
+  run.actor = Actor(context, request->actor());
+  LogInfo("apply requested by %s (target %d%s)", run.actor, run.target_version,
+          run.allow_breaking ? ", breaking allowed" : "");
+  auto stream = std::make_shared<RunStream>();
+  stream->Start(stream);
+  coordinator_->SubmitRun(
+      std::move(run), [stream](const RunEvent& event) { stream->Push(event); },
+      [stream](const absl::StatusOr<RunOutcome>& outcome) {
+        stream->Complete(outcome.ok() ? grpc::Status::OK : ToGrpc(outcome.status()));
+      });
+  return stream.get();
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::History(grpc::CallbackServerContext* context,
+                                                       const v1::HistoryRequest* request,
+                                                       v1::HistoryResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->limit() < 0 || request->limit() > kMaxHistoryLimit || request->version() < 0) {
+    reactor->Finish(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("limit must be 0..", kMaxHistoryLimit, " and version not negative")));
+    return reactor;
+  }
+  const int limit = request->limit() == 0 ? kDefaultHistoryLimit : request->limit();
+  const int64_t version = request->version();
+  Coordinator* coordinator = coordinator_;
+  coordinator_->RunOffThread([coordinator, reactor, response, limit, version] {
+    absl::StatusOr<std::vector<EventRecord>> events =
+        coordinator->store()->ReadHistory(limit, version);
+    if (!events.ok()) {
+      reactor->Finish(ToGrpc(events.status()));
+      return;
+    }
+    for (const EventRecord& event : *events) ToProto(event, response->add_events());
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+}  // namespace schemagate

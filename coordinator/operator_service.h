@@ -1,0 +1,49 @@
+// The operator-facing gRPC service. Status, migrations and plans are
+// answered from memory; runs go to the coordinator's runner thread and
+// history reads to its worker thread, so no reaction ever blocks.
+#ifndef SCHEMAGATE_COORDINATOR_OPERATOR_SERVICE_H_
+#define SCHEMAGATE_COORDINATOR_OPERATOR_SERVICE_H_
+
+#include <string>
+
+#include "coordinator/coordinator.h"
+#include "schemagate/v1/schemagate.grpc.pb.h"
+
+namespace schemagate {
+
+struct OperatorServiceOptions {
+  // Shown in GetStatus.
+  std::string schema;
+  // The database URL with its password redacted.
+  std::string database;
+};
+
+// Thread-safe.
+class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
+ public:
+  OperatorServiceImpl(Coordinator* coordinator, OperatorServiceOptions options)
+      : coordinator_(coordinator), options_(std::move(options)) {}
+
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const v1::GetStatusRequest* request,
+                                      v1::Status* response) override;
+  grpc::ServerUnaryReactor* ListMigrations(grpc::CallbackServerContext* context,
+                                           const v1::ListMigrationsRequest* request,
+                                           v1::ListMigrationsResponse* response) override;
+  grpc::ServerUnaryReactor* Plan(grpc::CallbackServerContext* context,
+                                 const v1::PlanRequest* request,
+                                 v1::PlanResponse* response) override;
+  grpc::ServerWriteReactor<v1::RunProgress>* Apply(grpc::CallbackServerContext* context,
+                                                   const v1::ApplyRequest* request) override;
+  grpc::ServerUnaryReactor* History(grpc::CallbackServerContext* context,
+                                    const v1::HistoryRequest* request,
+                                    v1::HistoryResponse* response) override;
+
+ private:
+  Coordinator* const coordinator_;
+  const OperatorServiceOptions options_;
+};
+
+}  // namespace schemagate
+
+#endif  // SCHEMAGATE_COORDINATOR_OPERATOR_SERVICE_H_

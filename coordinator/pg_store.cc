@@ -1,0 +1,683 @@
+#include "coordinator/pg_store.h"
+
+#include <openssl/sha.h>
+
+#include <chrono>
+#include <cstring>
+#include <pqxx/pqxx>
+#include <random>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "coordinator/conninfo.h"
+#include "coordinator/status_macros.h"
+
+namespace schemagate {
+namespace {
+
+// Bookkeeping layout version, stored in meta.meta_version.
+constexpr int kMetaVersion = 1;
+
+// libpq's message for a server error, without "ERROR:  " and the
+// LINE/caret context (kept in the event as the statement index instead).
+std::string CleanMessage(const char* what) {
+  absl::string_view text(what);
+  absl::ConsumePrefix(&text, "ERROR:  ");
+  absl::ConsumePrefix(&text, "FATAL:  ");
+  size_t newline = text.find('\n');
+  if (newline != absl::string_view::npos) text = text.substr(0, newline);
+  return RedactSecrets(absl::StripAsciiWhitespace(text));
+}
+
+// SQLSTATE class 08 (connection exception) and 57P0x (operator
+// intervention: shutdown) mean the connection is gone.
+bool IsConnectionLoss(const std::string& sqlstate) {
+  return absl::StartsWith(sqlstate, "08") || absl::StartsWith(sqlstate, "57P0");
+}
+
+absl::Status ConnectionLost(const std::exception& e) {
+  return absl::AbortedError(absl::StrCat(
+      "lost the run connection (", CleanMessage(e.what()),
+      "); PostgreSQL rolled back the open transaction and released the lock; retry the run"));
+}
+
+absl::Status Unavailable(const std::exception& e) {
+  return absl::UnavailableError(
+      absl::StrCat("database unavailable: ", CleanMessage(e.what())));
+}
+
+std::string Interval(absl::Duration d) {
+  return absl::StrCat(absl::ToInt64Milliseconds(d), "ms");
+}
+
+absl::Time FromMicros(const pqxx::field& f) {
+  return f.is_null() ? absl::InfinitePast() : absl::FromUnixMicros(f.as<int64_t>());
+}
+
+std::unique_ptr<pqxx::connection> Connect(const std::string& conninfo,
+                                          const char* application_name) {
+  auto conn = std::make_unique<pqxx::connection>(WithKeepalives(conninfo));
+  pqxx::nontransaction tx(*conn);
+  tx.exec(absl::StrCat("SET application_name = ", tx.quote(application_name)));
+  return conn;
+}
+
+// Names of the bookkeeping objects, quoted once.
+struct Names {
+  explicit Names(pqxx::connection& conn, const std::string& schema)
+      : schema(conn.quote_name(schema)),
+        meta(schema_dot(conn, schema, "meta")),
+        migrations(schema_dot(conn, schema, "migrations")),
+        events(schema_dot(conn, schema, "events")),
+        instances(schema_dot(conn, schema, "instances")) {}
+  static std::string schema_dot(pqxx::connection& conn, const std::string& schema,
+                                const char* table) {
+    return absl::StrCat(conn.quote_name(schema), ".", conn.quote_name(table));
+  }
+  std::string schema, meta, migrations, events, instances;
+};
+
+absl::StatusOr<int64_t> ComputeLockKey(pqxx::connection& conn, const PgStoreOptions& options) {
+  if (options.lock_key) return *options.lock_key;
+  pqxx::nontransaction tx(conn);
+  const std::string database = tx.exec1("SELECT current_database()")[0].as<std::string>();
+  return DeriveLockKey(database, options.schema);
+}
+
+// Reads the whole state in one repeatable-read snapshot.
+DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int64_t lock_key) {
+  Names names(conn, schema);
+  pqxx::transaction<pqxx::isolation_level::repeatable_read, pqxx::read_only> tx(conn);
+  DatabaseState state;
+  const uint64_t key = static_cast<uint64_t>(lock_key);
+  state.run_in_progress =
+      tx.exec_params1(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 1)",
+            static_cast<int64_t>(key >> 32), static_cast<int64_t>(key & 0xFFFFFFFFu))[0]
+          .as<bool>();
+  const bool exists =
+      !tx.exec_params1("SELECT to_regclass($1)", names.meta)[0].is_null() &&
+      !tx.exec_params1("SELECT to_regclass($1)", names.events)[0].is_null();
+  if (!exists) return state;
+  state.initialized = true;
+  pqxx::row meta = tx.exec1(absl::StrCat(
+      "SELECT run_epoch, failed_version, failed_name, failed_checksum, failed_sqlstate, "
+      "failed_message, failed_statement, failed_line, "
+      "(extract(epoch FROM failed_at) * 1000000)::bigint, failed_by, "
+      "(SELECT coalesce(max(id), 0) FROM ", names.events, ") FROM ", names.meta));
+  state.run_epoch = meta[0].as<int64_t>();
+  if (!meta[1].is_null()) {
+    SqlFailure failure;
+    failure.version = meta[1].as<int64_t>();
+    failure.name = meta[2].as<std::string>("");
+    failure.checksum = meta[3].as<std::string>("");
+    failure.sqlstate = meta[4].as<std::string>("");
+    failure.message = meta[5].as<std::string>("");
+    failure.statement_index = meta[6].as<int>(0);
+    failure.line = meta[7].as<int>(0);
+    failure.at = FromMicros(meta[8]);
+    failure.coordinator_id = meta[9].as<std::string>("");
+    state.failure = failure;
+  }
+  state.last_event_id = meta[10].as<int64_t>();
+  pqxx::result rows = tx.exec(absl::StrCat(
+      "SELECT version, name, checksum, state, (extract(epoch FROM applied_at) * 1000000)::bigint, "
+      "duration_ms, applied_by, statements_done FROM ",
+      names.migrations, " ORDER BY version"));
+  state.applied.reserve(rows.size());
+  for (const pqxx::row& row : rows) {
+    AppliedMigration m;
+    m.version = row[0].as<int64_t>();
+    m.name = row[1].as<std::string>();
+    m.checksum = row[2].as<std::string>();
+    m.dirty = row[3].as<std::string>() == "dirty";
+    m.applied_at = FromMicros(row[4]);
+    m.duration = absl::Milliseconds(row[5].as<int64_t>());
+    m.applied_by = row[6].as<std::string>();
+    m.statements_done = row[7].as<int>();
+    state.applied.push_back(std::move(m));
+  }
+  tx.commit();
+  return state;
+}
+
+std::optional<int64_t> OptionalVersion(int64_t v) {
+  return v == 0 ? std::nullopt : std::optional<int64_t>(v);
+}
+
+std::optional<std::string> OptionalText(const std::string& s) {
+  return s.empty() ? std::nullopt : std::optional<std::string>(s);
+}
+
+std::optional<int64_t> OptionalMillis(const std::optional<absl::Duration>& d) {
+  return d ? std::optional<int64_t>(absl::ToInt64Milliseconds(*d)) : std::nullopt;
+}
+
+class PgRunSession : public RunSession {
+ public:
+  PgRunSession(std::unique_ptr<pqxx::connection> conn, PgStoreOptions options, int64_t lock_key)
+      : conn_(std::move(conn)),
+        options_(std::move(options)),
+        lock_key_(lock_key),
+        names_(*conn_, options_.schema) {}
+
+  ~PgRunSession() override {
+    try {
+      if (conn_ && conn_->is_open()) {
+        pqxx::nontransaction tx(*conn_);
+        tx.exec_params("SELECT pg_advisory_unlock($1)", lock_key_);
+      }
+    } catch (const std::exception&) {
+      // Closing the connection releases the lock all the same.
+    }
+  }
+
+  absl::Status EnsureSchema() override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec(absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", names_.schema));
+      tx.exec(absl::StrCat(
+          "CREATE TABLE IF NOT EXISTS ", names_.meta, " ("
+          " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
+          " meta_version integer NOT NULL,"
+          " run_epoch bigint NOT NULL DEFAULT 0,"
+          " failed_version bigint, failed_name text, failed_checksum text,"
+          " failed_sqlstate text, failed_message text, failed_statement integer,"
+          " failed_line integer, failed_at timestamptz, failed_by text)"));
+      tx.exec_params(absl::StrCat("INSERT INTO ", names_.meta,
+                                  " (singleton, meta_version) VALUES (true, $1) "
+                                  "ON CONFLICT (singleton) DO NOTHING"),
+                     kMetaVersion);
+      tx.exec(absl::StrCat(
+          "CREATE TABLE IF NOT EXISTS ", names_.migrations, " ("
+          " version bigint PRIMARY KEY CHECK (version > 0),"
+          " name text NOT NULL,"
+          " checksum text NOT NULL,"
+          " state text NOT NULL CHECK (state IN ('applied', 'dirty')),"
+          " applied_at timestamptz NOT NULL DEFAULT now(),"
+          " duration_ms bigint NOT NULL DEFAULT 0,"
+          " applied_by text NOT NULL,"
+          " statements_done integer NOT NULL DEFAULT 0,"
+          " run_id text)"));
+      tx.exec(absl::StrCat(
+          "CREATE TABLE IF NOT EXISTS ", names_.events, " ("
+          " id bigserial PRIMARY KEY,"
+          " at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+          " kind text NOT NULL,"
+          " version bigint, name text, run_id text,"
+          " actor text NOT NULL,"
+          " duration_ms bigint, sqlstate text, message text,"
+          " statement_index integer, line integer)"));
+      tx.exec(absl::StrCat(
+          "CREATE TABLE IF NOT EXISTS ", names_.instances, " ("
+          " instance_id text PRIMARY KEY,"
+          " app text NOT NULL DEFAULT '', app_version text NOT NULL DEFAULT '',"
+          " known_version bigint NOT NULL DEFAULT 0, required_version bigint NOT NULL DEFAULT 0,"
+          " state text NOT NULL DEFAULT '', coordinator_id text NOT NULL DEFAULT '',"
+          " first_seen timestamptz NOT NULL DEFAULT now(),"
+          " last_seen timestamptz NOT NULL DEFAULT now(),"
+          " lease_expires timestamptz NOT NULL DEFAULT now())"));
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<DatabaseState> ReadState() override {
+    absl::StatusOr<DatabaseState> out;
+    absl::Status status = Guard([&] {
+      out = ReadStateOn(*conn_, options_.schema, lock_key_);
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    return out;
+  }
+
+  absl::StatusOr<int64_t> BumpEpoch() override {
+    int64_t epoch = 0;
+    RETURN_IF_ERROR(Guard([&] {
+      pqxx::work tx(*conn_);
+      epoch = tx.exec1(absl::StrCat("UPDATE ", names_.meta,
+                                    " SET run_epoch = run_epoch + 1 RETURNING run_epoch"))[0]
+                  .as<int64_t>();
+      tx.commit();
+      return absl::OkStatus();
+    }));
+    epoch_ = epoch;
+    return epoch;
+  }
+
+  absl::Status RunTransactional(const std::vector<SqlStatement>& statements,
+                                const StatementLimits& limits, const StepRecord& record,
+                                const StatementObserver& observer,
+                                SqlFailure* failure) override {
+    const absl::Time start = absl::Now();
+    int current = -1;
+    try {
+      pqxx::work tx(*conn_);
+      const int64_t epoch = tx.exec1(absl::StrCat(
+          "SET LOCAL lock_timeout = '", Interval(limits.lock_timeout),
+          "'; SET LOCAL statement_timeout = '", Interval(limits.statement_timeout),
+          "'; SELECT run_epoch FROM ", names_.meta))[0].as<int64_t>();
+      RETURN_IF_ERROR(CheckFence(epoch));
+      for (size_t i = 0; i < statements.size(); ++i) {
+        current = static_cast<int>(i);
+        if (observer) observer(current);
+        tx.exec(statements[i].text);
+      }
+      current = -1;
+      const int64_t duration_ms = absl::ToInt64Milliseconds(absl::Now() - start);
+      const std::string event_and_notify = absl::StrCat(
+          ", ev AS (INSERT INTO ", names_.events,
+          " (kind, version, name, run_id, actor, duration_ms) VALUES ($5, $1, $2, $3, $4, $6)"
+          " RETURNING id) SELECT pg_notify($7, $8), (SELECT count(*) FROM book),"
+          " (SELECT count(*) FROM ev)");
+      if (record.up) {
+        tx.exec_params(
+            absl::StrCat("WITH book AS (INSERT INTO ", names_.migrations,
+                         " (version, name, checksum, state, applied_at, duration_ms, applied_by,"
+                         " statements_done, run_id) VALUES ($1, $2, $9, 'applied', now(), $6, $4,"
+                         " $10, $3) ON CONFLICT (version) DO UPDATE SET name = $2, checksum = $9,"
+                         " state = 'applied', applied_at = now(), duration_ms = $6,"
+                         " applied_by = $4, statements_done = $10, run_id = $3 RETURNING 1)",
+                         event_and_notify),
+            record.version, record.name, record.run_id, record.actor, std::string("apply"),
+            duration_ms, std::string(kEventsChannel), options_.schema, record.checksum,
+            static_cast<int>(statements.size()));
+      } else {
+        tx.exec_params(
+            absl::StrCat("WITH book AS (DELETE FROM ", names_.migrations,
+                         " WHERE version = $1 RETURNING 1)", event_and_notify),
+            record.version, record.name, record.run_id, record.actor, std::string("rollback"),
+            duration_ms, std::string(kEventsChannel), options_.schema);
+      }
+      tx.commit();
+      return absl::OkStatus();
+    } catch (const pqxx::broken_connection& e) {
+      return ConnectionLost(e);
+    } catch (const pqxx::in_doubt_error& e) {
+      return absl::AbortedError(absl::StrCat(
+          "the commit of ", record.version, " is in doubt (", CleanMessage(e.what()),
+          "); the next run re-reads the state"));
+    } catch (const pqxx::sql_error& e) {
+      if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) return ConnectionLost(e);
+      FillFailure(e, statements, current, record, failure);
+      return absl::FailedPreconditionError(failure->message);
+    } catch (const std::exception& e) {
+      if (!conn_->is_open()) return ConnectionLost(e);
+      return Unavailable(e);
+    }
+  }
+
+  absl::Status RunNonTransactional(const std::vector<SqlStatement>& statements, int first,
+                                   const StatementLimits& limits, const StepRecord& record,
+                                   const StatementObserver& observer,
+                                   SqlFailure* failure) override {
+    int current = -1;
+    try {
+      {
+        pqxx::nontransaction tx(*conn_);
+        const int64_t epoch = tx.exec1(absl::StrCat(
+            "SET lock_timeout = '", Interval(limits.lock_timeout),
+            "'; SET statement_timeout = '", Interval(limits.statement_timeout),
+            "'; SELECT run_epoch FROM ", names_.meta))[0].as<int64_t>();
+        RETURN_IF_ERROR(CheckFence(epoch));
+      }
+      for (size_t i = static_cast<size_t>(first); i < statements.size(); ++i) {
+        current = static_cast<int>(i);
+        if (observer) observer(current);
+        pqxx::nontransaction tx(*conn_);
+        tx.exec(statements[i].text);
+        tx.exec_params(absl::StrCat("UPDATE ", names_.migrations,
+                                    " SET statements_done = $2 WHERE version = $1"),
+                       record.version, current + 1);
+      }
+      current = -1;
+      pqxx::nontransaction tx(*conn_);
+      tx.exec("RESET lock_timeout; RESET statement_timeout");
+      return absl::OkStatus();
+    } catch (const pqxx::broken_connection& e) {
+      return ConnectionLost(e);
+    } catch (const pqxx::sql_error& e) {
+      if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) return ConnectionLost(e);
+      FillFailure(e, statements, current, record, failure);
+      ResetTimeouts();
+      return absl::FailedPreconditionError(failure->message);
+    } catch (const std::exception& e) {
+      if (!conn_->is_open()) return ConnectionLost(e);
+      return Unavailable(e);
+    }
+  }
+
+  absl::Status MarkDirty(const StepRecord& record) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      if (record.up) {
+        tx.exec_params(absl::StrCat(
+                           "INSERT INTO ", names_.migrations,
+                           " (version, name, checksum, state, applied_by, statements_done, run_id)"
+                           " VALUES ($1, $2, $3, 'dirty', $4, 0, $5) ON CONFLICT (version) DO "
+                           "UPDATE SET state = 'dirty', run_id = $5, applied_by = $4"),
+                       record.version, record.name, record.checksum, record.actor, record.run_id);
+      } else {
+        tx.exec_params(absl::StrCat("UPDATE ", names_.migrations,
+                                    " SET state = 'dirty', statements_done = 0, run_id = $2"
+                                    " WHERE version = $1"),
+                       record.version, record.run_id);
+      }
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status FinishDirty(const StepRecord& record, absl::Duration duration) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      const int64_t ms = absl::ToInt64Milliseconds(duration);
+      if (record.up) {
+        tx.exec_params(absl::StrCat("UPDATE ", names_.migrations,
+                                    " SET state = 'applied', applied_at = now(), duration_ms = $2"
+                                    " WHERE version = $1"),
+                       record.version, ms);
+      } else {
+        tx.exec_params(absl::StrCat("DELETE FROM ", names_.migrations, " WHERE version = $1"),
+                       record.version);
+      }
+      tx.exec_params(absl::StrCat("INSERT INTO ", names_.events,
+                                  " (kind, version, name, run_id, actor, duration_ms)"
+                                  " VALUES ($1, $2, $3, $4, $5, $6)"),
+                     std::string(record.up ? "apply" : "rollback"), record.version, record.name,
+                     record.run_id, record.actor, ms);
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status SetFailure(const std::optional<SqlFailure>& failure) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      if (failure) {
+        tx.exec_params(
+            absl::StrCat("UPDATE ", names_.meta,
+                         " SET failed_version = $1, failed_name = $2, failed_checksum = $3,"
+                         " failed_sqlstate = $4, failed_message = $5, failed_statement = $6,"
+                         " failed_line = $7, failed_at = now(), failed_by = $8"),
+            failure->version, failure->name, failure->checksum, failure->sqlstate,
+            failure->message, failure->statement_index, failure->line, failure->coordinator_id);
+      } else {
+        tx.exec(absl::StrCat("UPDATE ", names_.meta,
+                             " SET failed_version = NULL, failed_name = NULL,"
+                             " failed_checksum = NULL, failed_sqlstate = NULL,"
+                             " failed_message = NULL, failed_statement = NULL,"
+                             " failed_line = NULL, failed_at = NULL, failed_by = NULL"));
+      }
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status RecordEvent(const EventRecord& event) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params(
+          absl::StrCat("INSERT INTO ", names_.events,
+                       " (kind, version, name, run_id, actor, duration_ms, sqlstate, message,"
+                       " statement_index, line) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+          event.kind, OptionalVersion(event.version), OptionalText(event.name),
+          OptionalText(event.run_id), event.actor, OptionalMillis(event.duration),
+          OptionalText(event.sqlstate), OptionalText(RedactSecrets(event.message)),
+          event.statement_index == 0 ? std::nullopt : std::optional<int>(event.statement_index),
+          event.line == 0 ? std::nullopt : std::optional<int>(event.line));
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+ private:
+  // Runs `fn`, turning libpqxx exceptions into statuses.
+  template <typename Fn>
+  absl::Status Guard(Fn fn) {
+    try {
+      return fn();
+    } catch (const pqxx::broken_connection& e) {
+      return ConnectionLost(e);
+    } catch (const pqxx::sql_error& e) {
+      if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) return ConnectionLost(e);
+      return absl::UnavailableError(
+          absl::StrCat("bookkeeping query failed: ", CleanMessage(e.what()), " (SQLSTATE ",
+                       e.sqlstate(), ")"));
+    } catch (const std::exception& e) {
+      if (!conn_->is_open()) return ConnectionLost(e);
+      return Unavailable(e);
+    }
+  }
+
+  absl::Status CheckFence(int64_t epoch) {
+    if (epoch != epoch_) {
+      return absl::AbortedError(absl::StrCat(
+          "run epoch moved from ", epoch_, " to ", epoch,
+          ": another coordinator took over the run (the lock was lost, e.g. on a failover)"));
+    }
+    return absl::OkStatus();
+  }
+
+  void Notify(pqxx::transaction_base& tx) {
+    tx.exec_params("SELECT pg_notify($1, $2)", std::string(kEventsChannel), options_.schema);
+  }
+
+  void ResetTimeouts() {
+    try {
+      pqxx::nontransaction tx(*conn_);
+      tx.exec("RESET lock_timeout; RESET statement_timeout");
+    } catch (const std::exception&) {
+    }
+  }
+
+  void FillFailure(const pqxx::sql_error& e, const std::vector<SqlStatement>& statements,
+                   int current, const StepRecord& record, SqlFailure* failure) {
+    failure->version = record.version;
+    failure->name = record.name;
+    failure->checksum = record.checksum;
+    failure->sqlstate = e.sqlstate();
+    failure->message = CleanMessage(e.what());
+    failure->statement_index = current >= 0 ? current + 1 : 0;
+    failure->line = current >= 0 ? statements[current].line : 0;
+    failure->at = absl::Now();
+    failure->coordinator_id = options_.coordinator_id;
+  }
+
+  std::unique_ptr<pqxx::connection> conn_;
+  const PgStoreOptions options_;
+  const int64_t lock_key_;
+  const Names names_;
+  int64_t epoch_ = -1;
+};
+
+}  // namespace
+
+int64_t DeriveLockKey(const std::string& database, const std::string& schema) {
+  const std::string text = absl::StrCat("schemagate:", database, ":", schema);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  uint64_t key = 0;
+  for (int i = 0; i < 8; ++i) key = (key << 8) | digest[i];
+  return static_cast<int64_t>(key);
+}
+
+absl::StatusOr<int64_t> ParseLockKey(const std::string& text) {
+  if (text.empty()) return absl::InvalidArgumentError("--lock-key is empty");
+  int64_t key = 0;
+  if (absl::SimpleAtoi(text, &key)) return key;
+  return DeriveLockKey(text, "");
+}
+
+PgStore::PgStore(PgStoreOptions options) : options_(std::move(options)) {}
+PgStore::~PgStore() = default;
+
+absl::StatusOr<pqxx::connection*> PgStore::ReadConnection() {
+  if (read_conn_ && read_conn_->is_open()) return read_conn_.get();
+  read_conn_.reset();
+  try {
+    read_conn_ = Connect(options_.conninfo, "schemagate-read");
+    if (!lock_key_) {
+      ASSIGN_OR_RETURN(lock_key_, ComputeLockKey(*read_conn_, options_));
+    }
+  } catch (const std::exception& e) {
+    read_conn_.reset();
+    return Unavailable(e);
+  }
+  return read_conn_.get();
+}
+
+absl::StatusOr<DatabaseState> PgStore::ReadState() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(pqxx::connection * conn, ReadConnection());
+  try {
+    return ReadStateOn(*conn, options_.schema, *lock_key_);
+  } catch (const std::exception& e) {
+    if (!conn->is_open()) read_conn_.reset();
+    return Unavailable(e);
+  }
+}
+
+absl::StatusOr<std::vector<EventRecord>> PgStore::ReadHistory(int limit, int64_t version) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(pqxx::connection * conn, ReadConnection());
+  try {
+    Names names(*conn, options_.schema);
+    pqxx::nontransaction tx(*conn);
+    if (tx.exec_params1("SELECT to_regclass($1)", names.events)[0].is_null()) {
+      return std::vector<EventRecord>{};
+    }
+    pqxx::result rows = tx.exec_params(
+        absl::StrCat("SELECT id, (extract(epoch FROM at) * 1000000)::bigint, kind, version, "
+                     "name, run_id, actor, duration_ms, sqlstate, message, statement_index, line "
+                     "FROM ", names.events,
+                     " WHERE ($2 = 0 OR version = $2) ORDER BY id DESC LIMIT $1"),
+        limit, version);
+    std::vector<EventRecord> events;
+    events.reserve(rows.size());
+    for (const pqxx::row& row : rows) {
+      EventRecord e;
+      e.id = row[0].as<int64_t>();
+      e.at = FromMicros(row[1]);
+      e.kind = row[2].as<std::string>();
+      e.version = row[3].as<int64_t>(0);
+      e.name = row[4].as<std::string>("");
+      e.run_id = row[5].as<std::string>("");
+      e.actor = row[6].as<std::string>("");
+      if (!row[7].is_null()) e.duration = absl::Milliseconds(row[7].as<int64_t>());
+      e.sqlstate = row[8].as<std::string>("");
+      e.message = row[9].as<std::string>("");
+      e.statement_index = row[10].as<int>(0);
+      e.line = row[11].as<int>(0);
+      events.push_back(std::move(e));
+    }
+    return events;
+  } catch (const std::exception& e) {
+    if (!conn->is_open()) read_conn_.reset();
+    return Unavailable(e);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<RunSession>> PgStore::BeginRun(const LockWaitOptions& options) {
+  std::unique_ptr<pqxx::connection> conn;
+  int64_t key = 0;
+  try {
+    conn = Connect(options_.conninfo, "schemagate-run");
+    ASSIGN_OR_RETURN(key, ComputeLockKey(*conn, options_));
+  } catch (const std::exception& e) {
+    return Unavailable(e);
+  }
+  const absl::Time start = absl::Now();
+  absl::Duration backoff = absl::Milliseconds(20);
+  absl::Time next_report = start + absl::Seconds(1);
+  std::mt19937_64 rng(std::random_device{}());
+  while (true) {
+    try {
+      pqxx::nontransaction tx(*conn);
+      if (tx.exec_params1("SELECT pg_try_advisory_lock($1)", key)[0].as<bool>()) {
+        return std::unique_ptr<RunSession>(
+            std::make_unique<PgRunSession>(std::move(conn), options_, key));
+      }
+    } catch (const std::exception& e) {
+      return Unavailable(e);
+    }
+    if (options.cancelled != nullptr && options.cancelled->load()) {
+      return absl::CancelledError("stopped while waiting for the run lock");
+    }
+    const absl::Time now = absl::Now();
+    if (now - start >= options.max_wait) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "another run held the lock for ", absl::FormatDuration(now - start),
+          "; try again later (schemagatectl status shows the running coordinator)"));
+    }
+    if (options.on_wait && now >= next_report) {
+      options.on_wait(now - start);
+      next_report = now + absl::Seconds(5);
+    }
+    // Full jitter on an exponential backoff, capped at 500 ms.
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    absl::SleepFor(backoff * jitter(rng));
+    backoff = std::min(backoff * 2, absl::Milliseconds(500));
+  }
+}
+
+class PgListener::Receiver : public pqxx::notification_receiver {
+ public:
+  Receiver(pqxx::connection_base& conn) : pqxx::notification_receiver(conn, kEventsChannel) {}
+  void operator()(const std::string&, int) override { ++count; }
+  int count = 0;
+};
+
+PgListener::PgListener(std::string conninfo) : conninfo_(std::move(conninfo)) {}
+
+PgListener::~PgListener() {
+  receiver_.reset();
+  conn_.reset();
+}
+
+absl::Status PgListener::Connect() {
+  receiver_.reset();
+  conn_.reset();
+  try {
+    conn_ = schemagate::Connect(conninfo_, "schemagate-listen");
+    receiver_ = std::make_unique<Receiver>(*conn_);
+    // Make sure the LISTEN is in place before the caller reads the state.
+    pqxx::nontransaction tx(*conn_);
+    tx.exec("SELECT 1");
+  } catch (const std::exception& e) {
+    receiver_.reset();
+    conn_.reset();
+    return Unavailable(e);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> PgListener::Wait(absl::Duration timeout) {
+  if (!conn_) return absl::UnavailableError("not connected");
+  try {
+    receiver_->count = 0;
+    const int64_t micros = absl::ToInt64Microseconds(timeout);
+    conn_->await_notification(micros / 1000000, micros % 1000000);
+    conn_->get_notifs();
+    if (!conn_->is_open()) throw pqxx::broken_connection("connection closed");
+    return receiver_->count;
+  } catch (const std::exception& e) {
+    receiver_.reset();
+    conn_.reset();
+    return Unavailable(e);
+  }
+}
+
+}  // namespace schemagate

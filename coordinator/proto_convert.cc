@@ -1,0 +1,337 @@
+#include "coordinator/proto_convert.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace schemagate {
+namespace {
+
+void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
+  if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return;
+  const int64_t micros = absl::ToUnixMicros(t);
+  out->set_seconds(micros / 1000000);
+  out->set_nanos(static_cast<int32_t>((micros % 1000000) * 1000));
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(nanos / 1000000000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+}
+
+bool IsPrintable(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+  });
+}
+
+bool IsHexChecksum(const std::string& s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+}  // namespace
+
+v1::ReadinessState ToProto(ReadinessState state) {
+  switch (state) {
+    case ReadinessState::kReady: return v1::READY;
+    case ReadinessState::kPending: return v1::PENDING;
+    case ReadinessState::kMigrating: return v1::MIGRATING;
+    case ReadinessState::kBlocked: return v1::BLOCKED;
+    case ReadinessState::kUnknownVersion: return v1::UNKNOWN_VERSION;
+    case ReadinessState::kIncompatible: return v1::INCOMPATIBLE;
+    case ReadinessState::kMismatch: return v1::MISMATCH;
+    case ReadinessState::kFailed: return v1::FAILED;
+    case ReadinessState::kUnavailable: return v1::UNAVAILABLE;
+  }
+  return v1::READINESS_STATE_UNSPECIFIED;
+}
+
+ReadinessState FromProto(v1::ReadinessState state) {
+  switch (state) {
+    case v1::READY: return ReadinessState::kReady;
+    case v1::PENDING: return ReadinessState::kPending;
+    case v1::MIGRATING: return ReadinessState::kMigrating;
+    case v1::BLOCKED: return ReadinessState::kBlocked;
+    case v1::UNKNOWN_VERSION: return ReadinessState::kUnknownVersion;
+    case v1::INCOMPATIBLE: return ReadinessState::kIncompatible;
+    case v1::MISMATCH: return ReadinessState::kMismatch;
+    case v1::FAILED: return ReadinessState::kFailed;
+    default: return ReadinessState::kUnavailable;
+  }
+}
+
+absl::Status FromProto(const v1::AppTarget& in, AppTarget* out) {
+  if (in.app().size() > kMaxNameLength || !IsPrintable(in.app())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target.app must be printable text of at most ", kMaxNameLength, " bytes"));
+  }
+  if (in.app_version().size() > kMaxNameLength || !IsPrintable(in.app_version())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target.app_version must be printable text of at most ", kMaxNameLength, " bytes"));
+  }
+  if (in.known_version() < 0 || in.required_version() < 0) {
+    return absl::InvalidArgumentError("versions must not be negative");
+  }
+  if (in.known_version() != 0 && in.required_version() > in.known_version()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "required_version ", in.required_version(), " is above known_version ",
+        in.known_version(), "; R can never exceed K"));
+  }
+  if (in.checksums_size() > kMaxChecksums) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("at most ", kMaxChecksums, " checksums per request"));
+  }
+  out->app = in.app();
+  out->app_version = in.app_version();
+  out->known_version = in.known_version();
+  out->required_version = in.required_version();
+  out->checksums.clear();
+  for (const auto& [version, checksum] : in.checksums()) {
+    if (version <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("checksum for version ", version, ": versions are positive"));
+    }
+    if (!IsHexChecksum(checksum)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checksum for version ", version, " must be 64 lower-case hex digits (SHA-256)"));
+    }
+    out->checksums[version] = checksum;
+  }
+  return absl::OkStatus();
+}
+
+void ToProto(const AppTarget& in, v1::AppTarget* out) {
+  out->set_app(in.app);
+  out->set_app_version(in.app_version);
+  out->set_known_version(in.known_version);
+  out->set_required_version(in.required_version);
+  for (const auto& [version, checksum] : in.checksums) (*out->mutable_checksums())[version] = checksum;
+}
+
+void ToProto(const ReadinessAnswer& answer, const std::string& coordinator_id,
+             v1::Readiness* out) {
+  out->set_state(ToProto(answer.state));
+  out->set_message(answer.message);
+  out->set_applied_version(answer.applied_version);
+  out->set_required_version(answer.required_version);
+  out->set_known_version(answer.known_version);
+  out->set_blocking_version(answer.blocking_version);
+  out->set_coordinator_id(coordinator_id);
+}
+
+ReadinessAnswer FromProto(const v1::Readiness& in) {
+  ReadinessAnswer answer;
+  answer.state = FromProto(in.state());
+  answer.message = in.message();
+  answer.applied_version = in.applied_version();
+  answer.required_version = in.required_version();
+  answer.known_version = in.known_version();
+  answer.blocking_version = in.blocking_version();
+  return answer;
+}
+
+void ToProto(const SqlFailure& failure, v1::Failure* out) {
+  out->set_version(failure.version);
+  out->set_name(failure.name);
+  out->set_sqlstate(failure.sqlstate);
+  out->set_message(failure.message);
+  out->set_statement_index(failure.statement_index);
+  out->set_line(failure.line);
+  SetTime(failure.at, out->mutable_at());
+  out->set_coordinator_id(failure.coordinator_id);
+}
+
+void ToProto(const EventRecord& event, v1::Event* out) {
+  out->set_id(event.id);
+  SetTime(event.at, out->mutable_at());
+  out->set_kind(event.kind);
+  out->set_version(event.version);
+  out->set_name(event.name);
+  out->set_run_id(event.run_id);
+  out->set_actor(event.actor);
+  if (event.duration) SetDuration(*event.duration, out->mutable_duration());
+  out->set_sqlstate(event.sqlstate);
+  out->set_message(event.message);
+  out->set_statement_index(event.statement_index);
+  out->set_line(event.line);
+}
+
+void ToProto(const RunEvent& event, v1::RunProgress* out) {
+  switch (event.kind) {
+    case RunEvent::Kind::kLockWait: out->set_kind(v1::LOCK_WAIT); break;
+    case RunEvent::Kind::kLockAcquired: out->set_kind(v1::LOCK_ACQUIRED); break;
+    case RunEvent::Kind::kMigrationStarted: out->set_kind(v1::MIGRATION_STARTED); break;
+    case RunEvent::Kind::kStatementStarted: out->set_kind(v1::STATEMENT_STARTED); break;
+    case RunEvent::Kind::kMigrationFinished: out->set_kind(v1::MIGRATION_FINISHED); break;
+    case RunEvent::Kind::kMigrationFailed: out->set_kind(v1::MIGRATION_FAILED); break;
+    case RunEvent::Kind::kLockTimeoutRetry: out->set_kind(v1::LOCK_TIMEOUT_RETRY); break;
+    case RunEvent::Kind::kRunFinished: out->set_kind(v1::RUN_FINISHED); break;
+  }
+  out->set_run_id(event.run_id);
+  out->set_version(event.version);
+  out->set_name(event.name);
+  out->set_statement_index(event.statement_index);
+  out->set_statement_count(event.statement_count);
+  SetDuration(event.elapsed, out->mutable_elapsed());
+  out->set_message(event.message);
+  if (event.failure) ToProto(*event.failure, out->mutable_failure());
+  out->set_applied(event.applied);
+}
+
+void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
+                 const std::string& schema, const std::string& database, v1::Status* out) {
+  const SchemaView& view = snapshot.view;
+  const MigrationSet& set = *view.set;
+  const DatabaseState& db = view.db;
+  out->set_applied_version(db.AppliedHead());
+  out->set_head_version(set.Head());
+  int applied = 0, pending = 0;
+  for (const Migration& m : set.migrations()) {
+    const AppliedMigration* row = db.Find(m.version);
+    if (row != nullptr && !row->dirty) {
+      ++applied;
+    } else if (row == nullptr) {
+      ++pending;
+    }
+  }
+  out->set_applied_count(applied);
+  out->set_pending_count(pending);
+  for (const AppliedMigration& row : db.applied) {
+    if (row.dirty) out->add_dirty_versions(row.version);
+  }
+  for (const std::string& conflict : view.conflicts) out->add_conflicts(conflict);
+  if (db.failure) ToProto(*db.failure, out->mutable_failure());
+  out->set_apply_mode(options.manual ? v1::MANUAL : v1::AUTO);
+  out->set_coordinator_id(options.coordinator_id);
+  out->set_schema(schema);
+  out->set_database(database);
+  SetTime(snapshot.refreshed_at, out->mutable_refreshed_at());
+  out->set_run_epoch(db.run_epoch);
+
+  const bool failure_blocks = db.failure && db.Find(db.failure->version) == nullptr;
+  if (!view.database_available) {
+    out->set_state(v1::DATABASE_UNAVAILABLE);
+    out->set_message(absl::StrCat("cannot reach the database: ", view.database_error));
+  } else if (out->dirty_versions_size() > 0) {
+    out->set_state(v1::DIRTY);
+    out->set_message(absl::StrCat("version ", out->dirty_versions(0),
+                                  " is dirty; check the database, then 'schemagatectl repair'"));
+  } else if (!view.conflicts.empty()) {
+    out->set_state(v1::CONFLICT);
+    out->set_message(absl::StrCat("the migration set disagrees with the database: ",
+                                  absl::StrJoin(view.conflicts, "; ")));
+  } else if (failure_blocks) {
+    out->set_state(v1::SET_FAILED);
+    out->set_message(absl::StrCat("migration ", db.failure->version, " failed [",
+                                  db.failure->sqlstate, "]: ", db.failure->message));
+  } else if (view.run_in_progress) {
+    out->set_state(v1::RUNNING);
+    out->set_message(absl::StrCat("a run is under way; ", pending, " pending"));
+  } else if (pending > 0) {
+    out->set_state(v1::BEHIND);
+    out->set_message(absl::StrCat(pending, " migration(s) pending",
+                                  options.manual ? " (--apply=manual: run 'schemagatectl apply')"
+                                                 : ""));
+  } else {
+    out->set_state(v1::CURRENT);
+    out->set_message(absl::StrCat("every migration is applied; schema at version ",
+                                  db.AppliedHead()));
+  }
+}
+
+void BuildMigrations(const Snapshot& snapshot, v1::ListMigrationsResponse* out) {
+  const SchemaView& view = snapshot.view;
+  const DatabaseState& db = view.db;
+  std::vector<int64_t> versions;
+  for (const Migration& m : view.set->migrations()) versions.push_back(m.version);
+  for (const AppliedMigration& row : db.applied) versions.push_back(row.version);
+  std::sort(versions.begin(), versions.end());
+  versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
+  for (int64_t version : versions) {
+    const Migration* m = view.set->Find(version);
+    const AppliedMigration* row = db.Find(version);
+    v1::Migration* out_m = out->add_migrations();
+    out_m->set_version(version);
+    out_m->set_name(m != nullptr ? m->name : row->name);
+    if (m != nullptr) {
+      out_m->set_checksum(m->checksum);
+      out_m->set_transactional(m->transactional());
+      out_m->set_breaking(m->breaking());
+      out_m->set_has_down(m->down.has_value());
+      out_m->set_statement_count(static_cast<int32_t>(m->up.statements.size()));
+    }
+    if (row != nullptr) {
+      out_m->set_applied_checksum(row->checksum);
+      SetTime(row->applied_at, out_m->mutable_applied_at());
+      SetDuration(row->duration, out_m->mutable_duration());
+      out_m->set_applied_by(row->applied_by);
+    }
+    if (row == nullptr) {
+      const bool failed = db.failure && db.failure->version == version;
+      out_m->set_state(failed ? v1::MIGRATION_LAST_RUN_FAILED : v1::MIGRATION_PENDING);
+    } else if (row->dirty) {
+      out_m->set_state(v1::MIGRATION_DIRTY);
+    } else if (m == nullptr) {
+      out_m->set_state(v1::MIGRATION_MISSING_FROM_SET);
+    } else if (m->checksum != row->checksum) {
+      out_m->set_state(v1::MIGRATION_CHECKSUM_MISMATCH);
+    } else {
+      out_m->set_state(v1::MIGRATION_APPLIED);
+    }
+  }
+}
+
+absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
+                       const v1::PlanRequest& request, v1::PlanResponse* out) {
+  const SchemaView& view = snapshot.view;
+  const MigrationSet& set = *view.set;
+  if (request.rollback()) {
+    return absl::UnimplementedError("rollback plans arrive with 'schemagatectl rollback'");
+  }
+  if (request.target_version() < 0 ||
+      (request.target_version() != 0 && set.Find(request.target_version()) == nullptr)) {
+    return absl::InvalidArgumentError(absl::StrCat("target version ", request.target_version(),
+                                                   " is not in the migration set (head ",
+                                                   set.Head(), ")"));
+  }
+  const int64_t target = request.target_version() == 0 ? set.Head() : request.target_version();
+  for (const Migration& m : set.migrations()) {
+    if (m.version > target) break;
+    if (view.db.Find(m.version) != nullptr) continue;
+    v1::PlanStep* step = out->add_steps();
+    step->set_version(m.version);
+    step->set_name(m.name);
+    step->set_direction("up");
+    step->set_transactional(m.transactional());
+    step->set_breaking(m.breaking());
+    SetDuration(m.up.directives.lock_timeout.value_or(runner.lock_timeout),
+                step->mutable_lock_timeout());
+    SetDuration(m.up.directives.statement_timeout.value_or(runner.statement_timeout),
+                step->mutable_statement_timeout());
+    for (const SqlStatement& s : m.up.statements) step->add_statements(s.text);
+  }
+  if (!view.database_available) {
+    out->set_note(absl::StrCat("the database is unreachable (", view.database_error,
+                               "); the plan assumes the last state seen"));
+  } else if (!view.conflicts.empty()) {
+    out->set_note("nothing will run: the set disagrees with the database (see status)");
+  } else if (view.db.failure && view.db.Find(view.db.failure->version) == nullptr) {
+    out->set_note(absl::StrCat("the last run failed on ", view.db.failure->version,
+                               "; 'schemagatectl apply' retries it"));
+  } else if (out->steps_size() == 0) {
+    out->set_note(absl::StrCat("nothing to apply: the database is at ", view.db.AppliedHead()));
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+}  // namespace schemagate

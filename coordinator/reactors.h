@@ -1,0 +1,21 @@
+// Small gRPC callback-API building blocks shared by the services.
+#ifndef SCHEMAGATE_COORDINATOR_REACTORS_H_
+#define SCHEMAGATE_COORDINATOR_REACTORS_H_
+
+#include "grpcpp/support/server_callback.h"
+#include "grpcpp/support/status.h"
+
+namespace schemagate {
+
+// A server-streaming reactor that ends the call at once with `status`
+// (used to refuse a bad request).
+template <typename Response>
+class FinishedWriter : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit FinishedWriter(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace schemagate
+
+#endif  // SCHEMAGATE_COORDINATOR_REACTORS_H_

@@ -1,0 +1,198 @@
+#include "coordinator/readiness.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace schemagate {
+
+const char* ReadinessStateName(ReadinessState state) {
+  switch (state) {
+    case ReadinessState::kReady: return "READY";
+    case ReadinessState::kPending: return "PENDING";
+    case ReadinessState::kMigrating: return "MIGRATING";
+    case ReadinessState::kBlocked: return "BLOCKED";
+    case ReadinessState::kUnknownVersion: return "UNKNOWN_VERSION";
+    case ReadinessState::kIncompatible: return "INCOMPATIBLE";
+    case ReadinessState::kMismatch: return "MISMATCH";
+    case ReadinessState::kFailed: return "FAILED";
+    case ReadinessState::kUnavailable: return "UNAVAILABLE";
+  }
+  return "UNAVAILABLE";
+}
+
+bool IsFinal(ReadinessState state) {
+  return state == ReadinessState::kFailed || state == ReadinessState::kIncompatible ||
+         state == ReadinessState::kMismatch;
+}
+
+AppTarget ResolveTarget(const AppTarget& target, const MigrationSet& set) {
+  AppTarget out = target;
+  if (out.known_version == 0 && out.required_version == 0) {
+    out.known_version = set.Head();
+    out.required_version = set.HighestNonBreaking();
+  } else if (out.required_version == 0) {
+    out.required_version = out.known_version;
+  } else if (out.known_version == 0) {
+    out.known_version = out.required_version;
+  }
+  return out;
+}
+
+std::vector<std::string> FindConflicts(const MigrationSet& set, const DatabaseState& db) {
+  std::vector<std::string> conflicts;
+  for (const AppliedMigration& applied : db.applied) {
+    const Migration* m = set.Find(applied.version);
+    if (m == nullptr) {
+      conflicts.push_back(absl::StrCat("version ", applied.version, " (", applied.name,
+                                       ") is applied but has no file in the migration set"));
+    } else if (m->checksum != applied.checksum) {
+      conflicts.push_back(absl::StrCat("version ", applied.version, " (", m->up.path,
+                                       ") was edited after it was applied: checksum ",
+                                       m->checksum.substr(0, 12), "… differs from applied ",
+                                       applied.checksum.substr(0, 12), "…"));
+    }
+  }
+  return conflicts;
+}
+
+ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView& view) {
+  const MigrationSet& set = *view.set;
+  const AppTarget target = ResolveTarget(raw_target, set);
+  ReadinessAnswer answer;
+  answer.known_version = target.known_version;
+  answer.required_version = target.required_version;
+  const int64_t k = target.known_version;
+  const int64_t r = target.required_version;
+
+  if (!view.database_available) {
+    answer.state = ReadinessState::kUnavailable;
+    answer.message = absl::StrCat("the coordinator cannot reach the database",
+                                  view.database_error.empty() ? "" : ": ",
+                                  view.database_error, "; waiting for it to come back");
+    return answer;
+  }
+  const DatabaseState& db = view.db;
+  answer.applied_version = db.AppliedHead();
+
+  for (const AppliedMigration& row : db.applied) {
+    if (row.dirty) {
+      answer.state = ReadinessState::kFailed;
+      answer.blocking_version = row.version;
+      answer.message = absl::StrCat(
+          "migration ", row.version, " (", row.name,
+          ") is dirty: a no-transaction migration stopped part-way (statement ",
+          row.statements_done + 1,
+          "); an operator must check the database and run 'schemagatectl repair'");
+      return answer;
+    }
+  }
+
+  for (const auto& [version, checksum] : target.checksums) {
+    const AppliedMigration* applied = db.Find(version);
+    if (applied != nullptr && applied->checksum != checksum) {
+      answer.state = ReadinessState::kMismatch;
+      answer.blocking_version = version;
+      answer.message = absl::StrCat(
+          "the app's file for version ", version, " differs from what was applied (checksum ",
+          checksum.substr(0, 12), "… vs applied ", applied->checksum.substr(0, 12),
+          "…); an applied migration must never be edited: restore the file or add a new "
+          "migration");
+      return answer;
+    }
+  }
+
+  for (const AppliedMigration& row : db.applied) {
+    if (row.version <= k) continue;
+    const Migration* m = set.Find(row.version);
+    if (m != nullptr && m->breaking()) {
+      answer.state = ReadinessState::kIncompatible;
+      answer.blocking_version = row.version;
+      answer.message = absl::StrCat(
+          "breaking migration ", row.version, " (", m->name,
+          ") is already applied and this app only knows versions up to ", k,
+          "; deploy a newer build of the app");
+      return answer;
+    }
+  }
+
+  // Versions the app needs that are not applied yet.
+  std::vector<const Migration*> needed;
+  for (const Migration& m : set.migrations()) {
+    if (m.version > r) break;
+    const AppliedMigration* applied = db.Find(m.version);
+    if (applied == nullptr) needed.push_back(&m);
+  }
+  const bool r_known = r == 0 || set.Find(r) != nullptr || db.Find(r) != nullptr;
+  if (!r_known) {
+    answer.state = ReadinessState::kUnknownVersion;
+    answer.blocking_version = r;
+    answer.message = absl::StrCat(
+        "the app needs version ", r, " but the coordinator's migration set ends at ",
+        set.Head(), "; deploy the coordinator with the new migrations first");
+    return answer;
+  }
+  if (needed.empty()) {
+    answer.state = ReadinessState::kReady;
+    answer.message = absl::StrCat("schema is at version ", answer.applied_version,
+                                  "; the app needs ", r);
+    return answer;
+  }
+  const Migration* next = needed.front();
+  answer.blocking_version = next->version;
+
+  if (db.failure && db.failure->version <= r) {
+    const SqlFailure& f = *db.failure;
+    answer.state = ReadinessState::kFailed;
+    answer.blocking_version = f.version;
+    answer.message = absl::StrCat(
+        "migration ", f.version, " (", f.name, ") failed", f.sqlstate.empty() ? "" : " [",
+        f.sqlstate, f.sqlstate.empty() ? "" : "]",
+        f.statement_index > 0 ? absl::StrCat(" at statement ", f.statement_index, " (line ",
+                                             f.line, ")")
+                              : "",
+        ": ", f.message,
+        "; fix the file and redeploy the coordinator, or retry with 'schemagatectl apply'");
+    return answer;
+  }
+  if (!view.conflicts.empty()) {
+    answer.state = ReadinessState::kFailed;
+    answer.message = absl::StrCat(
+        "the coordinator's migration set disagrees with the database (",
+        absl::StrJoin(view.conflicts, "; "),
+        "); nothing runs until an operator resolves it ('schemagatectl validate')");
+    return answer;
+  }
+  for (const Migration* m : needed) {
+    if (!m->breaking()) continue;
+    const bool old_instance_live =
+        std::any_of(view.live_known_versions.begin(), view.live_known_versions.end(),
+                    [&](int64_t live_k) { return live_k < m->version; });
+    if (old_instance_live) {
+      answer.state = ReadinessState::kBlocked;
+      answer.blocking_version = m->version;
+      answer.message = absl::StrCat(
+          "breaking migration ", m->version, " (", m->name,
+          ") waits until no live instance needs the old schema");
+      return answer;
+    }
+  }
+  if (view.run_in_progress) {
+    answer.state = ReadinessState::kMigrating;
+    answer.message = absl::StrCat("applying migrations; next needed: ", next->Label(), " (",
+                                  needed.size(), " pending up to ", r, ")");
+    return answer;
+  }
+  answer.state = ReadinessState::kPending;
+  answer.message = view.manual
+                       ? absl::StrCat(needed.size(), " migration(s) pending up to ", r, ", next ",
+                                      next->Label(),
+                                      "; the coordinator runs with --apply=manual: an operator "
+                                      "must run 'schemagatectl apply'")
+                       : absl::StrCat(needed.size(), " migration(s) pending up to ", r, ", next ",
+                                      next->Label(), "; a run will start shortly");
+  return answer;
+}
+
+}  // namespace schemagate

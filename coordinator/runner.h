@@ -1,0 +1,108 @@
+// The runner sequences one run (DESIGN.md "Runs: the lock"): take the lock on
+// a dedicated connection, re-read the state under it, bump the epoch, apply
+// each pending migration on that same connection, record events, unlock.
+#ifndef SCHEMAGATE_COORDINATOR_RUNNER_H_
+#define SCHEMAGATE_COORDINATOR_RUNNER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "coordinator/migration_set.h"
+#include "coordinator/store.h"
+
+namespace schemagate {
+
+struct RunnerOptions {
+  // Recorded as applied_by and as the actor of automatic runs.
+  std::string coordinator_id = "schemagated";
+  // Defaults for migrations without lock-timeout / statement-timeout directives.
+  absl::Duration lock_timeout = absl::Seconds(5);
+  absl::Duration statement_timeout = absl::ZeroDuration();
+  // A lock_timeout (SQLSTATE 55P03) is retried this many times, backing off
+  // from retry_backoff (doubling, at most 30 s) between tries.
+  int lock_retries = 5;
+  absl::Duration retry_backoff = absl::Seconds(1);
+  // How long a run waits for another run to release the lock.
+  absl::Duration max_lock_wait = absl::InfiniteDuration();
+  // Injectable sleep (tests).
+  std::function<void(absl::Duration)> sleep = [](absl::Duration d) { absl::SleepFor(d); };
+};
+
+struct RunRequest {
+  // Apply up to this version; 0 means the set's head.
+  int64_t target_version = 0;
+  // Apply breaking migrations regardless of `breaking_gate`.
+  bool allow_breaking = false;
+  // Retry a migration whose last run failed although its file is unchanged
+  // (an operator asked). Without it such a set stays FAILED.
+  bool retry_failed = false;
+  // Who asked; the coordinator id for automatic runs.
+  std::string actor;
+  // For breaking migrations without allow_breaking: true lets it run now.
+  // Unset means breaking migrations are held back.
+  std::function<bool(const Migration&)> breaking_gate;
+};
+
+// Progress of a run, reported as it happens.
+struct RunEvent {
+  enum class Kind {
+    kLockWait,
+    kLockAcquired,
+    kMigrationStarted,
+    kStatementStarted,
+    kMigrationFinished,
+    kMigrationFailed,
+    kLockTimeoutRetry,
+    kRunFinished,
+  };
+  Kind kind = Kind::kRunFinished;
+  std::string run_id;
+  int64_t version = 0;
+  std::string name;
+  int statement_index = 0;  // 1-based
+  int statement_count = 0;
+  absl::Duration elapsed;
+  std::string message;
+  std::optional<SqlFailure> failure;
+  int applied = 0;
+};
+
+using ProgressSink = std::function<void(const RunEvent&)>;
+
+struct RunOutcome {
+  std::string run_id;
+  int applied = 0;
+  // Migrations left pending because they are breaking and the gate said no.
+  int held_back = 0;
+};
+
+// Thread-compatible: one Apply at a time per Runner.
+class Runner {
+ public:
+  Runner(Store* store, const MigrationSet* set, RunnerOptions options);
+
+  // Applies pending migrations. Errors: FAILED_PRECONDITION (a migration
+  // failed and was recorded, or the set is dirty/failed/in conflict),
+  // ABORTED (lock or connection lost: nothing more ran), UNAVAILABLE
+  // (database away, or lock timeouts exhausted: try again later),
+  // INVALID_ARGUMENT (bad target), CANCELLED (stopped while waiting).
+  absl::StatusOr<RunOutcome> Apply(const RunRequest& request, const ProgressSink& progress,
+                                   const std::atomic<bool>* cancelled);
+
+ private:
+  Store* const store_;
+  const MigrationSet* const set_;
+  const RunnerOptions options_;
+};
+
+// A short random id for a run ("r-3f9a1c2b").
+std::string NewRunId();
+
+}  // namespace schemagate
+
+#endif  // SCHEMAGATE_COORDINATOR_RUNNER_H_

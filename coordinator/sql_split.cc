@@ -1,0 +1,119 @@
+#include "coordinator/sql_split.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "pg_query.h"
+#include "pg_query.pb.h"
+
+namespace schemagate {
+namespace {
+
+// Returns why `node` cannot run inside a transaction block, or "".
+std::string NoTransactionReason(const pg_query::Node& node) {
+  switch (node.node_case()) {
+    case pg_query::Node::kIndexStmt:
+      if (node.index_stmt().concurrent()) return "CREATE INDEX CONCURRENTLY";
+      break;
+    case pg_query::Node::kDropStmt:
+      if (node.drop_stmt().concurrent()) return "DROP INDEX CONCURRENTLY";
+      break;
+    case pg_query::Node::kReindexStmt:
+      for (const pg_query::Node& param : node.reindex_stmt().params()) {
+        if (param.has_def_elem() &&
+            absl::AsciiStrToLower(param.def_elem().defname()) == "concurrently") {
+          return "REINDEX CONCURRENTLY";
+        }
+      }
+      break;
+    case pg_query::Node::kVacuumStmt:
+      return node.vacuum_stmt().is_vacuumcmd() ? "VACUUM" : "";
+    case pg_query::Node::kCreatedbStmt:
+      return "CREATE DATABASE";
+    case pg_query::Node::kDropdbStmt:
+      return "DROP DATABASE";
+    case pg_query::Node::kCreateTableSpaceStmt:
+      return "CREATE TABLESPACE";
+    case pg_query::Node::kDropTableSpaceStmt:
+      return "DROP TABLESPACE";
+    case pg_query::Node::kAlterSystemStmt:
+      return "ALTER SYSTEM";
+    default:
+      break;
+  }
+  return "";
+}
+
+// Returns the first offset in [begin, end) that is neither blank nor inside a
+// leading comment, so a statement's line is where its SQL starts.
+size_t SkipBlanksAndComments(const std::string& text, size_t begin, size_t end) {
+  while (begin < end) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(text[begin]))) {
+      ++begin;
+    } else if (text.compare(begin, 2, "--") == 0) {
+      while (begin < end && text[begin] != '\n') ++begin;
+    } else if (text.compare(begin, 2, "/*") == 0) {
+      size_t close = text.find("*/", begin + 2);
+      if (close == std::string::npos || close + 2 > end) return begin;
+      begin = close + 2;
+    } else {
+      break;
+    }
+  }
+  return begin;
+}
+
+}  // namespace
+
+int LineOfOffset(absl::string_view text, size_t offset) {
+  int line = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') ++line;
+  }
+  return line;
+}
+
+absl::StatusOr<std::vector<SqlStatement>> SplitSql(absl::string_view sql) {
+  const std::string input(sql);
+  PgQueryProtobufParseResult result = pg_query_parse_protobuf(input.c_str());
+  if (result.error != nullptr) {
+    // cursorpos is 1-based; 0 means "unknown", reported as the first line.
+    const int cursor = result.error->cursorpos;
+    const int line = cursor > 0 ? LineOfOffset(input, cursor - 1) : 1;
+    std::string message = absl::StrCat("line ", line, ": ", result.error->message);
+    pg_query_free_protobuf_parse_result(result);
+    return absl::InvalidArgumentError(message);
+  }
+  pg_query::ParseResult tree;
+  const bool parsed =
+      tree.ParseFromArray(result.parse_tree.data, static_cast<int>(result.parse_tree.len));
+  pg_query_free_protobuf_parse_result(result);
+  if (!parsed) {
+    return absl::InternalError("libpg_query returned a parse tree that does not decode");
+  }
+
+  std::vector<SqlStatement> statements;
+  statements.reserve(tree.stmts_size());
+  for (const pg_query::RawStmt& raw : tree.stmts()) {
+    size_t begin = static_cast<size_t>(raw.stmt_location());
+    size_t end = raw.stmt_len() == 0 ? input.size() : begin + raw.stmt_len();
+    if (end > input.size()) end = input.size();
+    begin = SkipBlanksAndComments(input, begin, end);
+    while (end > begin && (absl::ascii_isspace(static_cast<unsigned char>(input[end - 1])) ||
+                           input[end - 1] == ';')) {
+      --end;
+    }
+    SqlStatement statement;
+    statement.text = input.substr(begin, end - begin);
+    statement.line = LineOfOffset(input, begin);
+    statement.needs_no_transaction = NoTransactionReason(raw.stmt());
+    statement.is_transaction_control = raw.stmt().has_transaction_stmt();
+    statements.push_back(std::move(statement));
+  }
+  return statements;
+}
+
+}  // namespace schemagate
