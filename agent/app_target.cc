@@ -1,0 +1,46 @@
+#include "agent/app_target.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/migration_set.h"
+
+namespace schemagate {
+
+absl::StatusOr<AppTarget> BuildAppTarget(const AppTargetFlags& flags) {
+  AppTarget target;
+  target.app = flags.app;
+  target.app_version = flags.app_version;
+  if (flags.known < 0 || flags.required < 0) {
+    return absl::InvalidArgumentError("--known and --required must be positive versions");
+  }
+  if (!flags.migrations_dir.empty()) {
+    if (flags.known != 0 || flags.required != 0) {
+      return absl::InvalidArgumentError(
+          "give either --migrations-dir or --known/--required, not both");
+    }
+    std::vector<std::string> warnings;
+    absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(flags.migrations_dir, &warnings);
+    if (!set.ok()) return set.status();
+    if (set->migrations().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flags.migrations_dir, " holds no migrations; point --migrations-dir at the app's "
+                                "VERSION_name.up.sql files"));
+    }
+    target.known_version = set->Head();
+    target.required_version = set->HighestNonBreaking();
+    if (target.required_version == 0) target.required_version = target.known_version;
+    for (const Migration& m : set->migrations()) target.checksums[m.version] = m.checksum;
+    return target;
+  }
+  if (flags.required != 0 && flags.known != 0 && flags.required > flags.known) {
+    return absl::InvalidArgumentError(absl::StrCat("--required ", flags.required,
+                                                   " is above --known ", flags.known,
+                                                   "; the app cannot need what it does not know"));
+  }
+  target.known_version = flags.known;
+  target.required_version = flags.required;
+  return target;
+}
+
+}  // namespace schemagate

@@ -1,0 +1,173 @@
+// schemagate-agent: waits until the schema fits the app, then runs it.
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "agent/app_target.h"
+#include "agent/channel.h"
+#include "agent/exit_codes.h"
+#include "agent/supervisor.h"
+#include "agent/wait_client.h"
+#include "coordinator/flags.h"
+#include "coordinator/log.h"
+
+namespace schemagate {
+namespace {
+
+std::string DefaultInstanceId() {
+  std::string id = EnvOr("SCHEMAGATE_INSTANCE_ID", EnvOr("HOSTNAME"));
+  if (!id.empty()) return id;
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+struct CommonFlags {
+  std::string coordinators = "127.0.0.1:50051";
+  AppTargetFlags target;
+  std::string timeout;
+  std::string instance_id;
+};
+
+void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
+  cmd->add_option("--coordinator", flags->coordinators,
+                  "Coordinator address host:port; a comma-separated list is tried in turn")
+      ->envname("SCHEMAGATE_COORDINATOR")
+      ->capture_default_str();
+  cmd->add_option("--migrations-dir", flags->target.migrations_dir,
+                  "The app's own migrations: K = highest version, R = highest non-breaking, "
+                  "checksums compared")
+      ->envname("SCHEMAGATE_MIGRATIONS_DIR");
+  cmd->add_option("--known", flags->target.known, "K: highest migration version the app knows")
+      ->envname("SCHEMAGATE_KNOWN");
+  cmd->add_option("--required", flags->target.required,
+                  "R: highest version the app needs applied")
+      ->envname("SCHEMAGATE_REQUIRED");
+  cmd->add_option("--app", flags->target.app, "Application name (shown to operators)")
+      ->envname("SCHEMAGATE_APP");
+  cmd->add_option("--app-version", flags->target.app_version, "Application version")
+      ->envname("SCHEMAGATE_APP_VERSION");
+  cmd->add_option("--instance-id", flags->instance_id,
+                  "This instance's id (default: $HOSTNAME, the pod name in Kubernetes)")
+      ->envname("SCHEMAGATE_INSTANCE_ID");
+  cmd->add_option("--timeout", flags->timeout, "Give up after this long (e.g. 30s, 5m)")
+      ->envname("SCHEMAGATE_TIMEOUT");
+}
+
+absl::StatusOr<WaitOptions> BuildOptions(const CommonFlags& flags, absl::Duration default_timeout) {
+  WaitOptions options;
+  options.coordinators = SplitCoordinators(flags.coordinators);
+  if (options.coordinators.empty()) {
+    return absl::InvalidArgumentError("--coordinator is empty; give host:port[,host:port...]");
+  }
+  absl::StatusOr<AppTarget> target = BuildAppTarget(flags.target);
+  if (!target.ok()) return target.status();
+  options.target = *target;
+  options.instance_id = flags.instance_id.empty() ? DefaultInstanceId() : flags.instance_id;
+  options.timeout = default_timeout;
+  if (!flags.timeout.empty()) {
+    absl::StatusOr<absl::Duration> timeout = ParseFlagDuration("--timeout", flags.timeout);
+    if (!timeout.ok()) return timeout.status();
+    options.timeout = *timeout;
+  }
+  options.log = [](const std::string& line) { LogLine(LogLevel::kInfo, line); };
+  return options;
+}
+
+int Main(int argc, char** argv) {
+  // Before any thread exists: the supervisor's thread takes these signals.
+  ProcessSupervisor::BlockSignals();
+  ConfigureLog("schemagate-agent", LogFormat::kText, LogLevel::kInfo);
+
+  CLI::App app{
+      "schemagate-agent: waits until the database schema fits this app, then starts it.\n\n"
+      "Examples:\n"
+      "  schemagate-agent wait --coordinator sg-0:50051,sg-1:50051 \\\n"
+      "      --migrations-dir /app/migrations --app billing --app-version 1.7.0 -- ./server\n"
+      "  schemagate-agent check --known 20260101120000     # readiness probe\n\n"
+      "Exit codes: 0 ready (or the app's own code), 2 usage, 3 timed out / not ready,\n"
+      "4 incompatible or checksum mismatch, 5 failed migration needs an operator,\n"
+      "6 not authorised, 7 no coordinator reachable.",
+      "schemagate-agent"};
+  app.require_subcommand(1);
+
+  CommonFlags wait_flags;
+  std::vector<std::string> command;
+  bool exec = false, keep_waiting = false;
+  CLI::App* wait = app.add_subcommand(
+      "wait", "Wait (pushed updates, no polling) until the schema fits, then run -- CMD");
+  AddCommonFlags(wait, &wait_flags);
+  wait->add_flag("--exec", exec,
+                 "Replace the agent with CMD (exec) instead of supervising it");
+  wait->add_flag("--keep-waiting", keep_waiting,
+                 "Keep waiting on FAILED, INCOMPATIBLE or MISMATCH instead of exiting");
+  wait->add_option("command", command, "The app to run once ready, after --");
+
+  CommonFlags check_flags;
+  CLI::App* check = app.add_subcommand(
+      "check", "Ask once whether the schema fits (for readiness probes); exit 0 when READY");
+  AddCommonFlags(check, &check_flags);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitReady : kExitUsage;
+  }
+
+  if (check->parsed()) {
+    absl::StatusOr<WaitOptions> options = BuildOptions(check_flags, absl::Seconds(10));
+    if (!options.ok()) {
+      LogError("%s", options.status().message());
+      return kExitUsage;
+    }
+    ReadinessClient client;
+    WaitOutcome outcome = client.Check(*options);
+    if (outcome.exit_code == kExitReady) {
+      LogInfo("%s", outcome.message);
+    } else {
+      LogError("%s", outcome.message);
+    }
+    return outcome.exit_code;
+  }
+
+  absl::StatusOr<WaitOptions> options = BuildOptions(wait_flags, absl::Minutes(5));
+  if (!options.ok()) {
+    LogError("%s", options.status().message());
+    return kExitUsage;
+  }
+  options->keep_waiting = keep_waiting;
+  if (exec && command.empty()) {
+    LogError("--exec needs a command after --");
+    return kExitUsage;
+  }
+  ReadinessClient client;
+  ProcessSupervisor supervisor([&client](int) { client.Cancel(); });
+  WaitOutcome outcome = client.Wait(*options);
+  if (const int sig = supervisor.stop_signal(); sig != 0) {
+    LogInfo("received signal %d while waiting; exiting", sig);
+    return 128 + sig;
+  }
+  if (outcome.exit_code != kExitReady) {
+    LogError("%s", outcome.message);
+    return outcome.exit_code;
+  }
+  if (command.empty()) return kExitReady;
+  if (exec) {
+    LogInfo("schema ready; exec %s", command[0]);
+    return ProcessSupervisor::Exec(command);
+  }
+  LogInfo("schema ready; starting %s", command[0]);
+  const int code = supervisor.Run(command);
+  LogInfo("%s exited with %d", command[0], code);
+  return code;
+}
+
+}  // namespace
+}  // namespace schemagate
+
+int main(int argc, char** argv) { return schemagate::Main(argc, argv); }
