@@ -1,0 +1,300 @@
+// schemagatectl: the operator's command line (a gRPC client of schemagated,
+// plus offline commands).
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "agent/channel.h"
+#include "agent/exit_codes.h"
+#include "coordinator/flags.h"
+#include "ctl/new_migration.h"
+#include "ctl/render.h"
+#include "schemagate/v1/schemagate.grpc.pb.h"
+
+namespace schemagate {
+namespace {
+
+struct GlobalFlags {
+  std::string coordinator = "127.0.0.1:50051";
+  std::string output = "text";
+  std::string timeout = "10s";
+  bool json() const { return output == "json"; }
+};
+
+// Maps a failed call to an exit code and prints why.
+int Fail(const GlobalFlags& flags, const std::string& what, const grpc::Status& status) {
+  std::fprintf(stderr, "schemagatectl: %s: %s\n", what.c_str(), status.error_message().c_str());
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      std::fprintf(stderr, "schemagatectl: is schemagated running at %s? (--coordinator)\n",
+                   flags.coordinator.c_str());
+      return kExitUnreachable;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return kExitTimedOut;
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED: return kExitUnauthorised;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::UNIMPLEMENTED: return kExitUsage;
+    case grpc::StatusCode::FAILED_PRECONDITION: return kExitFailed;
+    default: return kExitNotDone;
+  }
+}
+
+class Client {
+ public:
+  explicit Client(const GlobalFlags& flags)
+      : flags_(flags),
+        stub_(v1::OperatorService::NewStub(
+            NewCoordinatorChannel(SplitCoordinators(flags.coordinator).empty()
+                                      ? flags.coordinator
+                                      : SplitCoordinators(flags.coordinator).front()))) {}
+
+  absl::Duration timeout() const {
+    absl::StatusOr<absl::Duration> d = ParseFlagDuration("--timeout", flags_.timeout);
+    return d.ok() ? *d : absl::Seconds(10);
+  }
+  v1::OperatorService::Stub* stub() { return stub_.get(); }
+
+ private:
+  const GlobalFlags& flags_;
+  std::unique_ptr<v1::OperatorService::Stub> stub_;
+};
+
+void Print(const std::string& text) { std::fwrite(text.data(), 1, text.size(), stdout); }
+
+int RunStatus(const GlobalFlags& flags) {
+  Client client(flags);
+  grpc::ClientContext context;
+  SetDeadline(&context, client.timeout());
+  v1::Status status;
+  grpc::Status rpc = client.stub()->GetStatus(&context, v1::GetStatusRequest(), &status);
+  if (!rpc.ok()) return Fail(flags, "status", rpc);
+  Print(flags.json() ? ToJson(status, true) : RenderStatus(status));
+  switch (status.state()) {
+    case v1::CURRENT: return kExitReady;
+    case v1::SET_FAILED:
+    case v1::DIRTY:
+    case v1::CONFLICT: return kExitFailed;
+    case v1::DATABASE_UNAVAILABLE: return kExitUnreachable;
+    default: return kExitNotDone;
+  }
+}
+
+int RunMigrations(const GlobalFlags& flags) {
+  Client client(flags);
+  grpc::ClientContext context;
+  SetDeadline(&context, client.timeout());
+  v1::ListMigrationsResponse response;
+  grpc::Status rpc =
+      client.stub()->ListMigrations(&context, v1::ListMigrationsRequest(), &response);
+  if (!rpc.ok()) return Fail(flags, "migrations", rpc);
+  Print(flags.json() ? ToJson(response, true) : RenderMigrations(response));
+  return kExitReady;
+}
+
+int RunPlan(const GlobalFlags& flags, int64_t target) {
+  Client client(flags);
+  grpc::ClientContext context;
+  SetDeadline(&context, client.timeout());
+  v1::PlanRequest request;
+  request.set_target_version(target);
+  v1::PlanResponse response;
+  grpc::Status rpc = client.stub()->Plan(&context, request, &response);
+  if (!rpc.ok()) return Fail(flags, "plan", rpc);
+  Print(flags.json() ? ToJson(response, true) : RenderPlan(response));
+  return kExitReady;
+}
+
+int RunApply(const GlobalFlags& flags, const v1::ApplyRequest& request,
+             const std::string& apply_timeout) {
+  Client client(flags);
+  absl::StatusOr<absl::Duration> limit = ParseFlagDuration("--run-timeout", apply_timeout);
+  if (!limit.ok()) {
+    std::fprintf(stderr, "schemagatectl: %s\n", std::string(limit.status().message()).c_str());
+    return kExitUsage;
+  }
+  grpc::ClientContext context;
+  SetDeadline(&context, *limit);
+  std::unique_ptr<grpc::ClientReader<v1::RunProgress>> reader =
+      client.stub()->Apply(&context, request);
+  const bool tty = !flags.json() && isatty(STDOUT_FILENO);
+  bool redraw_pending = false;
+  v1::RunProgress progress;
+  int applied = 0;
+  while (reader->Read(&progress)) {
+    applied = progress.applied();
+    if (flags.json()) {
+      Print(ToJson(progress, false));
+      std::fflush(stdout);
+      continue;
+    }
+    const std::string line = RenderProgress(progress);
+    const bool transient = progress.kind() == v1::STATEMENT_STARTED ||
+                           progress.kind() == v1::LOCK_WAIT ||
+                           progress.kind() == v1::MIGRATION_STARTED;
+    if (tty) {
+      // Transient lines are redrawn in place; the rest stay.
+      Print(absl::StrCat("\r\033[K", line, transient ? "" : "\n"));
+      redraw_pending = transient;
+    } else {
+      Print(line + "\n");
+    }
+    std::fflush(stdout);
+  }
+  if (redraw_pending) Print("\n");
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) {
+    if (status.error_code() == grpc::StatusCode::ABORTED) {
+      std::fprintf(stderr, "schemagatectl: the run was cut off (lock or connection lost); run "
+                           "'schemagatectl apply' again\n");
+    }
+    return Fail(flags, "apply", status);
+  }
+  if (!flags.json()) Print(absl::StrCat("apply finished: ", applied, " migration(s) applied\n"));
+  return kExitReady;
+}
+
+int RunHistory(const GlobalFlags& flags, int limit, int64_t version) {
+  Client client(flags);
+  grpc::ClientContext context;
+  SetDeadline(&context, client.timeout());
+  v1::HistoryRequest request;
+  request.set_limit(limit);
+  request.set_version(version);
+  v1::HistoryResponse response;
+  grpc::Status rpc = client.stub()->History(&context, request, &response);
+  if (!rpc.ok()) return Fail(flags, "history", rpc);
+  Print(flags.json() ? ToJson(response, true) : RenderHistory(response));
+  return kExitReady;
+}
+
+int RunNew(const GlobalFlags& flags, const NewMigrationOptions& options) {
+  absl::StatusOr<NewMigrationFiles> files = CreateMigrationFiles(options);
+  if (!files.ok()) {
+    std::fprintf(stderr, "schemagatectl new: %s\n", std::string(files.status().message()).c_str());
+    return kExitUsage;
+  }
+  if (!files->warning.empty()) {
+    std::fprintf(stderr, "schemagatectl new: warning: %s\n", files->warning.c_str());
+  }
+  if (flags.json()) {
+    Print(absl::StrCat("{\"version\": \"", files->version, "\", \"up\": \"", files->up_path,
+                       "\", \"down\": \"", files->down_path, "\"}\n"));
+  } else {
+    Print(absl::StrCat("created ", files->up_path, "\ncreated ", files->down_path, "\n"));
+  }
+  return kExitReady;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{
+      "schemagatectl: see and steer schema rollouts run by schemagated.\n\n"
+      "Examples:\n"
+      "  schemagatectl status --coordinator sg:50051\n"
+      "  schemagatectl plan\n"
+      "  schemagatectl apply --target 20260101120000\n"
+      "  schemagatectl history --limit 20 --output json\n"
+      "  schemagatectl new add_documents_language\n\n"
+      "Exit codes: 0 ok (status: every migration applied), 1 not done / not current,\n"
+      "2 usage or request rejected, 3 timed out, 5 a migration failed or the set is\n"
+      "failed/dirty/in conflict (an operator must act), 6 not authorised,\n"
+      "7 coordinator (or, for status, its database) unreachable.",
+      "schemagatectl"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  GlobalFlags flags;
+  app.add_option("--coordinator", flags.coordinator, "Coordinator address host:port")
+      ->envname("SCHEMAGATE_COORDINATOR")
+      ->capture_default_str();
+  app.add_option("--output,-o", flags.output, "text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--timeout", flags.timeout, "Deadline of each call")->capture_default_str();
+
+  CLI::App* status = app.add_subcommand(
+      "status", "Show the rollout state; exit 0 only if every migration is applied\n"
+                "  e.g. schemagatectl status --coordinator 127.0.0.1:50051");
+  CLI::App* migrations = app.add_subcommand(
+      "migrations", "List every migration of the set and the database with its state\n"
+                    "  e.g. schemagatectl migrations --output json");
+  int64_t plan_target = 0;
+  CLI::App* plan = app.add_subcommand(
+      "plan", "Show what 'apply' would run, step by step, with its SQL\n"
+              "  e.g. schemagatectl plan --target 3");
+  plan->add_option("--target", plan_target, "Plan up to this version (default: the head)");
+
+  v1::ApplyRequest apply_request;
+  int64_t apply_target = 0;
+  bool allow_breaking = false;
+  std::string actor, run_timeout = "1h";
+  CLI::App* apply = app.add_subcommand(
+      "apply", "Apply pending migrations now, with progress (retries a failed one)\n"
+               "  e.g. schemagatectl apply --target 20260101120000");
+  apply->add_option("--target", apply_target, "Apply up to this version (default: the head)");
+  apply->add_flag("--allow-breaking", allow_breaking,
+                  "Also apply breaking migrations although old instances may still need the "
+                  "old schema (recorded in history)");
+  apply->add_option("--actor", actor, "Who asks, recorded in history (default: $USER@host)");
+  apply->add_option("--run-timeout", run_timeout, "Give up waiting for the run after this long")
+      ->capture_default_str();
+
+  int history_limit = 50;
+  int64_t history_version = 0;
+  CLI::App* history = app.add_subcommand(
+      "history", "Show the event history (runs, applies, failures), newest first\n"
+                 "  e.g. schemagatectl history --version 3");
+  history->add_option("--limit", history_limit, "At most this many events")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  history->add_option("--version", history_version, "Only events of this version");
+
+  NewMigrationOptions new_options;
+  CLI::App* create = app.add_subcommand(
+      "new", "Create an empty VERSION_name.up.sql/.down.sql pair (offline)\n"
+             "  e.g. schemagatectl new add_users_email_index --no-transaction");
+  create->add_option("name", new_options.name, "What the migration does")->required();
+  create->add_option("--migrations-dir", new_options.directory, "Where to write the files")
+      ->envname("SCHEMAGATE_MIGRATIONS_DIR")
+      ->capture_default_str();
+  create->add_flag("--no-transaction", new_options.no_transaction,
+                   "For CREATE INDEX CONCURRENTLY and friends");
+  create->add_flag("--breaking", new_options.breaking, "A contract change (drop, rename)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitReady : kExitUsage;
+  }
+  if (absl::StatusOr<absl::Duration> d = ParseFlagDuration("--timeout", flags.timeout); !d.ok()) {
+    std::fprintf(stderr, "schemagatectl: %s\n", std::string(d.status().message()).c_str());
+    return kExitUsage;
+  }
+  if (status->parsed()) return RunStatus(flags);
+  if (migrations->parsed()) return RunMigrations(flags);
+  if (plan->parsed()) return RunPlan(flags, plan_target);
+  if (history->parsed()) return RunHistory(flags, history_limit, history_version);
+  if (create->parsed()) return RunNew(flags, new_options);
+  if (apply->parsed()) {
+    apply_request.set_target_version(apply_target);
+    apply_request.set_allow_breaking(allow_breaking);
+    if (actor.empty()) {
+      char host[256] = {0};
+      gethostname(host, sizeof(host) - 1);
+      actor = absl::StrCat(EnvOr("USER", "operator"), "@", host);
+    }
+    apply_request.set_actor(actor);
+    return RunApply(flags, apply_request, run_timeout);
+  }
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace schemagate
+
+int main(int argc, char** argv) { return schemagate::Main(argc, argv); }

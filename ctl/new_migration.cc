@@ -1,0 +1,98 @@
+#include "ctl/new_migration.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "coordinator/migration_set.h"
+
+namespace schemagate {
+namespace {
+
+absl::Status WriteNewFile(const std::string& path, const std::string& content) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST) {
+      return absl::AlreadyExistsError(absl::StrCat(path, " already exists"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat("cannot create ", path, ": ",
+                                                   std::strerror(errno)));
+  }
+  const ssize_t written = write(fd, content.data(), content.size());
+  const bool ok = written == static_cast<ssize_t>(content.size()) && fsync(fd) == 0;
+  close(fd);
+  if (!ok) return absl::InvalidArgumentError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string SanitizeMigrationName(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+      out += c;
+    } else if (c >= 'A' && c <= 'Z') {
+      out += static_cast<char>(c - 'A' + 'a');
+    } else if (!out.empty() && out.back() != '_') {
+      out += '_';
+    }
+  }
+  while (!out.empty() && out.back() == '_') out.pop_back();
+  return out;
+}
+
+absl::StatusOr<NewMigrationFiles> CreateMigrationFiles(const NewMigrationOptions& options) {
+  const std::string name = SanitizeMigrationName(options.name);
+  if (name.empty()) {
+    return absl::InvalidArgumentError(
+        "give the migration a name made of letters or digits, e.g. 'add_users_email_index'");
+  }
+  struct stat st;
+  if (stat(options.directory.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.directory, " is not a directory; create it or pass --migrations-dir"));
+  }
+  const std::string stamp =
+      absl::FormatTime("%Y%m%d%H%M%S", options.now, absl::UTCTimeZone());
+  NewMigrationFiles files;
+  (void)absl::SimpleAtoi(stamp, &files.version);
+  std::vector<std::string> warnings;
+  absl::StatusOr<MigrationSet> existing = MigrationSet::LoadDirectory(options.directory, &warnings);
+  if (existing.ok()) {
+    if (existing->Find(files.version) != nullptr) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "version ", stamp, " already exists in ", options.directory, "; wait a second"));
+    }
+    if (existing->Head() > files.version) {
+      files.warning = absl::StrCat("the directory's head ", existing->Head(),
+                                   " is above the new version ", stamp,
+                                   ": the new migration sorts before it (check clocks)");
+    }
+  }
+  files.up_path = absl::StrCat(options.directory, "/", stamp, "_", name, ".up.sql");
+  files.down_path = absl::StrCat(options.directory, "/", stamp, "_", name, ".down.sql");
+  std::string header;
+  if (options.no_transaction) header += "-- schemagate:no-transaction\n";
+  if (options.breaking) header += "-- schemagate:breaking\n";
+  const std::string up = absl::StrCat(
+      header, "-- ", name, ": write the change here. Each migration runs in its own transaction",
+      options.no_transaction ? " (not this one: statement by statement)" : "",
+      ".\n-- Directives: -- schemagate:lock-timeout=5s, -- schemagate:statement-timeout=10m\n");
+  const std::string down = absl::StrCat(options.no_transaction ? "-- schemagate:no-transaction\n" : "",
+                                        "-- Undo ", name, " here.\n");
+  if (absl::Status s = WriteNewFile(files.up_path, up); !s.ok()) return s;
+  if (absl::Status s = WriteNewFile(files.down_path, down); !s.ok()) {
+    unlink(files.up_path.c_str());
+    return s;
+  }
+  return files;
+}
+
+}  // namespace schemagate
