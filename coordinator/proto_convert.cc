@@ -229,7 +229,7 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
     out->set_state(v1::SET_FAILED);
     out->set_message(absl::StrCat("migration ", db.failure->version, " failed [",
                                   db.failure->sqlstate, "]: ", db.failure->message));
-  } else if (view.run_in_progress) {
+  } else if (view.run_in_progress && pending > 0) {
     out->set_state(v1::RUNNING);
     out->set_message(absl::StrCat("a run is under way; ", pending, " pending"));
   } else if (pending > 0) {

@@ -1,0 +1,272 @@
+#include "tests/support/test_support.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <pqxx/pqxx>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "coordinator/flags.h"
+
+namespace schemagate::testing {
+namespace {
+
+std::string RandomSuffix() {
+  static std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(getpid()));
+  return absl::StrFormat("%012x", rng() & 0xFFFFFFFFFFFFull);
+}
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+}  // namespace
+
+std::string AdminUrl() { return EnvOr("SCHEMAGATE_TEST_DATABASE_URL"); }
+
+std::string WithDatabase(const std::string& url, const std::string& database) {
+  const size_t scheme = url.find("://");
+  const size_t slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  if (slash == std::string::npos) return absl::StrCat(url, "/", database);
+  const size_t query = url.find('?', slash);
+  return absl::StrCat(url.substr(0, slash + 1), database,
+                      query == std::string::npos ? "" : url.substr(query));
+}
+
+TestDatabase::TestDatabase() {
+  name_ = absl::StrCat("sg_test_", RandomSuffix());
+  url_ = WithDatabase(AdminUrl(), name_);
+  pqxx::connection admin(AdminUrl());
+  pqxx::nontransaction tx(admin);
+  tx.exec(absl::StrCat("CREATE DATABASE ", tx.quote_name(name_)));
+}
+
+TestDatabase::~TestDatabase() {
+  try {
+    pqxx::connection admin(AdminUrl());
+    pqxx::nontransaction tx(admin);
+    tx.exec(absl::StrCat("DROP DATABASE IF EXISTS ", tx.quote_name(name_), " WITH (FORCE)"));
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "dropping " << name_ << ": " << e.what();
+  }
+}
+
+void TestDatabase::Exec(const std::string& sql) const {
+  try {
+    pqxx::connection conn(url_);
+    pqxx::nontransaction tx(conn);
+    tx.exec(sql);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "SQL failed: " << sql << ": " << e.what();
+  }
+}
+
+std::string TestDatabase::Query(const std::string& sql) const {
+  try {
+    pqxx::connection conn(url_);
+    pqxx::nontransaction tx(conn);
+    pqxx::result r = tx.exec(sql);
+    if (r.empty() || r[0][0].is_null()) return "";
+    return r[0][0].as<std::string>();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "SQL failed: " << sql << ": " << e.what();
+    return "";
+  }
+}
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "schemagate-test-XXXXXX").string();
+  char* made = mkdtemp(pattern.data());
+  if (made == nullptr) std::abort();
+  path_ = made;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::Write(const std::string& name, const std::string& content) const {
+  const std::filesystem::path file = std::filesystem::path(path_) / name;
+  std::filesystem::create_directories(file.parent_path());
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  out << content;
+  return file.string();
+}
+
+void TempDir::Remove(const std::string& name) const {
+  std::error_code ec;
+  std::filesystem::remove(std::filesystem::path(path_) / name, ec);
+}
+
+void WriteTrivialMigrations(const TempDir& dir, int first, int count) {
+  for (int v = first; v < first + count; ++v) {
+    dir.Write(absl::StrFormat("%04d_table_%d.up.sql", v, v),
+              absl::StrFormat("CREATE TABLE t%d (id bigint PRIMARY KEY, note text);\n", v));
+    dir.Write(absl::StrFormat("%04d_table_%d.down.sql", v, v),
+              absl::StrFormat("DROP TABLE t%d;\n", v));
+  }
+}
+
+std::string BinaryPath(const std::string& name) {
+  return absl::StrCat(EnvOr("SCHEMAGATE_BIN_DIR", SCHEMAGATE_DEFAULT_BIN_DIR), "/", name);
+}
+
+std::string SourcePath(const std::string& relative) {
+  return absl::StrCat(SCHEMAGATE_SOURCE_DIR, "/", relative);
+}
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv,
+                           const std::map<std::string, std::string>& env) {
+  log_path_ = (std::filesystem::temp_directory_path() /
+               absl::StrCat("schemagate-child-", RandomSuffix(), ".log"))
+                  .string();
+  const int log_fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    const int null_fd = open("/dev/null", O_RDONLY);
+    dup2(null_fd, STDIN_FILENO);
+    for (const auto& [key, value] : env) setenv(key.c_str(), value.c_str(), 1);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(log_fd);
+}
+
+ChildProcess::~ChildProcess() {
+  if (running()) {
+    kill(pid_, SIGKILL);
+    Wait(absl::Seconds(10));
+  }
+  if (::testing::Test::HasFailure()) {
+    std::fprintf(stderr, "---- log of pid %d (%s) ----\n%s\n", pid_, log_path_.c_str(),
+                 Log().substr(0, 20000).c_str());
+  }
+  unlink(log_path_.c_str());
+}
+
+std::string ChildProcess::Log() const { return ReadFileOrEmpty(log_path_); }
+
+bool ChildProcess::WaitForLog(const std::string& text, absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (Log().find(text) != std::string::npos) return true;
+    if (kill(pid_, 0) != 0) return Log().find(text) != std::string::npos;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+int ChildProcess::Wait(absl::Duration timeout) {
+  if (exited_) return exit_code_;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    int status = 0;
+    const pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exited_ = true;
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_code_;
+    }
+    if (absl::Now() >= deadline) return -1;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
+bool ChildProcess::running() {
+  if (exited_) return false;
+  return Wait(absl::ZeroDuration()) == -1;
+}
+
+void ChildProcess::Signal(int sig) {
+  if (!exited_) kill(pid_, sig);
+}
+
+CoordinatorProcess::CoordinatorProcess(const std::string& database_url,
+                                       const std::string& migrations_dir,
+                                       const std::vector<std::string>& extra_args,
+                                       const std::string& listen, bool wait_until_serving) {
+  std::vector<std::string> argv = {BinaryPath("schemagated"), "--database-url", database_url,
+                                   "--migrations-dir", migrations_dir, "--listen", listen};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  process_ = std::make_unique<ChildProcess>(argv);
+  if (!wait_until_serving) {
+    address_ = listen;
+    return;
+  }
+  const std::string marker = "serving on 127.0.0.1:";
+  if (!process_->WaitForLog(marker, absl::Seconds(20))) {
+    ADD_FAILURE() << "schemagated did not start:\n" << process_->Log();
+    return;
+  }
+  const std::string log = process_->Log();
+  const size_t at = log.find(marker) + marker.size();
+  const size_t end = log.find_first_not_of("0123456789", at);
+  address_ = absl::StrCat("127.0.0.1:", log.substr(at, end - at));
+}
+
+int CoordinatorProcess::ThreadCount() const {
+  const std::string status = ReadFileOrEmpty(absl::StrCat("/proc/", process_->pid(), "/status"));
+  for (absl::string_view line : absl::StrSplit(status, '\n')) {
+    if (absl::ConsumePrefix(&line, "Threads:")) {
+      int n = 0;
+      (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &n);
+      return n;
+    }
+  }
+  return -1;
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    return 0;
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+int RunBinary(const std::vector<std::string>& argv, std::string* output, absl::Duration timeout,
+              const std::map<std::string, std::string>& env) {
+  ChildProcess child(argv, env);
+  const int code = child.Wait(timeout);
+  if (output != nullptr) *output = child.Log();
+  return code;
+}
+
+}  // namespace schemagate::testing

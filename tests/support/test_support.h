@@ -1,0 +1,124 @@
+// Shared helpers for the test suites: a fresh PostgreSQL database per test,
+// temporary directories of migration files, and child processes of the real
+// binaries.
+#ifndef SCHEMAGATE_TESTS_SUPPORT_TEST_SUPPORT_H_
+#define SCHEMAGATE_TESTS_SUPPORT_TEST_SUPPORT_H_
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+
+namespace schemagate::testing {
+
+// SCHEMAGATE_TEST_DATABASE_URL, or "" if unset.
+std::string AdminUrl();
+
+// Skips the test when no database is configured, except under CI (CI=true),
+// where a missing database is a failure.
+#define SG_REQUIRE_DATABASE()                                                        \
+  do {                                                                               \
+    if (::schemagate::testing::AdminUrl().empty()) {                                 \
+      if (std::getenv("CI") != nullptr) FAIL() << "SCHEMAGATE_TEST_DATABASE_URL unset"; \
+      GTEST_SKIP() << "set SCHEMAGATE_TEST_DATABASE_URL to run database tests";      \
+    }                                                                                \
+  } while (0)
+
+// A database created for one test and dropped (with its sessions) after.
+class TestDatabase {
+ public:
+  TestDatabase();
+  ~TestDatabase();
+  const std::string& url() const { return url_; }
+  const std::string& name() const { return name_; }
+  // Runs SQL on a fresh connection; fails the test on error.
+  void Exec(const std::string& sql) const;
+  // First column of the first row as text ("" for NULL / no rows).
+  std::string Query(const std::string& sql) const;
+
+ private:
+  std::string name_;
+  std::string url_;
+};
+
+// Replaces the database name of a postgres:// URL.
+std::string WithDatabase(const std::string& url, const std::string& database);
+
+// A temporary directory removed after the test.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  // Writes `content` to path()/name (creating subdirectories).
+  std::string Write(const std::string& name, const std::string& content) const;
+  void Remove(const std::string& name) const;
+
+ private:
+  std::string path_;
+};
+
+// Writes N trivial migrations (each creates table t<N>) into `dir`.
+void WriteTrivialMigrations(const TempDir& dir, int first, int count);
+
+// Path of a built binary (SCHEMAGATE_BIN_DIR or the build directory).
+std::string BinaryPath(const std::string& name);
+std::string SourcePath(const std::string& relative);
+
+// A child process with stdout and stderr in a log file.
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv,
+               const std::map<std::string, std::string>& env = {});
+  ~ChildProcess();
+  pid_t pid() const { return pid_; }
+  const std::string& log_path() const { return log_path_; }
+  std::string Log() const;
+  // Waits until the log contains `text`. False on timeout or exit.
+  bool WaitForLog(const std::string& text, absl::Duration timeout) const;
+  // Waits for exit; returns the exit code (128+N for signal N) or -1 on timeout.
+  int Wait(absl::Duration timeout);
+  bool running();
+  void Signal(int sig);
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int exit_code_ = -1;
+  std::string log_path_;
+};
+
+// A running schemagated on a free loopback port.
+class CoordinatorProcess {
+ public:
+  // Starts schemagated listening on `listen` (port 0: any) and waits
+  // until it serves, unless `wait_until_serving` is false.
+  CoordinatorProcess(const std::string& database_url, const std::string& migrations_dir,
+                     const std::vector<std::string>& extra_args = {},
+                     const std::string& listen = "127.0.0.1:0", bool wait_until_serving = true);
+  const std::string& address() const { return address_; }
+  ChildProcess& process() { return *process_; }
+  // Number of threads of the process (/proc/PID/status).
+  int ThreadCount() const;
+
+ private:
+  std::unique_ptr<ChildProcess> process_;
+  std::string address_;
+};
+
+// A loopback port that was free a moment ago.
+int FreePort();
+
+// Runs a binary to completion; returns its exit code and fills `output`.
+int RunBinary(const std::vector<std::string>& argv, std::string* output,
+              absl::Duration timeout = absl::Seconds(60),
+              const std::map<std::string, std::string>& env = {});
+
+}  // namespace schemagate::testing
+
+#endif  // SCHEMAGATE_TESTS_SUPPORT_TEST_SUPPORT_H_

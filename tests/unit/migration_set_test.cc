@@ -1,0 +1,239 @@
+#include "coordinator/migration_set.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_support.h"
+
+namespace schemagate {
+namespace {
+
+using ::schemagate::testing::TempDir;
+using ::testing::HasSubstr;
+
+absl::StatusOr<MigrationSet> Load(const TempDir& dir, std::vector<std::string>* warnings = nullptr) {
+  std::vector<std::string> ignored;
+  return MigrationSet::LoadDirectory(dir.path(), warnings != nullptr ? warnings : &ignored);
+}
+
+TEST(MigrationSetTest, LoadsOrderedMigrationsWithDirectivesAndDowns) {
+  TempDir dir;
+  dir.Write("0002_add_index.up.sql",
+            "-- schemagate:no-transaction\n-- schemagate:lock-timeout=2s\n"
+            "CREATE INDEX CONCURRENTLY users_email ON users (email);\n");
+  dir.Write("0002_add_index.down.sql",
+            "-- schemagate:no-transaction\nDROP INDEX CONCURRENTLY users_email;\n");
+  dir.Write("0001_users.up.sql", "CREATE TABLE users (id bigint, email text);\n");
+  dir.Write("0003_1.7.0_contract.up.sql",
+            "-- schemagate:breaking\n-- schemagate:statement-timeout=10m\n"
+            "ALTER TABLE users DROP COLUMN email;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_EQ(set->migrations().size(), 3u);
+  EXPECT_EQ(set->migrations()[0].version, 1);
+  EXPECT_EQ(set->migrations()[1].version, 2);
+  EXPECT_EQ(set->migrations()[2].name, "1.7.0_contract");
+  EXPECT_EQ(set->Head(), 3);
+  EXPECT_EQ(set->HighestNonBreaking(), 2);
+  const Migration* index = set->Find(2);
+  ASSERT_NE(index, nullptr);
+  EXPECT_FALSE(index->transactional());
+  EXPECT_EQ(index->up.directives.lock_timeout, absl::Seconds(2));
+  ASSERT_TRUE(index->down.has_value());
+  EXPECT_FALSE(index->down->transactional());
+  EXPECT_FALSE(set->Find(1)->down.has_value());
+  EXPECT_TRUE(set->Find(3)->breaking());
+  EXPECT_EQ(set->Find(3)->up.directives.statement_timeout, absl::Minutes(10));
+  EXPECT_EQ(set->Find(4), nullptr);
+  EXPECT_EQ(index->checksum.size(), 64u);
+}
+
+TEST(MigrationSetTest, ChecksumFoldsCrlfToLf) {
+  EXPECT_EQ(MigrationChecksum("SELECT 1;\r\nSELECT 2;\r\n"),
+            MigrationChecksum("SELECT 1;\nSELECT 2;\n"));
+  EXPECT_NE(MigrationChecksum("SELECT 1;\n"), MigrationChecksum("SELECT 2;\n"));
+  // SHA-256 of the empty string.
+  EXPECT_EQ(MigrationChecksum(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+TEST(MigrationSetTest, DuplicateVersionIsRefusedNamingBothFiles) {
+  TempDir dir;
+  dir.Write("1_a.up.sql", "SELECT 1;\n");
+  dir.Write("0001_b.up.sql", "SELECT 2;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_EQ(set.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(set.status().message(), HasSubstr("duplicate version 1"));
+  EXPECT_THAT(set.status().message(), HasSubstr("0001_b.up.sql"));
+  EXPECT_THAT(set.status().message(), HasSubstr("1_a.up.sql:1:"));
+}
+
+TEST(MigrationSetTest, DownWithoutUpIsRefused) {
+  TempDir dir;
+  dir.Write("0001_a.up.sql", "SELECT 1;\n");
+  dir.Write("0002_b.down.sql", "SELECT 2;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("0002_b.down.sql:1: down migration without an up"));
+}
+
+TEST(MigrationSetTest, UnparsableSqlIsRefusedWithFileAndLine) {
+  TempDir dir;
+  dir.Write("0001_bad.up.sql", "-- a comment\nCREATE TABLE ok (id int);\nCREATE TABLE (id int);\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("0001_bad.up.sql:3: syntax error"));
+  EXPECT_THAT(set.status().message(), HasSubstr("cannot parse"));
+}
+
+TEST(MigrationSetTest, ConcurrentlyInTransactionalMigrationIsRefusedWithLine) {
+  TempDir dir;
+  dir.Write("0001_idx.up.sql",
+            "CREATE TABLE t (id int);\n\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(),
+              HasSubstr("0001_idx.up.sql:3: CREATE INDEX CONCURRENTLY cannot run inside a transaction"));
+  EXPECT_THAT(set.status().message(), HasSubstr("-- schemagate:no-transaction"));
+}
+
+TEST(MigrationSetTest, ConcurrentlyInDownNeedsNoTransactionToo) {
+  TempDir dir;
+  dir.Write("0001_idx.up.sql", "-- schemagate:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (id);\n");
+  dir.Write("0001_idx.down.sql", "DROP INDEX CONCURRENTLY i;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("0001_idx.down.sql:1: DROP INDEX CONCURRENTLY"));
+}
+
+TEST(MigrationSetTest, UnknownDirectiveIsRefusedWithLineAndTheKnownOnes) {
+  TempDir dir;
+  dir.Write("0001_a.up.sql", "-- a note\n-- schemagate:no-transactions\nSELECT 1;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(),
+              HasSubstr("0001_a.up.sql:2: unknown directive 'no-transactions'"));
+  EXPECT_THAT(set.status().message(), HasSubstr("known: no-transaction"));
+}
+
+TEST(MigrationSetTest, MalformedDirectiveValuesAreRefused) {
+  TempDir dir;
+  dir.Write("0001_a.up.sql", "-- schemagate:lock-timeout=soon\nSELECT 1;\n");
+  dir.Write("0002_b.up.sql", "-- schemagate:breaking=yes\nSELECT 1;\n");
+  dir.Write("0003_c.up.sql", "-- schemagate:statement-timeout\nSELECT 1;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  const std::string message(set.status().message());
+  EXPECT_THAT(message, HasSubstr("0001_a.up.sql:1: directive 'lock-timeout'"));
+  EXPECT_THAT(message, HasSubstr("0002_b.up.sql:1: directive 'breaking' takes no value"));
+  EXPECT_THAT(message, HasSubstr("0003_c.up.sql:1: directive 'statement-timeout': needs a value"));
+  EXPECT_THAT(message, HasSubstr("3 problems"));
+}
+
+TEST(MigrationSetTest, DirectiveAfterSqlIsRefused) {
+  TempDir dir;
+  dir.Write("0001_a.up.sql", "SELECT 1;\n-- schemagate:no-transaction\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("0001_a.up.sql:2: directive"));
+  EXPECT_THAT(set.status().message(), HasSubstr("after SQL has no effect"));
+}
+
+TEST(MigrationSetTest, NonUtf8FileIsRefusedWithLine) {
+  TempDir dir;
+  dir.Write("0001_a.up.sql", "SELECT 1;\nSELECT 'caf\xe9';\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("0001_a.up.sql:2: not valid UTF-8"));
+}
+
+TEST(MigrationSetTest, Utf8TextIsAccepted) {
+  TempDir dir;
+  dir.Write("0001_a.up.sql", "COMMENT ON SCHEMA public IS 'café ✓ 日本';\n");
+  EXPECT_TRUE(Load(dir).ok());
+}
+
+TEST(MigrationSetTest, TransactionControlStatementsAreRefused) {
+  TempDir dir;
+  dir.Write("0001_a.up.sql", "BEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("0001_a.up.sql:1: transaction control"));
+  EXPECT_THAT(set.status().message(), HasSubstr("0001_a.up.sql:3: transaction control"));
+}
+
+TEST(MigrationSetTest, OtherFilesAreIgnoredWithAWarning) {
+  TempDir dir;
+  dir.Write("README.md", "# notes\n");
+  dir.Write("0001_a.sql", "SELECT 1;\n");
+  dir.Write("0002_b.up.sql", "SELECT 1;\n");
+  std::vector<std::string> warnings;
+  absl::StatusOr<MigrationSet> set = Load(dir, &warnings);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->migrations().size(), 1u);
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_THAT(warnings[0], HasSubstr("0001_a.sql: ignored"));
+  EXPECT_THAT(warnings[1], HasSubstr("README.md: ignored"));
+}
+
+TEST(MigrationSetTest, VersionsMustBePositiveAndFit64Bits) {
+  TempDir dir;
+  dir.Write("0_zero.up.sql", "SELECT 1;\n");
+  dir.Write("99999999999999999999_big.up.sql", "SELECT 1;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("must be positive"));
+  EXPECT_THAT(set.status().message(), HasSubstr("does not fit a 64-bit integer"));
+}
+
+TEST(MigrationSetTest, TimestampVersionsAndEmptyFilesLoad) {
+  TempDir dir;
+  dir.Write("20261124053000_init.up.sql", "-- nothing yet\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->Head(), 20261124053000);
+  EXPECT_TRUE(set->migrations()[0].up.statements.empty());
+}
+
+TEST(MigrationSetTest, MissingDirectoryIsAClearError) {
+  std::vector<std::string> warnings;
+  absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory("/nonexistent/dir", &warnings);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("/nonexistent/dir: cannot open"));
+  EXPECT_THAT(set.status().message(), HasSubstr("--migrations-dir"));
+}
+
+TEST(MigrationSetTest, ParsesFileNames) {
+  std::string digits, name;
+  bool up = false;
+  ASSERT_TRUE(ParseMigrationFileName("0002_1.7.0_schema.up.sql", &digits, &name, &up));
+  EXPECT_EQ(digits, "0002");
+  EXPECT_EQ(name, "1.7.0_schema");
+  EXPECT_TRUE(up);
+  ASSERT_TRUE(ParseMigrationFileName("12_x.down.sql", &digits, &name, &up));
+  EXPECT_FALSE(up);
+  EXPECT_FALSE(ParseMigrationFileName("12.up.sql", &digits, &name, &up));
+  EXPECT_FALSE(ParseMigrationFileName("abc_x.up.sql", &digits, &name, &up));
+  EXPECT_FALSE(ParseMigrationFileName("12_x.UP.sql", &digits, &name, &up));
+  EXPECT_FALSE(ParseMigrationFileName("12_.up.sql", &digits, &name, &up));
+}
+
+TEST(MigrationSetTest, TheProjectsOwnMigrationsLoad) {
+  std::vector<std::string> warnings;
+  absl::StatusOr<MigrationSet> set =
+      MigrationSet::LoadDirectory(testing::SourcePath("migrations"), &warnings);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_GE(set->migrations().size(), 4u);
+  bool has_no_transaction = false;
+  for (const Migration& m : set->migrations()) {
+    EXPECT_TRUE(m.down.has_value()) << m.Label() << " has no down";
+    has_no_transaction |= !m.transactional();
+  }
+  EXPECT_TRUE(has_no_transaction);
+}
+
+}  // namespace
+}  // namespace schemagate

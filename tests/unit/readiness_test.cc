@@ -1,0 +1,216 @@
+#include "coordinator/readiness.h"
+
+#include <memory>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_support.h"
+
+namespace schemagate {
+namespace {
+
+using ::schemagate::testing::TempDir;
+using ::testing::HasSubstr;
+
+// Set: 1, 2, 3 (non-breaking), 4 (breaking), 5 (non-breaking).
+class ReadinessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_.Write("0001_a.up.sql", "CREATE TABLE a (id int);\n");
+    dir_.Write("0002_b.up.sql", "CREATE TABLE b (id int);\n");
+    dir_.Write("0003_c.up.sql", "CREATE TABLE c (id int);\n");
+    dir_.Write("0004_drop_a.up.sql", "-- schemagate:breaking\nDROP TABLE a;\n");
+    dir_.Write("0005_e.up.sql", "CREATE TABLE e (id int);\n");
+    std::vector<std::string> warnings;
+    absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(dir_.path(), &warnings);
+    ASSERT_TRUE(set.ok()) << set.status();
+    set_ = std::make_unique<MigrationSet>(std::move(*set));
+    view_.set = set_.get();
+    view_.database_available = true;
+    view_.db.initialized = true;
+  }
+
+  // Marks versions 1..n applied with the set's checksums.
+  void ApplyUpTo(int64_t n) {
+    view_.db.applied.clear();
+    for (const Migration& m : set_->migrations()) {
+      if (m.version > n) break;
+      AppliedMigration row;
+      row.version = m.version;
+      row.name = m.name;
+      row.checksum = m.checksum;
+      view_.db.applied.push_back(row);
+    }
+  }
+
+  AppTarget Target(int64_t known, int64_t required) {
+    AppTarget t;
+    t.known_version = known;
+    t.required_version = required;
+    return t;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<MigrationSet> set_;
+  SchemaView view_;
+};
+
+TEST_F(ReadinessTest, UnavailableWhenTheDatabaseCannotBeReached) {
+  view_.database_available = false;
+  view_.database_error = "connection refused";
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kUnavailable);
+  EXPECT_THAT(a.message, HasSubstr("connection refused"));
+}
+
+TEST_F(ReadinessTest, ReadyWhenEverythingRequiredIsApplied) {
+  ApplyUpTo(3);
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kReady);
+  EXPECT_EQ(a.applied_version, 3);
+  EXPECT_EQ(a.blocking_version, 0);
+}
+
+TEST_F(ReadinessTest, AppWithoutTargetUsesTheCoordinatorsSetBreakingAside) {
+  ApplyUpTo(3);
+  AppTarget resolved = ResolveTarget(AppTarget(), *set_);
+  EXPECT_EQ(resolved.known_version, 5);
+  EXPECT_EQ(resolved.required_version, 5);
+  EXPECT_EQ(EvaluateReadiness(AppTarget(), view_).state, ReadinessState::kPending);
+  // R = 5 because 5 is not breaking, so breaking 4 below it is needed too.
+  ApplyUpTo(5);
+  EXPECT_EQ(EvaluateReadiness(AppTarget(), view_).state, ReadinessState::kReady);
+}
+
+TEST_F(ReadinessTest, ResolveTargetFillsOneFromTheOther) {
+  EXPECT_EQ(ResolveTarget(Target(4, 0), *set_).required_version, 4);
+  EXPECT_EQ(ResolveTarget(Target(0, 2), *set_).known_version, 2);
+}
+
+TEST_F(ReadinessTest, PendingWhenARequiredVersionIsNotApplied) {
+  ApplyUpTo(1);
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kPending);
+  EXPECT_EQ(a.blocking_version, 2);
+  EXPECT_THAT(a.message, HasSubstr("2 migration(s) pending up to 3"));
+}
+
+TEST_F(ReadinessTest, PendingUnderManualModeSaysAnOperatorMustApply) {
+  ApplyUpTo(1);
+  view_.manual = true;
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kPending);
+  EXPECT_THAT(a.message, HasSubstr("schemagatectl apply"));
+}
+
+TEST_F(ReadinessTest, MigratingWhileARunIsUnderWay) {
+  ApplyUpTo(1);
+  view_.run_in_progress = true;
+  EXPECT_EQ(EvaluateReadiness(Target(3, 3), view_).state, ReadinessState::kMigrating);
+}
+
+TEST_F(ReadinessTest, UnknownVersionWhenTheCoordinatorLacksIt) {
+  ApplyUpTo(5);
+  ReadinessAnswer a = EvaluateReadiness(Target(9, 9), view_);
+  EXPECT_EQ(a.state, ReadinessState::kUnknownVersion);
+  EXPECT_EQ(a.blocking_version, 9);
+  EXPECT_THAT(a.message, HasSubstr("deploy the coordinator"));
+}
+
+TEST_F(ReadinessTest, ReleaseTwoNeedsOnlyTheNonBreakingPart) {
+  // An app whose set ends with breaking 4: K=4, R=3.
+  ApplyUpTo(3);
+  EXPECT_EQ(EvaluateReadiness(Target(4, 3), view_).state, ReadinessState::kReady);
+}
+
+TEST_F(ReadinessTest, IncompatibleOnceABreakingMigrationAboveKIsApplied) {
+  ApplyUpTo(4);
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kIncompatible);
+  EXPECT_EQ(a.blocking_version, 4);
+  EXPECT_TRUE(IsFinal(a.state));
+  EXPECT_EQ(EvaluateReadiness(Target(4, 3), view_).state, ReadinessState::kReady);
+}
+
+TEST_F(ReadinessTest, MismatchWhenAnAppChecksumDiffersFromTheAppliedOne) {
+  ApplyUpTo(3);
+  AppTarget t = Target(3, 3);
+  t.checksums[2] = std::string(64, 'a');
+  t.checksums[1] = set_->Find(1)->checksum;
+  ReadinessAnswer a = EvaluateReadiness(t, view_);
+  EXPECT_EQ(a.state, ReadinessState::kMismatch);
+  EXPECT_EQ(a.blocking_version, 2);
+  // Checksums of versions not applied yet are not compared.
+  AppTarget later = Target(3, 3);
+  later.checksums[5] = std::string(64, 'b');
+  EXPECT_EQ(EvaluateReadiness(later, view_).state, ReadinessState::kReady);
+}
+
+TEST_F(ReadinessTest, FailedWhenARowIsDirtyWhateverTheAppNeeds) {
+  ApplyUpTo(3);
+  view_.db.applied[2].dirty = true;
+  ReadinessAnswer a = EvaluateReadiness(Target(1, 1), view_);
+  EXPECT_EQ(a.state, ReadinessState::kFailed);
+  EXPECT_THAT(a.message, HasSubstr("schemagatectl repair"));
+}
+
+TEST_F(ReadinessTest, FailedRunFailsOnlyTheAppsThatNeedIt) {
+  ApplyUpTo(2);
+  SqlFailure f;
+  f.version = 3;
+  f.name = "c";
+  f.sqlstate = "42P07";
+  f.message = "relation \"c\" already exists";
+  f.statement_index = 1;
+  f.line = 1;
+  view_.db.failure = f;
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kFailed);
+  EXPECT_THAT(a.message, HasSubstr("42P07"));
+  EXPECT_THAT(a.message, HasSubstr("already exists"));
+  EXPECT_EQ(EvaluateReadiness(Target(2, 2), view_).state, ReadinessState::kReady);
+}
+
+TEST_F(ReadinessTest, ConflictingSetFailsAppsThatNeedMore) {
+  ApplyUpTo(2);
+  view_.conflicts = {"version 1 was edited"};
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kFailed);
+  EXPECT_THAT(a.message, HasSubstr("version 1 was edited"));
+}
+
+TEST_F(ReadinessTest, BlockedWhileAnOldInstanceNeedsTheOldShape) {
+  ApplyUpTo(3);
+  view_.live_known_versions = {3};
+  ReadinessAnswer a = EvaluateReadiness(Target(5, 5), view_);
+  EXPECT_EQ(a.state, ReadinessState::kBlocked);
+  EXPECT_EQ(a.blocking_version, 4);
+  view_.live_known_versions = {4, 5};
+  EXPECT_EQ(EvaluateReadiness(Target(5, 5), view_).state, ReadinessState::kPending);
+}
+
+TEST_F(ReadinessTest, FindConflictsReportsEditedAndMissingVersions) {
+  ApplyUpTo(2);
+  view_.db.applied[0].checksum = std::string(64, 'f');
+  AppliedMigration ghost;
+  ghost.version = 42;
+  ghost.name = "ghost";
+  ghost.checksum = std::string(64, '0');
+  view_.db.applied.push_back(ghost);
+  std::vector<std::string> conflicts = FindConflicts(*set_, view_.db);
+  ASSERT_EQ(conflicts.size(), 2u);
+  EXPECT_THAT(conflicts[0], HasSubstr("version 1"));
+  EXPECT_THAT(conflicts[0], HasSubstr("edited after it was applied"));
+  EXPECT_THAT(conflicts[1], HasSubstr("version 42 (ghost) is applied but has no file"));
+}
+
+TEST(ReadinessNamesTest, NamesAndFinalStates) {
+  EXPECT_STREQ(ReadinessStateName(ReadinessState::kUnknownVersion), "UNKNOWN_VERSION");
+  EXPECT_TRUE(IsFinal(ReadinessState::kMismatch));
+  EXPECT_TRUE(IsFinal(ReadinessState::kFailed));
+  EXPECT_FALSE(IsFinal(ReadinessState::kBlocked));
+  EXPECT_FALSE(IsFinal(ReadinessState::kReady));
+}
+
+}  // namespace
+}  // namespace schemagate

@@ -1,0 +1,90 @@
+#include "coordinator/sql_split.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace schemagate {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(SqlSplitTest, SplitsOnStatementsNotOnSemicolonsInBodiesStringsOrComments) {
+  const char* sql =
+      "-- leading comment; not a statement\n"
+      "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\n"
+      "BEGIN\n"
+      "  PERFORM 1; RETURN 2;\n"
+      "END;\n"
+      "$body$;\n"
+      "/* block; comment */\n"
+      "INSERT INTO t VALUES ('a;b', $$x;y$$);\n"
+      "SELECT 1";
+  absl::StatusOr<std::vector<SqlStatement>> statements = SplitSql(sql);
+  ASSERT_TRUE(statements.ok()) << statements.status();
+  ASSERT_EQ(statements->size(), 3u);
+  EXPECT_EQ((*statements)[0].line, 2);
+  EXPECT_THAT((*statements)[0].text, HasSubstr("PERFORM 1; RETURN 2;"));
+  EXPECT_EQ((*statements)[0].text.back(), '$');
+  EXPECT_EQ((*statements)[1].line, 8);
+  EXPECT_EQ((*statements)[1].text, "INSERT INTO t VALUES ('a;b', $$x;y$$)");
+  EXPECT_EQ((*statements)[2].text, "SELECT 1");
+  EXPECT_EQ((*statements)[2].line, 9);
+}
+
+TEST(SqlSplitTest, ReportsTheLineOfAParseError) {
+  absl::StatusOr<std::vector<SqlStatement>> statements =
+      SplitSql("SELECT 1;\n\nSELEC 2;\n");
+  ASSERT_FALSE(statements.ok());
+  EXPECT_EQ(statements.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(statements.status().message(), HasSubstr("line 3: syntax error"));
+}
+
+TEST(SqlSplitTest, UnterminatedDollarQuoteIsAnError) {
+  EXPECT_FALSE(SplitSql("CREATE FUNCTION f() RETURNS int AS $$ SELECT 1;\n").ok());
+}
+
+TEST(SqlSplitTest, FlagsStatementsThatCannotRunInATransaction) {
+  absl::StatusOr<std::vector<SqlStatement>> statements = SplitSql(
+      "CREATE INDEX CONCURRENTLY a ON t (x);\n"
+      "CREATE INDEX b ON t (x);\n"
+      "DROP INDEX CONCURRENTLY a;\n"
+      "REINDEX (CONCURRENTLY) INDEX b;\n"
+      "REINDEX INDEX CONCURRENTLY b;\n"
+      "VACUUM t;\n"
+      "ANALYZE t;\n");
+  ASSERT_TRUE(statements.ok()) << statements.status();
+  ASSERT_EQ(statements->size(), 7u);
+  EXPECT_EQ((*statements)[0].needs_no_transaction, "CREATE INDEX CONCURRENTLY");
+  EXPECT_EQ((*statements)[1].needs_no_transaction, "");
+  EXPECT_EQ((*statements)[2].needs_no_transaction, "DROP INDEX CONCURRENTLY");
+  EXPECT_EQ((*statements)[3].needs_no_transaction, "REINDEX CONCURRENTLY");
+  EXPECT_EQ((*statements)[4].needs_no_transaction, "REINDEX CONCURRENTLY");
+  EXPECT_EQ((*statements)[5].needs_no_transaction, "VACUUM");
+  EXPECT_EQ((*statements)[6].needs_no_transaction, "");
+}
+
+TEST(SqlSplitTest, FlagsTransactionControl) {
+  absl::StatusOr<std::vector<SqlStatement>> statements =
+      SplitSql("BEGIN; SELECT 1; SAVEPOINT s; COMMIT;");
+  ASSERT_TRUE(statements.ok());
+  ASSERT_EQ(statements->size(), 4u);
+  EXPECT_TRUE((*statements)[0].is_transaction_control);
+  EXPECT_FALSE((*statements)[1].is_transaction_control);
+  EXPECT_TRUE((*statements)[2].is_transaction_control);
+  EXPECT_TRUE((*statements)[3].is_transaction_control);
+}
+
+TEST(SqlSplitTest, CommentsOnlyGiveNoStatements) {
+  absl::StatusOr<std::vector<SqlStatement>> statements = SplitSql("-- nothing\n/* here */\n");
+  ASSERT_TRUE(statements.ok());
+  EXPECT_TRUE(statements->empty());
+}
+
+TEST(SqlSplitTest, LineOfOffsetCountsNewlines) {
+  EXPECT_EQ(LineOfOffset("a\nb\nc", 0), 1);
+  EXPECT_EQ(LineOfOffset("a\nb\nc", 2), 2);
+  EXPECT_EQ(LineOfOffset("a\nb\nc", 4), 3);
+}
+
+}  // namespace
+}  // namespace schemagate
