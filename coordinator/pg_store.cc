@@ -261,11 +261,11 @@ class PgRunSession : public RunSession {
     int current = -1;
     try {
       pqxx::work tx(*conn_);
-      const int64_t epoch = tx.exec1(absl::StrCat(
+      const pqxx::row fence = tx.exec1(absl::StrCat(
           "SET LOCAL lock_timeout = '", Interval(limits.lock_timeout),
           "'; SET LOCAL statement_timeout = '", Interval(limits.statement_timeout),
-          "'; SELECT run_epoch FROM ", names_.meta))[0].as<int64_t>();
-      RETURN_IF_ERROR(CheckFence(epoch));
+          "'; SELECT run_epoch, ", LockHeldSql(), " FROM ", names_.meta));
+      RETURN_IF_ERROR(CheckFence(fence[0].as<int64_t>(), fence[1].as<bool>()));
       for (size_t i = 0; i < statements.size(); ++i) {
         current = static_cast<int>(i);
         if (observer) observer(current);
@@ -323,16 +323,20 @@ class PgRunSession : public RunSession {
     try {
       {
         pqxx::nontransaction tx(*conn_);
-        const int64_t epoch = tx.exec1(absl::StrCat(
+        const pqxx::row fence = tx.exec1(absl::StrCat(
             "SET lock_timeout = '", Interval(limits.lock_timeout),
             "'; SET statement_timeout = '", Interval(limits.statement_timeout),
-            "'; SELECT run_epoch FROM ", names_.meta))[0].as<int64_t>();
-        RETURN_IF_ERROR(CheckFence(epoch));
+            "'; SELECT run_epoch, ", LockHeldSql(), " FROM ", names_.meta));
+        RETURN_IF_ERROR(CheckFence(fence[0].as<int64_t>(), fence[1].as<bool>()));
       }
       for (size_t i = static_cast<size_t>(first); i < statements.size(); ++i) {
         current = static_cast<int>(i);
         if (observer) observer(current);
         pqxx::nontransaction tx(*conn_);
+        if (i > static_cast<size_t>(first)) {
+          RETURN_IF_ERROR(CheckFence(
+              epoch_, tx.exec1(absl::StrCat("SELECT ", LockHeldSql()))[0].as<bool>()));
+        }
         tx.exec(statements[i].text);
         tx.exec_params(absl::StrCat("UPDATE ", names_.migrations,
                                     " SET statements_done = $2 WHERE version = $1"),
@@ -462,7 +466,25 @@ class PgRunSession : public RunSession {
     }
   }
 
-  absl::Status CheckFence(int64_t epoch) {
+  // Whether this very backend holds the run lock. Through a transaction
+  // pooler (PgBouncer pool_mode=transaction) a transaction may land on a
+  // backend that does not: the run must stop before any statement runs.
+  std::string LockHeldSql() const {
+    const uint64_t key = static_cast<uint64_t>(lock_key_);
+    return absl::StrCat(
+        "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND pid = pg_backend_pid() AND classid = ", key >> 32, "::oid AND objid = ",
+        key & 0xFFFFFFFFu, "::oid AND objsubid = 1)");
+  }
+
+  absl::Status CheckFence(int64_t epoch, bool lock_held) {
+    if (!lock_held) {
+      return absl::AbortedError(
+          "the run lock is not held by this database session: the connection goes through a "
+          "transaction pooler (e.g. PgBouncer pool_mode=transaction) or the session was "
+          "replaced; point --database-url at PostgreSQL directly (session locks need a "
+          "dedicated session)");
+    }
     if (epoch != epoch_) {
       return absl::AbortedError(absl::StrCat(
           "run epoch moved from ", epoch_, " to ", epoch,

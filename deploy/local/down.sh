@@ -41,49 +41,80 @@ as_pg() {
   fi
 }
 
+# True while PID is a live process. A process that has exited but not yet
+# been reaped by its parent (a zombie: init reaps up.sh's orphans, sometimes
+# lazily) counts as gone.
+alive() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 1
+  state="$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ "$state" != Z && -n "$state" ]]
+}
+
+# session_left SID: the live processes of session SID. up.sh starts every
+# process in a session of its own (session id = its pid), so these are the
+# process and whatever it started (e.g. the app under the agent). While any
+# of them lives, the kernel does not hand that pid out again, so they are ours.
+session_left() {
+  local p
+  for p in $(pgrep -s "$1" 2>/dev/null || true); do
+    if alive "$p"; then echo "$p"; fi
+  done
+}
+
 # stop NAME PROGRAM: stops the process in .local/run/NAME.pid if it is alive
 # and really is PROGRAM (a stale pid file whose pid now belongs to something
-# else is only removed). SIGTERM first; after STOP_TIMEOUT seconds SIGKILL to
-# its process group (up.sh starts each in its own session, so the group is
-# the process and its children, e.g. the app under the agent).
+# else is only removed). SIGTERM first, then waits up to STOP_TIMEOUT seconds;
+# then SIGKILL. Finally ends anything its session left behind (an app whose
+# agent was killed with SIGKILL, say).
 stop() {
-  local name="$1" program="$2" pidfile="$RUN_DIR/$1.pid" pid argv0 i
+  local name="$1" program="$2" pidfile="$RUN_DIR/$1.pid" pid argv0 i left
   if [[ ! -f "$pidfile" ]]; then
     say "$name: not running (no pid file)"
     return 0
   fi
   pid="$(<"$pidfile")"
-  if ! [[ "$pid" =~ ^[0-9]+$ ]] || ! kill -0 "$pid" 2>/dev/null; then
-    say "$name: not running (stale pid file removed)"
+  if ! [[ "$pid" =~ ^[0-9]+$ ]]; then
+    say "$name: not running (invalid pid file removed)"
     rm -f "$pidfile"
     return 0
   fi
-  argv0="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1 || true)"
-  if [[ "$(basename -- "$argv0")" != "$program" ]]; then
-    say "$name: pid $pid is not $program any more (stale pid file removed; nothing signalled)"
-    rm -f "$pidfile"
-    return 0
-  fi
-  say "$name: stopping pid $pid"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    warn "$name (pid $pid) still running after ${STOP_TIMEOUT}s; sending SIGKILL to its process group"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
+  if alive "$pid"; then
+    argv0="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1 || true)"
+    if [[ "$(basename -- "$argv0")" != "$program" ]]; then
+      say "$name: pid $pid is not $program any more (stale pid file removed; nothing signalled)"
+      rm -f "$pidfile"
+      return 0
+    fi
+    say "$name: stopping pid $pid"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+      alive "$pid" || break
       sleep 0.1
     done
+    if alive "$pid"; then
+      warn "$name (pid $pid) still running after ${STOP_TIMEOUT}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do
+        alive "$pid" || break
+        sleep 0.1
+      done
+    fi
+  else
+    say "$name: not running (stale pid file removed)"
   fi
-  # Children left behind (the agent killed before its app): end the group.
-  if pgrep -g "$pid" >/dev/null 2>&1; then
-    warn "$name: processes left in group $pid; sending SIGTERM to them"
-    kill -TERM -- "-$pid" 2>/dev/null || true
-    sleep 1
-    kill -KILL -- "-$pid" 2>/dev/null || true
+  left="$(session_left "$pid")"
+  if [[ -n "$left" ]]; then
+    warn "$name: processes left behind in its session: $(echo $left); stopping them"
+    # shellcheck disable=SC2086
+    kill -TERM $left 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      [[ -n "$(session_left "$pid")" ]] || break
+      sleep 0.1
+    done
+    left="$(session_left "$pid")"
+    # shellcheck disable=SC2086
+    [[ -z "$left" ]] || kill -KILL $left 2>/dev/null || true
   fi
   rm -f "$pidfile"
 }

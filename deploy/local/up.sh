@@ -77,6 +77,14 @@ port_in_use() { [[ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ]]; }
 # Who holds a port, for error messages (process names need root).
 port_owner() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'users:.*' | head -n1 || true; }
 
+# True while PID is a live process (an exited, not yet reaped one is not).
+alive() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 1
+  state="$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+
 # running NAME PROGRAM: true if .local/run/NAME.pid holds the pid of a live
 # process whose program (argv[0]) is PROGRAM, so a stale pid file whose pid
 # was reused by something else is never mistaken for ours.
@@ -85,7 +93,7 @@ running() {
   [[ -f "$pidfile" ]] || return 1
   pid="$(<"$pidfile")"
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
+  alive "$pid" || return 1
   argv0="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1)" || return 1
   [[ "$(basename -- "$argv0")" == "$2" ]]
 }
@@ -247,6 +255,7 @@ EOF
       show_log "$PG_LOG"
       die "PostgreSQL did not start; see $PG_LOG"
     fi
+    rm -f "$LOG_DIR/pg_ctl.log"
   fi
   # Tells down.sh that this PostgreSQL is ours to stop.
   echo "$PG_DATA" >"$RUN_DIR/postgres.started-by-up"
@@ -281,7 +290,7 @@ wait_serving() {
   pid="$(pid_of "$name")"
   for ((i = 0; i < 300; i++)); do
     grep -q 'serving on' "$log" 2>/dev/null && return 0
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! alive "$pid"; then
       show_log "$log"
       die "$name exited during start-up; see $log"
     fi
@@ -345,7 +354,7 @@ code=000
 for ((i = 0; i < 240; i++)); do
   code="$(curl -s -o "$body" -w '%{http_code}' --max-time 5 "http://127.0.0.1:$APP_PORT/" 2>/dev/null || true)"
   [[ "$code" == 200 ]] && break
-  if ! kill -0 "$agent_pid" 2>/dev/null; then
+  if ! alive "$agent_pid"; then
     show_log "$app_log" 30
     show_log "$LOG_DIR/coordinator-1.log" 15
     die "schemagate-agent exited before the app answered; see $app_log

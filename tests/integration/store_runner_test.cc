@@ -398,6 +398,21 @@ TEST_F(StoreRunnerTest, EpochFenceStopsARunWhoseLockWasTakenOver) {
   EXPECT_EQ(db_->Query("SELECT string_agg(version::text, ',') FROM schemagate.migrations"), "1");
 }
 
+TEST_F(StoreRunnerTest, NoStatementRunsOnceTheSessionNoLongerHoldsTheLock) {
+  // What a transaction pooler does: the next transaction lands on a session
+  // without the lock. Simulated by a migration that drops the lock.
+  dir_.Write("0001_unlock.up.sql", "SELECT pg_advisory_unlock_all();\n");
+  dir_.Write("0002_after.up.sql", "CREATE TABLE after_unlock (id int);\n");
+  MigrationSet set = LoadSet();
+  auto store = NewStore();
+  absl::StatusOr<RunOutcome> outcome =
+      Runner(store.get(), &set, FastOptions()).Apply(RunRequest(), nullptr, nullptr);
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_EQ(outcome.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(outcome.status().message(), HasSubstr("transaction pooler"));
+  EXPECT_EQ(db_->Query("SELECT to_regclass('public.after_unlock')"), "");
+}
+
 TEST_F(StoreRunnerTest, EditedAppliedFileStopsEveryRun) {
   testing::WriteTrivialMigrations(dir_, 1, 2);
   MigrationSet set = LoadSet();
