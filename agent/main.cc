@@ -8,6 +8,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "agent/app_target.h"
+#include "agent/attach_session.h"
 #include "agent/channel.h"
 #include "agent/exit_codes.h"
 #include "agent/supervisor.h"
@@ -162,8 +163,13 @@ int Main(int argc, char** argv) {
     return ProcessSupervisor::Exec(command);
   }
   LogInfo("schema ready; starting %s", command[0]);
+  // While the app lives, this instance counts in the fleet (contract
+  // migrations it predates wait for it).
+  AttachSession attach(*options);
+  attach.Start();
   const int code = supervisor.Run(command);
   LogInfo("%s exited with %d", command[0], code);
+  attach.Stop();
   return code;
 }
 

@@ -5,13 +5,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "coordinator/log.h"
 #include "coordinator/proto_convert.h"
 #include "coordinator/reactors.h"
 
 namespace schemagate {
 namespace {
 
-absl::Status ValidateInstanceId(const std::string& id) {
+absl::Status ValidateInstanceId(const std::string& id, bool required) {
+  if (required && id.empty()) {
+    return absl::InvalidArgumentError("instance_id is required (the pod or host name)");
+  }
   if (id.size() > kMaxInstanceIdLength) {
     return absl::InvalidArgumentError(
         absl::StrCat("instance_id is longer than ", kMaxInstanceIdLength, " bytes"));
@@ -24,34 +28,32 @@ absl::Status ValidateInstanceId(const std::string& id) {
   return absl::OkStatus();
 }
 
-// One Wait stream. Keeps only the latest answer: while a write is in flight
-// new states replace each other in `pending_`, so a slow client costs one
-// message, not a queue. gRPC calls are made outside `mu_`, because the
-// library may run OnDone inline.
-class WaitStream : public grpc::ServerWriteReactor<v1::Readiness>, public StateObserver {
+// Streams an app's readiness and keeps only the latest answer: while a
+// write is in flight new states replace each other in `pending_`, so a slow
+// client costs one message, not a queue. gRPC calls are made outside `mu_`,
+// because the library may run OnDone inline.
+//
+// `Base` is the reactor type (server-streaming Wait or bidi Attach).
+template <typename Base>
+class ReadinessStream : public Base, public StateObserver {
  public:
-  WaitStream(Coordinator* coordinator, AppTarget target, bool follow)
-      : coordinator_(coordinator), target_(std::move(target)), follow_(follow) {}
-
-  // REQUIRES: `self` owns this stream. Registers and sends the first state.
-  void Start(std::shared_ptr<WaitStream> self) {
-    self_ = self;
-    coordinator_->AddObserver(self);
-    OnStateChanged(coordinator_->snapshot());
-  }
+  ReadinessStream(Coordinator* coordinator, bool end_on_answer)
+      : coordinator_(coordinator), end_on_answer_(end_on_answer) {}
 
   void OnStateChanged(const std::shared_ptr<const Snapshot>& snapshot) override {
-    const ReadinessAnswer answer = EvaluateReadiness(target_, snapshot->view);
+    ReadinessAnswer answer;
     bool write = false;
     {
       absl::MutexLock lock(&mu_);
-      if (finishing_ || (last_ && *last_ == answer)) return;
+      if (finishing_ || !target_) return;
+      answer = EvaluateReadiness(*target_, snapshot->view);
+      if (last_ && *last_ == answer) return;
       last_ = answer;
       pending_.emplace();
       ToProto(answer, coordinator_->options().coordinator_id, &*pending_);
       write = TakePendingLocked();
     }
-    if (write) StartWrite(&in_flight_);
+    if (write) this->StartWrite(&in_flight_);
   }
 
   void OnShutdown() override {
@@ -70,8 +72,8 @@ class WaitStream : public grpc::ServerWriteReactor<v1::Readiness>, public StateO
         finish = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
       } else if (deferred_finish_) {
         finish = *deferred_finish_;
-      } else if (!follow_ && (in_flight_.state() == v1::READY ||
-                              IsFinal(FromProto(in_flight_.state())))) {
+      } else if (end_on_answer_ && (in_flight_.state() == v1::READY ||
+                                    IsFinal(FromProto(in_flight_.state())))) {
         finishing_ = true;
         finish = grpc::Status::OK;
       } else {
@@ -79,10 +81,70 @@ class WaitStream : public grpc::ServerWriteReactor<v1::Readiness>, public StateO
       }
     }
     if (finish) {
-      Finish(*finish);
+      this->Finish(*finish);
     } else if (write) {
-      StartWrite(&in_flight_);
+      this->StartWrite(&in_flight_);
     }
+  }
+
+ protected:
+  // Sets what to evaluate and sends the first answer.
+  void Begin(AppTarget target) {
+    {
+      absl::MutexLock lock(&mu_);
+      target_ = std::move(target);
+    }
+    OnStateChanged(coordinator_->snapshot());
+  }
+
+  // Finishes now, or after the write in flight completes. Idempotent.
+  void EndStream(const grpc::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      finishing_ = true;
+      if (write_in_flight_) {
+        deferred_finish_ = status;
+        return;
+      }
+    }
+    this->Finish(status);
+  }
+
+  Coordinator* const coordinator_;
+
+ private:
+  bool TakePendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (write_in_flight_ || !pending_ || finishing_) return false;
+    in_flight_ = std::move(*pending_);
+    pending_.reset();
+    write_in_flight_ = true;
+    return true;
+  }
+
+  const bool end_on_answer_;
+  absl::Mutex mu_;
+  std::optional<AppTarget> target_ ABSL_GUARDED_BY(mu_);
+  std::optional<ReadinessAnswer> last_ ABSL_GUARDED_BY(mu_);
+  std::optional<v1::Readiness> pending_ ABSL_GUARDED_BY(mu_);
+  // Owned by gRPC between StartWrite and OnWriteDone.
+  v1::Readiness in_flight_;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
+};
+
+// Wait: the current answer, every change, and the end after READY or a
+// final state unless the client follows.
+class WaitStream : public ReadinessStream<grpc::ServerWriteReactor<v1::Readiness>> {
+ public:
+  WaitStream(Coordinator* coordinator, bool follow)
+      : ReadinessStream(coordinator, /*end_on_answer=*/!follow) {}
+
+  void Start(std::shared_ptr<WaitStream> self, AppTarget target) {
+    self_ = self;
+    coordinator_->AddObserver(self);
+    Begin(std::move(target));
   }
 
   void OnCancel() override {
@@ -95,42 +157,88 @@ class WaitStream : public grpc::ServerWriteReactor<v1::Readiness>, public StateO
   }
 
  private:
-  // Moves the pending answer into the in-flight slot if no write is under way.
-  bool TakePendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (write_in_flight_ || !pending_ || finishing_) return false;
-    in_flight_ = std::move(*pending_);
-    pending_.reset();
-    write_in_flight_ = true;
-    return true;
+  std::shared_ptr<WaitStream> self_;
+};
+
+// Attach: registers the instance while the stream is open. The first
+// message names it; later ones are heartbeats; a goodbye message is a clean
+// exit (the instance leaves at once). Any other end leaves the lease to
+// expire, so an agent re-attaching elsewhere keeps its instance live.
+class AttachStream
+    : public ReadinessStream<grpc::ServerBidiReactor<v1::AttachRequest, v1::Readiness>> {
+ public:
+  explicit AttachStream(Coordinator* coordinator)
+      : ReadinessStream(coordinator, /*end_on_answer=*/false) {}
+
+  void Start(std::shared_ptr<AttachStream> self) {
+    self_ = self;
+    StartRead(&request_);
   }
 
-  // Finishes now, or after the write in flight completes.
-  void EndStream(const grpc::Status& status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finishing_) return;
-      finishing_ = true;
-      if (write_in_flight_) {
-        deferred_finish_ = status;
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The client closed its side. Only an explicit goodbye removes the
+      // instance; otherwise its lease keeps it live while it re-attaches.
+      Detach(/*clean=*/false);
+      EndStream(grpc::Status::OK);
+      return;
+    }
+    if (registered_ && request_.goodbye()) {
+      Detach(/*clean=*/true);
+      EndStream(grpc::Status::OK);
+      return;
+    }
+    if (!registered_) {
+      AppTarget target;
+      absl::Status valid = FromProto(request_.target(), &target);
+      if (valid.ok()) valid = ValidateInstanceId(request_.instance_id(), /*required=*/true);
+      if (!valid.ok()) {
+        EndStream(ToGrpc(valid));
         return;
       }
+      target = ResolveTarget(target, coordinator_->set());
+      InstanceRecord instance;
+      instance.instance_id = request_.instance_id();
+      instance.app = target.app;
+      instance.app_version = target.app_version;
+      instance.known_version = target.known_version;
+      instance.required_version = target.required_version;
+      instance.coordinator_id = coordinator_->options().coordinator_id;
+      instance_id_ = instance.instance_id;
+      registered_ = true;
+      coordinator_->InstanceAttached(instance);
+      coordinator_->AddObserver(self_);
+      Begin(std::move(target));
     }
-    Finish(status);
+    StartRead(&request_);
   }
 
-  Coordinator* const coordinator_;
-  const AppTarget target_;
-  const bool follow_;
-  std::shared_ptr<WaitStream> self_;
+  void OnCancel() override {
+    Detach(/*clean=*/false);
+    EndStream(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+  }
 
-  absl::Mutex mu_;
-  std::optional<ReadinessAnswer> last_ ABSL_GUARDED_BY(mu_);
-  std::optional<v1::Readiness> pending_ ABSL_GUARDED_BY(mu_);
-  // Owned by gRPC between StartWrite and OnWriteDone.
-  v1::Readiness in_flight_;
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
+  void OnDone() override {
+    Detach(/*clean=*/false);
+    coordinator_->RemoveObserver(this);
+    std::shared_ptr<AttachStream> keep = std::move(self_);  // May delete this on return.
+  }
+
+ private:
+  void Detach(bool clean) {
+    absl::MutexLock lock(&detach_mu_);
+    if (!registered_ || detached_) return;
+    detached_ = true;
+    coordinator_->InstanceDetached(instance_id_, clean);
+  }
+
+  std::shared_ptr<AttachStream> self_;
+  // Touched only by the read reactions, which never overlap.
+  v1::AttachRequest request_;
+  bool registered_ = false;
+  std::string instance_id_;
+  absl::Mutex detach_mu_;
+  bool detached_ ABSL_GUARDED_BY(detach_mu_) = false;
 };
 
 }  // namespace
@@ -141,7 +249,7 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Check(grpc::CallbackServerContext* c
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   AppTarget target;
   absl::Status valid = FromProto(request->target(), &target);
-  if (valid.ok()) valid = ValidateInstanceId(request->instance_id());
+  if (valid.ok()) valid = ValidateInstanceId(request->instance_id(), /*required=*/false);
   if (!valid.ok()) {
     reactor->Finish(ToGrpc(valid));
     return reactor;
@@ -155,9 +263,16 @@ grpc::ServerWriteReactor<v1::Readiness>* AgentServiceImpl::Wait(
     grpc::CallbackServerContext* context, const v1::WaitRequest* request) {
   AppTarget target;
   absl::Status valid = FromProto(request->target(), &target);
-  if (valid.ok()) valid = ValidateInstanceId(request->instance_id());
+  if (valid.ok()) valid = ValidateInstanceId(request->instance_id(), /*required=*/false);
   if (!valid.ok()) return new FinishedWriter<v1::Readiness>(ToGrpc(valid));
-  auto stream = std::make_shared<WaitStream>(coordinator_, std::move(target), request->follow());
+  auto stream = std::make_shared<WaitStream>(coordinator_, request->follow());
+  stream->Start(stream, std::move(target));
+  return stream.get();
+}
+
+grpc::ServerBidiReactor<v1::AttachRequest, v1::Readiness>* AgentServiceImpl::Attach(
+    grpc::CallbackServerContext*) {
+  auto stream = std::make_shared<AttachStream>(coordinator_);
   stream->Start(stream);
   return stream.get();
 }

@@ -1,4 +1,4 @@
-// The agent-facing gRPC service (Check, Wait), answered from the
+// The agent-facing gRPC service (Check, Wait, Attach), answered from the
 // coordinator's memory: no database round trip per call, no thread per
 // waiting agent (callback API).
 #ifndef SCHEMAGATE_COORDINATOR_AGENT_SERVICE_H_
@@ -19,6 +19,8 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
                                   v1::Readiness* response) override;
   grpc::ServerWriteReactor<v1::Readiness>* Wait(grpc::CallbackServerContext* context,
                                                 const v1::WaitRequest* request) override;
+  grpc::ServerBidiReactor<v1::AttachRequest, v1::Readiness>* Attach(
+      grpc::CallbackServerContext* context) override;
 
  private:
   Coordinator* const coordinator_;

@@ -40,6 +40,7 @@ void Coordinator::Start() {
   watcher_ = std::thread([this] { WatchLoop(); });
   runner_thread_ = std::thread([this] { RunLoop(); });
   worker_ = std::thread([this] { WorkLoop(); });
+  fleet_ = std::thread([this] { FleetLoop(); });
 }
 
 void Coordinator::Shutdown() {
@@ -60,6 +61,7 @@ void Coordinator::Shutdown() {
   if (watcher_.joinable()) watcher_.join();
   if (runner_thread_.joinable()) runner_thread_.join();
   if (worker_.joinable()) worker_.join();
+  if (fleet_.joinable()) fleet_.join();
   // Operator runs that never started.
   std::deque<Job> left;
   {
@@ -226,6 +228,9 @@ void Coordinator::WatchLoop() {
     next->view.database_available = true;
     next->view.run_in_progress = state->run_in_progress;
     next->view.conflicts = FindConflicts(set_, *state);
+    for (const InstanceRecord& i : state->live_instances) {
+      next->view.live_known_versions.push_back(i.known_version);
+    }
     next->view.db = std::move(*state);
     next->refreshed_at = absl::Now();
     Publish(std::move(next));
@@ -247,22 +252,83 @@ void Coordinator::WatchLoop() {
   }
 }
 
-bool Coordinator::BreakingGate(const Migration& m) {
-  const std::shared_ptr<const Snapshot> snap = snapshot();
-  const auto& live = snap->view.live_known_versions;
-  const bool blocked =
-      std::any_of(live.begin(), live.end(), [&](int64_t k) { return k < m.version; });
+bool Coordinator::BreakingGate(const Migration& m, const DatabaseState& state,
+                               absl::Duration grace) {
+  const bool blocked = CountInstancesBelow(state, m.version) > 0;
   absl::MutexLock lock(&gate_mu_);
   if (blocked) {
     breaking_clear_since_.erase(m.version);
     return false;
   }
   auto [it, inserted] = breaking_clear_since_.emplace(m.version, absl::Now());
-  if (inserted) {
+  if (inserted && grace > absl::ZeroDuration()) {
     LogInfo("breaking migration %s: no live instance needs the old schema; applying after %s",
-            m.Label(), absl::FormatDuration(options_.breaking_grace));
+            m.Label(), absl::FormatDuration(grace));
   }
-  return absl::Now() - it->second >= options_.breaking_grace;
+  return absl::Now() - it->second >= grace;
+}
+
+void Coordinator::InstanceAttached(const InstanceRecord& instance) {
+  absl::MutexLock lock(&fleet_mu_);
+  LocalInstance& local = local_instances_[instance.instance_id];
+  local.record = instance;
+  ++local.streams;
+  pending_joins_.push_back(instance);
+}
+
+void Coordinator::InstanceDetached(const std::string& instance_id, bool clean) {
+  absl::MutexLock lock(&fleet_mu_);
+  auto it = local_instances_.find(instance_id);
+  if (it == local_instances_.end()) return;
+  if (--it->second.streams > 0) return;
+  local_instances_.erase(it);
+  if (clean) pending_leaves_.push_back(instance_id);
+}
+
+void Coordinator::FleetLoop() {
+  absl::Time next_refresh = absl::Now() + options_.lease_ttl / 3;
+  bool bookkeeping_ready = false;
+  while (!stopping_) {
+    SleepUnlessStopped(absl::Milliseconds(50));
+    std::vector<InstanceRecord> joins;
+    std::vector<std::string> leaves, live;
+    const bool refresh = absl::Now() >= next_refresh;
+    {
+      absl::MutexLock lock(&fleet_mu_);
+      joins.swap(pending_joins_);
+      leaves.swap(pending_leaves_);
+      if (refresh) {
+        for (const auto& [id, local] : local_instances_) live.push_back(id);
+      }
+    }
+    if (joins.empty() && leaves.empty() && live.empty()) {
+      if (refresh) next_refresh = absl::Now() + options_.lease_ttl / 3;
+      continue;
+    }
+    absl::Status status = absl::OkStatus();
+    if (!bookkeeping_ready) {
+      status = snapshot()->view.db.initialized ? absl::OkStatus() : store_->EnsureBookkeeping();
+      bookkeeping_ready = status.ok();
+    }
+    if (status.ok()) status = store_->UpsertInstances(joins, options_.lease_ttl);
+    if (status.ok()) status = store_->RemoveInstances(leaves, options_.coordinator_id);
+    if (status.ok() && !live.empty()) status = store_->RefreshLeases(live, options_.lease_ttl);
+    if (status.ok()) {
+      if (refresh) next_refresh = absl::Now() + options_.lease_ttl / 3;
+      continue;
+    }
+    // Keep what was not written for the next round (the database may be away).
+    LogWarning("fleet bookkeeping: %s; retrying", status.message());
+    absl::MutexLock lock(&fleet_mu_);
+    pending_joins_.insert(pending_joins_.begin(), joins.begin(), joins.end());
+    pending_leaves_.insert(pending_leaves_.begin(), leaves.begin(), leaves.end());
+    // Re-register everything local: a database that came back may have lost nothing,
+    // but leases may have lapsed while it was away.
+    if (refresh) {
+      for (const auto& [id, local] : local_instances_) pending_joins_.push_back(local.record);
+    }
+    SleepUnlessStopped(absl::Milliseconds(500));
+  }
 }
 
 bool Coordinator::AutoRunWanted(const SchemaView& view) const {
@@ -284,7 +350,8 @@ bool Coordinator::AutoRunWanted(const SchemaView& view) const {
     if (unchanged && view.db.Find(view.db.failure->version) == nullptr) return false;
   }
   if (first_pending->breaking()) {
-    return const_cast<Coordinator*>(this)->BreakingGate(*first_pending);
+    return const_cast<Coordinator*>(this)->BreakingGate(*first_pending, view.db,
+                                                        options_.breaking_grace);
   }
   return true;
 }
@@ -316,7 +383,9 @@ void Coordinator::RunLoop() {
     if (!have_job) {
       if (!try_auto || !AutoRunWanted(snapshot()->view)) continue;
       job.request.actor = options_.coordinator_id;
-      job.request.breaking_gate = [this](const Migration& m) { return BreakingGate(m); };
+      job.request.breaking_gate = [this](const Migration& m, const DatabaseState& state) {
+        return BreakingGate(m, state, options_.breaking_grace);
+      };
     }
     PublishLocalRun(true);
     absl::StatusOr<RunOutcome> outcome = runner_.Apply(job.request, job.progress, &stopping_);

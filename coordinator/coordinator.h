@@ -49,8 +49,12 @@ struct CoordinatorOptions {
   // Full re-read of the state even without notifications.
   absl::Duration resync_interval = absl::Seconds(10);
   // Breaking migrations wait this long with no live instance needing the
-  // old schema before an automatic run applies them.
+  // old schema before an automatic run applies them (default: the lease TTL
+  // plus 30 s of termination grace).
   absl::Duration breaking_grace = absl::Seconds(60);
+  // An attached instance's lease; refreshed every third of it while its
+  // Attach stream is open, so a crashed instance stops counting after this.
+  absl::Duration lease_ttl = absl::Seconds(30);
   // Reconnect backoff bounds for the database.
   absl::Duration reconnect_min = absl::Milliseconds(200);
   absl::Duration reconnect_max = absl::Seconds(10);
@@ -93,6 +97,17 @@ class Coordinator {
   // Asks the watcher to re-read the state now.
   void RequestRefresh();
 
+  // The fleet: an Attach stream registered (or lost) an instance. Several
+  // streams may carry the same instance id; it leaves when the last ends.
+  // `clean` means the agent said goodbye (its app exited): the instance is
+  // removed at once; otherwise its lease runs out.
+  void InstanceAttached(const InstanceRecord& instance);
+  void InstanceDetached(const std::string& instance_id, bool clean);
+
+  // Whether breaking migration `m` may run now, given the state read under
+  // the lock: no live instance predates it, for `grace` at least.
+  bool BreakingGate(const Migration& m, const DatabaseState& state, absl::Duration grace);
+
   Store* store() { return store_.get(); }
   const MigrationSet& set() const { return set_; }
   const CoordinatorOptions& options() const { return options_; }
@@ -107,13 +122,13 @@ class Coordinator {
   void WatchLoop();
   void RunLoop();
   void WorkLoop();
+  void FleetLoop();
   // Installs a new snapshot and tells observers.
   void Publish(std::shared_ptr<Snapshot> next);
   // Re-publishes the current snapshot with run_in_progress changed.
   void PublishLocalRun(bool running);
   // Whether an automatic run has something to do in `view`.
   bool AutoRunWanted(const SchemaView& view) const;
-  bool BreakingGate(const Migration& m);
   void SleepUnlessStopped(absl::Duration d);
 
   const CoordinatorOptions options_;
@@ -148,9 +163,19 @@ class Coordinator {
   absl::Mutex gate_mu_;
   absl::flat_hash_map<int64_t, absl::Time> breaking_clear_since_ ABSL_GUARDED_BY(gate_mu_);
 
+  struct LocalInstance {
+    InstanceRecord record;
+    int streams = 0;
+  };
+  absl::Mutex fleet_mu_;
+  absl::flat_hash_map<std::string, LocalInstance> local_instances_ ABSL_GUARDED_BY(fleet_mu_);
+  std::vector<InstanceRecord> pending_joins_ ABSL_GUARDED_BY(fleet_mu_);
+  std::vector<std::string> pending_leaves_ ABSL_GUARDED_BY(fleet_mu_);
+
   std::thread watcher_;
   std::thread runner_thread_;
   std::thread worker_;
+  std::thread fleet_;
 };
 
 }  // namespace schemagate

@@ -44,7 +44,7 @@ int Main(int argc, char** argv) {
       "schemagated"};
   std::string database_url, migrations_dir = "./migrations", listen = "127.0.0.1:50051";
   std::string apply_mode = "auto", schema = "schemagate", lock_key, id, log_format = "text";
-  std::string lock_timeout = "5s", statement_timeout = "0", resync = "10s", grace = "60s";
+  std::string lock_timeout = "5s", statement_timeout = "0", resync = "10s", grace, lease = "30s";
   int lock_retries = 5;
   bool reflection = false, verbose = false;
   app.add_option("--database-url", database_url,
@@ -87,11 +87,14 @@ int Main(int argc, char** argv) {
   app.add_option("--resync-interval", resync, "Full state re-read besides LISTEN/NOTIFY")
       ->envname("SCHEMAGATE_RESYNC_INTERVAL")
       ->capture_default_str();
+  app.add_option("--lease-ttl", lease,
+                 "An attached instance counts as live this long after its last heartbeat")
+      ->envname("SCHEMAGATE_LEASE_TTL")
+      ->capture_default_str();
   app.add_option("--breaking-grace", grace,
                  "How long no live instance may need the old schema before a breaking "
-                 "migration is applied automatically")
-      ->envname("SCHEMAGATE_BREAKING_GRACE")
-      ->capture_default_str();
+                 "migration is applied automatically (default: --lease-ttl + 30s)")
+      ->envname("SCHEMAGATE_BREAKING_GRACE");
   app.add_flag("--reflection", reflection, "Serve gRPC server reflection")
       ->envname("SCHEMAGATE_REFLECTION");
   app.add_option("--log-format", log_format, "text or json")
@@ -124,13 +127,26 @@ int Main(int argc, char** argv) {
         std::make_tuple("--statement-timeout", &statement_timeout,
                         &options.runner.statement_timeout),
         std::make_tuple("--resync-interval", &resync, &options.resync_interval),
-        std::make_tuple("--breaking-grace", &grace, &options.breaking_grace)}) {
+        std::make_tuple("--lease-ttl", &lease, &options.lease_ttl)}) {
     absl::StatusOr<absl::Duration> d = ParseFlagDuration(flag, *text);
     if (!d.ok()) {
       std::fprintf(stderr, "schemagated: %s\n", std::string(d.status().message()).c_str());
       return kExitUsage;
     }
     *out = *d;
+  }
+  options.breaking_grace = options.lease_ttl + absl::Seconds(30);
+  if (!grace.empty()) {
+    absl::StatusOr<absl::Duration> d = ParseFlagDuration("--breaking-grace", grace);
+    if (!d.ok()) {
+      std::fprintf(stderr, "schemagated: %s\n", std::string(d.status().message()).c_str());
+      return kExitUsage;
+    }
+    options.breaking_grace = *d;
+  }
+  if (options.lease_ttl < absl::Seconds(1)) {
+    std::fprintf(stderr, "schemagated: --lease-ttl must be at least 1s\n");
+    return kExitUsage;
   }
   if (options.resync_interval < absl::Milliseconds(100)) {
     std::fprintf(stderr, "schemagated: --resync-interval must be at least 100ms\n");

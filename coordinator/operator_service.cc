@@ -98,6 +98,143 @@ class RunStream : public grpc::ServerWriteReactor<v1::RunProgress> {
   std::optional<grpc::Status> final_ ABSL_GUARDED_BY(mu_);
 };
 
+// A live feed of events, oldest first, from `after_event_id` on. Events are
+// read from the database on the worker thread when a snapshot shows new
+// ones; every event is delivered (no coalescing), one write at a time. A
+// client that falls too far behind is cut off with RESOURCE_EXHAUSTED and
+// resumes from the last id it saw.
+class EventStream : public grpc::ServerWriteReactor<v1::Event>, public StateObserver {
+ public:
+  static constexpr size_t kMaxQueued = 10000;
+  static constexpr int kBatch = 500;
+
+  EventStream(Coordinator* coordinator, int64_t after) : coordinator_(coordinator), cursor_(after) {}
+
+  void Start(std::shared_ptr<EventStream> self) {
+    self_ = self;
+    coordinator_->AddObserver(self);
+    OnStateChanged(coordinator_->snapshot());
+  }
+
+  void OnStateChanged(const std::shared_ptr<const Snapshot>& snapshot) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_ || fetching_ || snapshot->view.db.last_event_id <= cursor_) return;
+      fetching_ = true;
+    }
+    Fetch();
+  }
+
+  void OnShutdown() override {
+    EndStream(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                           "the coordinator is shutting down; resume on another one with "
+                           "after_event_id"));
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool write = false;
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      write_in_flight_ = false;
+      if (!ok) {
+        finishing_ = true;
+        finish = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      } else if (deferred_finish_) {
+        finish = *deferred_finish_;
+      } else {
+        write = TakeNextLocked();
+      }
+    }
+    if (finish) {
+      Finish(*finish);
+    } else if (write) {
+      StartWrite(&in_flight_);
+    }
+  }
+
+  void OnCancel() override {
+    EndStream(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+  }
+
+  void OnDone() override {
+    coordinator_->RemoveObserver(this);
+    std::shared_ptr<EventStream> keep = std::move(self_);
+  }
+
+ private:
+  // Reads the next batch on the worker thread. REQUIRES: fetching_ was set.
+  void Fetch() {
+    std::shared_ptr<EventStream> self = self_;
+    if (!self) return;
+    int64_t from;
+    {
+      absl::MutexLock lock(&mu_);
+      from = cursor_;
+    }
+    coordinator_->RunOffThread([self, from] {
+      absl::StatusOr<std::vector<EventRecord>> events =
+          self->coordinator_->store()->ReadEventsAfter(from, kBatch);
+      bool write = false, again = false, overflow = false;
+      {
+        absl::MutexLock lock(&self->mu_);
+        self->fetching_ = false;
+        if (self->finishing_) return;
+        if (events.ok()) {
+          for (const EventRecord& e : *events) {
+            self->queue_.emplace_back();
+            ToProto(e, &self->queue_.back());
+            self->cursor_ = e.id;
+          }
+          overflow = self->queue_.size() > kMaxQueued;
+          again = !overflow && static_cast<int>(events->size()) == kBatch;
+          if (again) self->fetching_ = true;
+          write = !overflow && self->TakeNextLocked();
+        }
+      }
+      if (overflow) {
+        self->EndStream(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                     "the client reads too slowly; resume with after_event_id"));
+        return;
+      }
+      if (write) self->StartWrite(&self->in_flight_);
+      if (again) self->Fetch();
+    });
+  }
+
+  bool TakeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (write_in_flight_ || queue_.empty() || finishing_) return false;
+    in_flight_ = std::move(queue_.front());
+    queue_.pop_front();
+    write_in_flight_ = true;
+    return true;
+  }
+
+  void EndStream(const grpc::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      finishing_ = true;
+      if (write_in_flight_) {
+        deferred_finish_ = status;
+        return;
+      }
+    }
+    Finish(status);
+  }
+
+  Coordinator* const coordinator_;
+  std::shared_ptr<EventStream> self_;
+  absl::Mutex mu_;
+  int64_t cursor_ ABSL_GUARDED_BY(mu_);
+  bool fetching_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<v1::Event> queue_ ABSL_GUARDED_BY(mu_);
+  v1::Event in_flight_;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
+};
+
 std::string Actor(const grpc::CallbackServerContext* context, const std::string& given) {
   if (!given.empty()) return given.substr(0, kMaxNameLength);
   return absl::StrCat("operator@", context->peer());
@@ -155,6 +292,12 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
   run.allow_breaking = request->allow_breaking();
   run.retry_failed = true;
   run.actor = Actor(context, request->actor());
+  // An operator need not wait out the grace period, but live instances that
+  // predate a breaking migration still hold it back unless --allow-breaking.
+  Coordinator* coordinator = coordinator_;
+  run.breaking_gate = [coordinator](const Migration& m, const DatabaseState& state) {
+    return coordinator->BreakingGate(m, state, absl::ZeroDuration());
+  };
   LogInfo("apply requested by %s (target %d%s)", run.actor, run.target_version,
           run.allow_breaking ? ", breaking allowed" : "");
   auto stream = std::make_shared<RunStream>();
@@ -191,6 +334,30 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::History(grpc::CallbackServerConte
     reactor->Finish(grpc::Status::OK);
   });
   return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListInstances(
+    grpc::CallbackServerContext* context, const v1::ListInstancesRequest*,
+    v1::ListInstancesResponse* response) {
+  BuildInstances(*coordinator_->snapshot(), response);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::Event>* OperatorServiceImpl::WatchEvents(
+    grpc::CallbackServerContext* context, const v1::WatchEventsRequest* request) {
+  if (request->after_event_id() < 0) {
+    return new FinishedWriter<v1::Event>(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "after_event_id must not be negative"));
+  }
+  // 0 means "from now on".
+  const int64_t after = request->after_event_id() > 0
+                            ? request->after_event_id()
+                            : coordinator_->snapshot()->view.db.last_event_id;
+  auto stream = std::make_shared<EventStream>(coordinator_, after);
+  stream->Start(stream);
+  return stream.get();
 }
 
 }  // namespace schemagate

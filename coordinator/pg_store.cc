@@ -144,8 +144,54 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
     m.statements_done = row[7].as<int>();
     state.applied.push_back(std::move(m));
   }
+  pqxx::result instances = tx.exec(absl::StrCat(
+      "SELECT instance_id, app, app_version, known_version, required_version, coordinator_id, "
+      "(extract(epoch FROM first_seen) * 1000000)::bigint, "
+      "(extract(epoch FROM last_seen) * 1000000)::bigint, "
+      "(extract(epoch FROM lease_expires) * 1000000)::bigint FROM ",
+      names.instances, " WHERE lease_expires > now() ORDER BY instance_id"));
+  state.live_instances.reserve(instances.size());
+  for (const pqxx::row& row : instances) {
+    InstanceRecord i;
+    i.instance_id = row[0].as<std::string>();
+    i.app = row[1].as<std::string>();
+    i.app_version = row[2].as<std::string>();
+    i.known_version = row[3].as<int64_t>();
+    i.required_version = row[4].as<int64_t>();
+    i.coordinator_id = row[5].as<std::string>();
+    i.first_seen = FromMicros(row[6]);
+    i.last_seen = FromMicros(row[7]);
+    i.lease_expires = FromMicros(row[8]);
+    state.live_instances.push_back(std::move(i));
+  }
   tx.commit();
   return state;
+}
+
+constexpr char kEventColumns[] =
+    "id, (extract(epoch FROM at) * 1000000)::bigint, kind, version, name, run_id, actor, "
+    "duration_ms, sqlstate, message, statement_index, line";
+
+std::vector<EventRecord> EventsFromRows(const pqxx::result& rows) {
+  std::vector<EventRecord> events;
+  events.reserve(rows.size());
+  for (const pqxx::row& row : rows) {
+    EventRecord e;
+    e.id = row[0].as<int64_t>();
+    e.at = FromMicros(row[1]);
+    e.kind = row[2].as<std::string>();
+    e.version = row[3].as<int64_t>(0);
+    e.name = row[4].as<std::string>("");
+    e.run_id = row[5].as<std::string>("");
+    e.actor = row[6].as<std::string>("");
+    if (!row[7].is_null()) e.duration = absl::Milliseconds(row[7].as<int64_t>());
+    e.sqlstate = row[8].as<std::string>("");
+    e.message = row[9].as<std::string>("");
+    e.statement_index = row[10].as<int>(0);
+    e.line = row[11].as<int>(0);
+    events.push_back(std::move(e));
+  }
+  return events;
 }
 
 std::optional<int64_t> OptionalVersion(int64_t v) {
@@ -572,44 +618,140 @@ absl::StatusOr<DatabaseState> PgStore::ReadState() {
   }
 }
 
-absl::StatusOr<std::vector<EventRecord>> PgStore::ReadHistory(int limit, int64_t version) {
+absl::Status PgStore::WithConnection(
+    const std::function<absl::Status(pqxx::connection&)>& fn) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(pqxx::connection * conn, ReadConnection());
   try {
-    Names names(*conn, options_.schema);
-    pqxx::nontransaction tx(*conn);
-    if (tx.exec_params1("SELECT to_regclass($1)", names.events)[0].is_null()) {
-      return std::vector<EventRecord>{};
-    }
-    pqxx::result rows = tx.exec_params(
-        absl::StrCat("SELECT id, (extract(epoch FROM at) * 1000000)::bigint, kind, version, "
-                     "name, run_id, actor, duration_ms, sqlstate, message, statement_index, line "
-                     "FROM ", names.events,
-                     " WHERE ($2 = 0 OR version = $2) ORDER BY id DESC LIMIT $1"),
-        limit, version);
-    std::vector<EventRecord> events;
-    events.reserve(rows.size());
-    for (const pqxx::row& row : rows) {
-      EventRecord e;
-      e.id = row[0].as<int64_t>();
-      e.at = FromMicros(row[1]);
-      e.kind = row[2].as<std::string>();
-      e.version = row[3].as<int64_t>(0);
-      e.name = row[4].as<std::string>("");
-      e.run_id = row[5].as<std::string>("");
-      e.actor = row[6].as<std::string>("");
-      if (!row[7].is_null()) e.duration = absl::Milliseconds(row[7].as<int64_t>());
-      e.sqlstate = row[8].as<std::string>("");
-      e.message = row[9].as<std::string>("");
-      e.statement_index = row[10].as<int>(0);
-      e.line = row[11].as<int>(0);
-      events.push_back(std::move(e));
-    }
-    return events;
+    return fn(*conn);
   } catch (const std::exception& e) {
     if (!conn->is_open()) read_conn_.reset();
     return Unavailable(e);
   }
+}
+
+absl::StatusOr<std::vector<EventRecord>> PgStore::ReadHistory(int limit, int64_t version) {
+  std::vector<EventRecord> events;
+  RETURN_IF_ERROR(WithConnection([&](pqxx::connection& conn) {
+    Names names(conn, options_.schema);
+    pqxx::nontransaction tx(conn);
+    if (tx.exec_params1("SELECT to_regclass($1)", names.events)[0].is_null()) {
+      return absl::OkStatus();
+    }
+    events = EventsFromRows(tx.exec_params(
+        absl::StrCat("SELECT ", kEventColumns, " FROM ", names.events,
+                     " WHERE ($2 = 0 OR version = $2) ORDER BY id DESC LIMIT $1"),
+        limit, version));
+    return absl::OkStatus();
+  }));
+  return events;
+}
+
+absl::StatusOr<std::vector<EventRecord>> PgStore::ReadEventsAfter(int64_t after_id, int limit) {
+  std::vector<EventRecord> events;
+  RETURN_IF_ERROR(WithConnection([&](pqxx::connection& conn) {
+    Names names(conn, options_.schema);
+    pqxx::nontransaction tx(conn);
+    if (tx.exec_params1("SELECT to_regclass($1)", names.events)[0].is_null()) {
+      return absl::OkStatus();
+    }
+    events = EventsFromRows(tx.exec_params(
+        absl::StrCat("SELECT ", kEventColumns, " FROM ", names.events,
+                     " WHERE id > $1 ORDER BY id LIMIT $2"),
+        after_id, limit));
+    return absl::OkStatus();
+  }));
+  return events;
+}
+
+absl::Status PgStore::EnsureBookkeeping() {
+  LockWaitOptions wait;
+  wait.max_wait = absl::Seconds(30);
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, BeginRun(wait));
+  return session->EnsureSchema();
+}
+
+absl::Status PgStore::UpsertInstances(const std::vector<InstanceRecord>& instances,
+                                      absl::Duration ttl) {
+  if (instances.empty()) return absl::OkStatus();
+  return WithConnection([&](pqxx::connection& conn) {
+    Names names(conn, options_.schema);
+    pqxx::work tx(conn);
+    const int64_t ttl_ms = absl::ToInt64Milliseconds(ttl);
+    for (const InstanceRecord& i : instances) {
+      // xmax = 0 tells an insert (or a revived expired lease) from an update.
+      const bool joined =
+          tx.exec_params1(
+                absl::StrCat(
+                    "WITH old AS (SELECT lease_expires > now() AS live FROM ", names.instances,
+                    " WHERE instance_id = $1) INSERT INTO ", names.instances,
+                    " (instance_id, app, app_version, known_version, required_version,"
+                    " coordinator_id, first_seen, last_seen, lease_expires)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, now(), now(),"
+                    " now() + $7 * interval '1 millisecond')"
+                    " ON CONFLICT (instance_id) DO UPDATE SET app = $2, app_version = $3,"
+                    " known_version = $4, required_version = $5, coordinator_id = $6,"
+                    " last_seen = now(), lease_expires = now() + $7 * interval '1 millisecond'"
+                    " RETURNING NOT coalesce((SELECT live FROM old), false)"),
+                i.instance_id, i.app, i.app_version, i.known_version, i.required_version,
+                i.coordinator_id, ttl_ms)[0]
+              .as<bool>();
+      if (joined) {
+        tx.exec_params(absl::StrCat("INSERT INTO ", names.events,
+                                    " (kind, actor, message) VALUES ('instance_join', $1, $2)"),
+                       options_.coordinator_id,
+                       absl::StrCat(i.instance_id, " ", i.app, " ", i.app_version, " (K=",
+                                    i.known_version, ", R=", i.required_version, ")"));
+      }
+    }
+    tx.exec_params("SELECT pg_notify($1, $2)", std::string(kEventsChannel), options_.schema);
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PgStore::RefreshLeases(const std::vector<std::string>& ids, absl::Duration ttl) {
+  return WithConnection([&](pqxx::connection& conn) {
+    Names names(conn, options_.schema);
+    pqxx::work tx(conn);
+    const int64_t ttl_ms = absl::ToInt64Milliseconds(ttl);
+    for (const std::string& id : ids) {
+      tx.exec_params(absl::StrCat("UPDATE ", names.instances,
+                                  " SET last_seen = now(),"
+                                  " lease_expires = now() + $2 * interval '1 millisecond'"
+                                  " WHERE instance_id = $1"),
+                     id, ttl_ms);
+    }
+    // Rows of instances long gone are history, not fleet.
+    tx.exec(absl::StrCat("DELETE FROM ", names.instances,
+                         " WHERE lease_expires < now() - interval '1 day'"));
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PgStore::RemoveInstances(const std::vector<std::string>& ids,
+                                      const std::string& actor) {
+  if (ids.empty()) return absl::OkStatus();
+  return WithConnection([&](pqxx::connection& conn) {
+    Names names(conn, options_.schema);
+    pqxx::work tx(conn);
+    for (const std::string& id : ids) {
+      pqxx::result gone = tx.exec_params(
+          absl::StrCat("DELETE FROM ", names.instances,
+                       " WHERE instance_id = $1 RETURNING app, app_version"),
+          id);
+      if (gone.empty()) continue;
+      tx.exec_params(absl::StrCat("INSERT INTO ", names.events,
+                                  " (kind, actor, message) VALUES ('instance_leave', $1, $2)"),
+                     actor,
+                     absl::StrCat(id, " ", gone[0][0].as<std::string>(), " ",
+                                  gone[0][1].as<std::string>(), " exited"));
+    }
+    tx.exec_params("SELECT pg_notify($1, $2)", std::string(kEventsChannel), options_.schema);
+    tx.commit();
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<std::unique_ptr<RunSession>> PgStore::BeginRun(const LockWaitOptions& options) {

@@ -7,6 +7,7 @@
 #define SCHEMAGATE_COORDINATOR_PG_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,13 +49,23 @@ class PgStore : public Store {
 
   absl::StatusOr<DatabaseState> ReadState() override;
   absl::StatusOr<std::vector<EventRecord>> ReadHistory(int limit, int64_t version) override;
+  absl::StatusOr<std::vector<EventRecord>> ReadEventsAfter(int64_t after_id, int limit) override;
   absl::StatusOr<std::unique_ptr<RunSession>> BeginRun(const LockWaitOptions& options) override;
+  absl::Status EnsureBookkeeping() override;
+  absl::Status UpsertInstances(const std::vector<InstanceRecord>& instances,
+                               absl::Duration ttl) override;
+  absl::Status RefreshLeases(const std::vector<std::string>& ids, absl::Duration ttl) override;
+  absl::Status RemoveInstances(const std::vector<std::string>& ids,
+                               const std::string& actor) override;
 
   const PgStoreOptions& options() const { return options_; }
 
  private:
   // Returns the open read connection, (re)connecting if needed.
   absl::StatusOr<pqxx::connection*> ReadConnection() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `fn(connection)` on the read connection, turning libpqxx
+  // exceptions into UNAVAILABLE and dropping a broken connection.
+  absl::Status WithConnection(const std::function<absl::Status(pqxx::connection&)>& fn);
 
   const PgStoreOptions options_;
   absl::Mutex mu_;

@@ -1,6 +1,7 @@
 #include "coordinator/proto_convert.h"
 
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -327,6 +328,32 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
     out->set_note(absl::StrCat("nothing to apply: the database is at ", view.db.AppliedHead()));
   }
   return absl::OkStatus();
+}
+
+void BuildInstances(const Snapshot& snapshot, v1::ListInstancesResponse* out) {
+  std::map<std::pair<std::string, std::string>, int> counts;
+  for (const InstanceRecord& i : snapshot.view.db.live_instances) {
+    v1::Instance* instance = out->add_instances();
+    instance->set_instance_id(i.instance_id);
+    instance->set_app(i.app);
+    instance->set_app_version(i.app_version);
+    instance->set_known_version(i.known_version);
+    instance->set_required_version(i.required_version);
+    instance->set_coordinator_id(i.coordinator_id);
+    SetTime(i.first_seen, instance->mutable_first_seen());
+    SetTime(i.last_seen, instance->mutable_last_seen());
+    AppTarget target;
+    target.known_version = i.known_version;
+    target.required_version = i.required_version;
+    instance->set_state(ToProto(EvaluateReadiness(target, snapshot.view).state));
+    ++counts[{i.app, i.app_version}];
+  }
+  for (const auto& [key, n] : counts) {
+    v1::VersionCount* count = out->add_counts();
+    count->set_app(key.first);
+    count->set_app_version(key.second);
+    count->set_instances(n);
+  }
 }
 
 grpc::Status ToGrpc(const absl::Status& status) {

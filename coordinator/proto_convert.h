@@ -42,6 +42,10 @@ void BuildMigrations(const Snapshot& snapshot, v1::ListMigrationsResponse* out);
 absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
                        const v1::PlanRequest& request, v1::PlanResponse* out);
 
+// ListInstances from a snapshot: every live instance with the state the
+// fleet rules give it now, and counts per app version.
+void BuildInstances(const Snapshot& snapshot, v1::ListInstancesResponse* out);
+
 grpc::Status ToGrpc(const absl::Status& status);
 
 }  // namespace schemagate

@@ -37,6 +37,12 @@ std::string DescribeFailure(const Migration& m, const SqlFailure& f) {
 
 }  // namespace
 
+int CountInstancesBelow(const DatabaseState& state, int64_t version) {
+  int n = 0;
+  for (const InstanceRecord& i : state.live_instances) n += i.known_version < version;
+  return n;
+}
+
 std::string NewRunId() {
   static thread_local std::mt19937 rng(std::random_device{}());
   return absl::StrFormat("r-%08x", rng());
@@ -138,16 +144,40 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
           pending.size(), target);
 
   absl::Status result = absl::OkStatus();
+  std::string held_back_message;
   for (const Migration* m : pending) {
     if (cancelled != nullptr && cancelled->load()) {
       result = absl::CancelledError("the coordinator is shutting down; the run stopped between migrations");
       break;
     }
-    if (m->breaking() && !request.allow_breaking &&
-        !(request.breaking_gate && request.breaking_gate(*m))) {
-      ++outcome.held_back;
-      LogInfo("run %s: breaking migration %s held back", outcome.run_id, m->Label());
-      break;
+    if (m->breaking()) {
+      // Re-read under the lock just before it runs: who is live right now.
+      ASSIGN_OR_RETURN(DatabaseState now, session->ReadState());
+      const int old_instances = CountInstancesBelow(now, m->version);
+      if (!request.allow_breaking &&
+          !(request.breaking_gate && request.breaking_gate(*m, now))) {
+        ++outcome.held_back;
+        held_back_message = absl::StrCat(
+            "breaking migration ", m->Label(), " held back: ", old_instances,
+            " live instance(s) still need the schema before it",
+            old_instances > 0 ? "; it is applied once they are gone (or force it with "
+                                "'schemagatectl apply --allow-breaking')"
+                              : " (grace period running)");
+        LogInfo("run %s: %s", outcome.run_id, held_back_message);
+        break;
+      }
+      if (request.allow_breaking && old_instances > 0) {
+        EventRecord forced;
+        forced.kind = "breaking_forced";
+        forced.version = m->version;
+        forced.name = m->name;
+        forced.run_id = outcome.run_id;
+        forced.actor = actor;
+        forced.message = absl::StrCat("applied with --allow-breaking while ", old_instances,
+                                      " live instance(s) need the old schema");
+        RETURN_IF_ERROR(session->RecordEvent(forced));
+        LogWarning("run %s: %s: %s (by %s)", outcome.run_id, m->Label(), forced.message, actor);
+      }
     }
     const absl::Time started = absl::Now();
     const int count = static_cast<int>(m->up.statements.size());
@@ -272,7 +302,9 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
   finish.run_id = outcome.run_id;
   finish.actor = actor;
   finish.duration = absl::Now() - run_start;
-  finish.message = result.ok() ? absl::StrCat("applied ", outcome.applied, " migration(s)")
+  finish.message = result.ok() ? absl::StrCat("applied ", outcome.applied, " migration(s)",
+                                              held_back_message.empty() ? "" : "; ",
+                                              held_back_message)
                                : absl::StrCat("stopped after ", outcome.applied,
                                               " migration(s): ", result.message());
   absl::Status recorded = session->RecordEvent(finish);

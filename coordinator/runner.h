@@ -44,8 +44,9 @@ struct RunRequest {
   // Who asked; the coordinator id for automatic runs.
   std::string actor;
   // For breaking migrations without allow_breaking: true lets it run now.
-  // Unset means breaking migrations are held back.
-  std::function<bool(const Migration&)> breaking_gate;
+  // Called under the lock with the state read under it (live instances
+  // included). Unset means breaking migrations are held back.
+  std::function<bool(const Migration&, const DatabaseState&)> breaking_gate;
 };
 
 // Progress of a run, reported as it happens.
@@ -99,6 +100,9 @@ class Runner {
   const MigrationSet* const set_;
   const RunnerOptions options_;
 };
+
+// Live instances whose K is below `version` (they predate that migration).
+int CountInstancesBelow(const DatabaseState& state, int64_t version);
 
 // A short random id for a run ("r-3f9a1c2b").
 std::string NewRunId();

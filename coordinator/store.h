@@ -48,6 +48,20 @@ struct SqlFailure {
   std::string coordinator_id;
 };
 
+// A row of the `instances` table: one live instance of the fleet.
+struct InstanceRecord {
+  std::string instance_id;
+  std::string app;
+  std::string app_version;
+  int64_t known_version = 0;
+  int64_t required_version = 0;
+  // The coordinator the instance is attached to.
+  std::string coordinator_id;
+  absl::Time first_seen;
+  absl::Time last_seen;
+  absl::Time lease_expires;
+};
+
 // Everything the coordinator needs to know about the database's side.
 struct DatabaseState {
   // False until the bookkeeping schema has been created.
@@ -61,6 +75,8 @@ struct DatabaseState {
   bool run_in_progress = false;
   // Highest event id, for resuming event feeds.
   int64_t last_event_id = 0;
+  // Instances whose lease has not expired, by instance id.
+  std::vector<InstanceRecord> live_instances;
 
   const AppliedMigration* Find(int64_t version) const;
   // Highest version whose row is applied (not dirty); 0 if none.
@@ -170,6 +186,23 @@ class Store {
   virtual absl::StatusOr<DatabaseState> ReadState() = 0;
   // Newest first; `version` 0 means every version.
   virtual absl::StatusOr<std::vector<EventRecord>> ReadHistory(int limit, int64_t version) = 0;
+  // Oldest first: the events with id > `after_id`, at most `limit`.
+  virtual absl::StatusOr<std::vector<EventRecord>> ReadEventsAfter(int64_t after_id,
+                                                                   int limit) = 0;
+
+  // Creates the bookkeeping schema if missing, under the run lock.
+  virtual absl::Status EnsureBookkeeping() = 0;
+
+  // The fleet. Each call is one transaction and notifies listeners.
+  // Inserts or updates instances with a lease of `ttl`; records an
+  // instance_join event for each one that was not live.
+  virtual absl::Status UpsertInstances(const std::vector<InstanceRecord>& instances,
+                                       absl::Duration ttl) = 0;
+  // Extends the leases of `ids` (no notification).
+  virtual absl::Status RefreshLeases(const std::vector<std::string>& ids, absl::Duration ttl) = 0;
+  // Removes instances that exited cleanly; records instance_leave events.
+  virtual absl::Status RemoveInstances(const std::vector<std::string>& ids,
+                                       const std::string& actor) = 0;
   // Opens a dedicated connection and polls pg_try_advisory_lock with backoff.
   virtual absl::StatusOr<std::unique_ptr<RunSession>> BeginRun(const LockWaitOptions& options) = 0;
 };

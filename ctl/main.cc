@@ -173,6 +173,64 @@ int RunHistory(const GlobalFlags& flags, int limit, int64_t version) {
   return kExitReady;
 }
 
+int RunInstances(const GlobalFlags& flags) {
+  Client client(flags);
+  grpc::ClientContext context;
+  SetDeadline(&context, client.timeout());
+  v1::ListInstancesResponse response;
+  grpc::Status rpc =
+      client.stub()->ListInstances(&context, v1::ListInstancesRequest(), &response);
+  if (!rpc.ok()) return Fail(flags, "instances", rpc);
+  Print(flags.json() ? ToJson(response, true) : RenderInstances(response));
+  return kExitReady;
+}
+
+// Follows the event feed, resuming after the last event seen when the
+// stream breaks, until interrupted (or `for_duration` passes).
+int RunWatch(const GlobalFlags& flags, int64_t after, const std::string& for_duration) {
+  absl::Duration limit = absl::InfiniteDuration();
+  if (!for_duration.empty()) {
+    absl::StatusOr<absl::Duration> d = ParseFlagDuration("--for", for_duration);
+    if (!d.ok()) {
+      std::fprintf(stderr, "schemagatectl: %s\n", std::string(d.status().message()).c_str());
+      return kExitUsage;
+    }
+    limit = *d;
+  }
+  const absl::Time until = absl::Now() + limit;
+  Client client(flags);
+  int64_t cursor = after;
+  bool announced = false;
+  while (absl::Now() < until) {
+    grpc::ClientContext context;
+    SetDeadline(&context, until - absl::Now());
+    v1::WatchEventsRequest request;
+    request.set_after_event_id(cursor);
+    auto reader = client.stub()->WatchEvents(&context, request);
+    if (!announced && !flags.json()) {
+      std::fprintf(stderr, "watching events on %s (Ctrl-C to stop)\n", flags.coordinator.c_str());
+      announced = true;
+    }
+    v1::Event event;
+    while (reader->Read(&event)) {
+      cursor = event.id();
+      Print(flags.json() ? ToJson(event, false) : RenderEvent(event) + "\n");
+      std::fflush(stdout);
+    }
+    grpc::Status status = reader->Finish();
+    if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) break;
+    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+        status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+        status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      return Fail(flags, "watch", status);
+    }
+    std::fprintf(stderr, "schemagatectl: watch stream ended (%s); resuming after event %lld\n",
+                 status.error_message().c_str(), static_cast<long long>(cursor));
+    absl::SleepFor(absl::Seconds(1));
+  }
+  return kExitReady;
+}
+
 int RunNew(const GlobalFlags& flags, const NewMigrationOptions& options) {
   absl::StatusOr<NewMigrationFiles> files = CreateMigrationFiles(options);
   if (!files.ok()) {
@@ -199,6 +257,8 @@ int Main(int argc, char** argv) {
       "  schemagatectl plan\n"
       "  schemagatectl apply --target 20260101120000\n"
       "  schemagatectl history --limit 20 --output json\n"
+      "  schemagatectl instances\n"
+      "  schemagatectl watch\n"
       "  schemagatectl new add_documents_language\n\n"
       "Exit codes: 0 ok (status: every migration applied), 1 not done / not current,\n"
       "2 usage or request rejected, 3 timed out, 5 a migration failed or the set is\n"
@@ -253,6 +313,18 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   history->add_option("--version", history_version, "Only events of this version");
 
+  CLI::App* instances = app.add_subcommand(
+      "instances", "List the live instances of the fleet and counts per app version\n"
+                   "  e.g. schemagatectl instances --coordinator sg-1:50051");
+  int64_t watch_after = 0;
+  std::string watch_for;
+  CLI::App* watch = app.add_subcommand(
+      "watch", "Follow runs, failures and instances joining and leaving, live\n"
+               "  e.g. schemagatectl watch --after 120");
+  watch->add_option("--after", watch_after,
+                    "Start after this event id (default: only new events)");
+  watch->add_option("--for", watch_for, "Stop after this long (e.g. 30s)");
+
   NewMigrationOptions new_options;
   CLI::App* create = app.add_subcommand(
       "new", "Create an empty VERSION_name.up.sql/.down.sql pair (offline)\n"
@@ -280,6 +352,8 @@ int Main(int argc, char** argv) {
   if (plan->parsed()) return RunPlan(flags, plan_target);
   if (history->parsed()) return RunHistory(flags, history_limit, history_version);
   if (create->parsed()) return RunNew(flags, new_options);
+  if (instances->parsed()) return RunInstances(flags);
+  if (watch->parsed()) return RunWatch(flags, watch_after, watch_for);
   if (apply->parsed()) {
     apply_request.set_target_version(apply_target);
     apply_request.set_allow_breaking(allow_breaking);

@@ -172,6 +172,39 @@ std::string RenderHistory(const v1::HistoryResponse& history) {
   return FormatTable(rows);
 }
 
+std::string RenderInstances(const v1::ListInstancesResponse& response) {
+  std::vector<std::vector<std::string>> rows = {
+      {"INSTANCE", "APP", "VERSION", "K", "R", "STATE", "COORDINATOR", "SINCE", "LAST SEEN"}};
+  for (const v1::Instance& i : response.instances()) {
+    rows.push_back({i.instance_id(), i.app().empty() ? "-" : i.app(),
+                    i.app_version().empty() ? "-" : i.app_version(),
+                    absl::StrCat(i.known_version()), absl::StrCat(i.required_version()),
+                    v1::ReadinessState_Name(i.state()), i.coordinator_id(),
+                    FormatTimestamp(i.first_seen()), FormatTimestamp(i.last_seen())});
+  }
+  std::string out = FormatTable(rows);
+  absl::StrAppend(&out, "\n", response.instances_size(), " live instance(s)\n");
+  std::vector<std::vector<std::string>> counts = {{"APP", "VERSION", "INSTANCES"}};
+  for (const v1::VersionCount& c : response.counts()) {
+    counts.push_back({c.app().empty() ? "-" : c.app(),
+                      c.app_version().empty() ? "-" : c.app_version(),
+                      absl::StrCat(c.instances())});
+  }
+  if (response.counts_size() > 0) absl::StrAppend(&out, "\n", FormatTable(counts));
+  return out;
+}
+
+std::string RenderEvent(const v1::Event& e) {
+  std::string line = absl::StrCat(FormatTimestamp(e.at()), "  #", e.id(), "  ", e.kind());
+  if (e.version() != 0) absl::StrAppend(&line, "  ", e.version(), "_", e.name());
+  if (!e.run_id().empty()) absl::StrAppend(&line, "  ", e.run_id());
+  absl::StrAppend(&line, "  by ", e.actor());
+  if (e.has_duration()) absl::StrAppend(&line, "  ", FormatDuration(e.duration()));
+  if (!e.sqlstate().empty()) absl::StrAppend(&line, "  [SQLSTATE ", e.sqlstate(), "]");
+  if (!e.message().empty()) absl::StrAppend(&line, "  ", e.message());
+  return line;
+}
+
 std::string RenderProgress(const v1::RunProgress& p) {
   const std::string label = absl::StrCat(p.version(), "_", p.name());
   switch (p.kind()) {

@@ -26,6 +26,9 @@ std::string RenderStatus(const v1::Status& status);
 std::string RenderMigrations(const v1::ListMigrationsResponse& response);
 std::string RenderPlan(const v1::PlanResponse& plan);
 std::string RenderHistory(const v1::HistoryResponse& history);
+std::string RenderInstances(const v1::ListInstancesResponse& response);
+// One line for a live event (watch).
+std::string RenderEvent(const v1::Event& event);
 // One line for a progress message (plain output).
 std::string RenderProgress(const v1::RunProgress& progress);
 

@@ -75,7 +75,10 @@ redact() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
 port_in_use() { [[ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ]]; }
 
 # Who holds a port, for error messages (process names need root).
-port_owner() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'users:.*' | head -n1 || true; }
+port_owner() {
+  ss -Htlnp "sport = :$1" 2>/dev/null | head -n1 |
+    sed -nE 's/.*users:\(\("([^"]+)",pid=([0-9]+).*/(held by \1, pid \2)/p' || true
+}
 
 # True while PID is a live process (an exited, not yet reaped one is not).
 alive() {

@@ -1,0 +1,46 @@
+// Keeps this instance registered with the fleet while the app runs: an
+// Attach stream to one coordinator of the list, heartbeats, and a new
+// stream to the next coordinator whenever one breaks, without touching the
+// app. Stop() says goodbye (half-close), so the instance leaves at once.
+#ifndef SCHEMAGATE_AGENT_ATTACH_SESSION_H_
+#define SCHEMAGATE_AGENT_ATTACH_SESSION_H_
+
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/wait_client.h"
+#include "grpcpp/client_context.h"
+
+namespace schemagate {
+
+// Thread-safe. Owns one thread while started.
+class AttachSession {
+ public:
+  // `options` as for ReadinessClient::Wait (coordinators, target, instance id,
+  // log). Heartbeats every `heartbeat`.
+  AttachSession(WaitOptions options, absl::Duration heartbeat = absl::Seconds(10));
+  ~AttachSession();
+
+  void Start();
+  // Half-closes the stream (the instance leaves the fleet) and joins.
+  void Stop();
+
+ private:
+  void Loop();
+
+  const WaitOptions options_;
+  const absl::Duration heartbeat_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* active_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+}  // namespace schemagate
+
+#endif  // SCHEMAGATE_AGENT_ATTACH_SESSION_H_

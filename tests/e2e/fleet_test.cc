@@ -1,0 +1,264 @@
+// The fleet end to end: live instances, expand/contract gating across two
+// releases, replicas standing in for each other, the event feed.
+#include <signal.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "coordinator/flags.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_support.h"
+
+namespace schemagate {
+namespace {
+
+using ::schemagate::testing::BinaryPath;
+using ::schemagate::testing::ChildProcess;
+using ::schemagate::testing::CoordinatorProcess;
+using ::schemagate::testing::RunBinary;
+using ::schemagate::testing::TempDir;
+using ::schemagate::testing::TestDatabase;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+int EnvInt(const char* name, int fallback) {
+  int value = 0;
+  return absl::SimpleAtoi(EnvOr(name), &value) && value > 0 ? value : fallback;
+}
+
+std::vector<std::string> Args(const std::string& binary, std::vector<std::string> args) {
+  args.insert(args.begin(), BinaryPath(binary));
+  return args;
+}
+
+// Short leases so that the test runs in seconds; the rules are the same.
+const std::vector<std::string> kFleetFlags = {"--lease-ttl", "2s", "--breaking-grace", "2s",
+                                              "--resync-interval", "1s"};
+
+class FleetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SG_REQUIRE_DATABASE();
+    db_ = std::make_unique<TestDatabase>();
+    for (int v = 1; v <= 3; ++v) {
+      const std::string name = absl::StrCat("000", v, "_t", v, ".up.sql");
+      const std::string sql = absl::StrCat("CREATE TABLE t", v, " (id int);\n");
+      release1_.Write(name, sql);
+      release2_.Write(name, sql);
+    }
+    release2_.Write("0004_drop_t1.up.sql", "-- schemagate:breaking\nDROP TABLE t1;\n");
+  }
+
+  bool Applied(int64_t version) {
+    return db_->Query(absl::StrCat("SELECT count(*) FROM schemagate.migrations WHERE version = ",
+                                   version)) == "1";
+  }
+
+  std::unique_ptr<TestDatabase> db_;
+  TempDir release1_, release2_;
+};
+
+TEST_F(FleetTest, ContractMigrationWaitsForTheLastOldInstanceAcrossACoordinatorUpgrade) {
+  const std::string address = absl::StrCat("127.0.0.1:", testing::FreePort());
+  auto flags = kFleetFlags;
+  auto coordinator = std::make_unique<CoordinatorProcess>(db_->url(), release1_.path(), flags,
+                                                          address);
+  // Release 1: one app instance behind the agent.
+  ChildProcess old_app(Args("schemagate-agent",
+                            {"wait", "--coordinator", address, "--migrations-dir",
+                             release1_.path(), "--app", "shop", "--app-version", "1.0",
+                             "--instance-id", "shop-v1", "--timeout", "30s", "--", "sh", "-c",
+                             "echo old-app-up; while true; do sleep 0.05; done"}));
+  ASSERT_TRUE(old_app.WaitForLog("old-app-up", absl::Seconds(30))) << old_app.Log();
+  std::string out;
+  for (int i = 0; i < 100; ++i) {
+    RunBinary(Args("schemagatectl", {"instances", "--coordinator", address}), &out);
+    if (out.find("shop-v1") != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_THAT(out, HasSubstr("shop-v1"));
+
+  // The coordinator is replaced by release 2 (same address, as a Service).
+  coordinator->process().Signal(SIGTERM);
+  ASSERT_EQ(coordinator->process().Wait(absl::Seconds(10)), 0);
+  coordinator = std::make_unique<CoordinatorProcess>(db_->url(), release2_.path(), flags, address);
+
+  // A release-2 instance needs only 3: it starts at once.
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(RunBinary(Args("schemagate-agent",
+                           {"wait", "--coordinator", address, "--migrations-dir",
+                            release2_.path(), "--app", "shop", "--app-version", "2.0",
+                            "--timeout", "20s", "--", "true"}),
+                      &out),
+            0)
+      << out;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+
+  // While the release-1 instance lives, 4 waits (well past grace + resync).
+  absl::SleepFor(absl::Seconds(6));
+  EXPECT_FALSE(Applied(4));
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"instances", "--coordinator", address}), &out), 0);
+  EXPECT_THAT(out, HasSubstr("shop-v1"));
+  EXPECT_THAT(out, HasSubstr("1.0"));
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"status", "--coordinator", address}), &out), 1);
+  // An app that needs the contract step is BLOCKED, not failed.
+  EXPECT_EQ(RunBinary(Args("schemagate-agent",
+                           {"check", "--coordinator", address, "--known", "4", "--required", "4"}),
+                      &out),
+            3);
+  EXPECT_THAT(out, HasSubstr("BLOCKED"));
+
+  // The release-1 instance exits: 4 is applied within the grace period + 10 s.
+  old_app.Signal(SIGTERM);
+  ASSERT_EQ(old_app.Wait(absl::Seconds(10)), 143) << old_app.Log();
+  const absl::Time exited = absl::Now();
+  while (!Applied(4) && absl::Now() - exited < absl::Seconds(12)) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(Applied(4)) << coordinator->process().Log();
+  std::fprintf(stderr, "contract migration applied %.1fs after the last old instance exited\n",
+               absl::ToDoubleSeconds(absl::Now() - exited));
+
+  // A release-1 agent started afterwards is told it is too old.
+  EXPECT_EQ(RunBinary(Args("schemagate-agent",
+                           {"wait", "--coordinator", address, "--migrations-dir",
+                            release1_.path(), "--timeout", "10s", "--", "true"}),
+                      &out),
+            4)
+      << out;
+  EXPECT_THAT(out, HasSubstr("INCOMPATIBLE"));
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"history", "--coordinator", address}), &out), 0);
+  EXPECT_THAT(out, HasSubstr("instance_leave"));
+  EXPECT_THAT(out, HasSubstr("4 drop_t1"));
+}
+
+TEST_F(FleetTest, OperatorCanForceABreakingMigrationAndItIsAudited) {
+  auto coordinator = std::make_unique<CoordinatorProcess>(db_->url(), release2_.path(),
+                                                          kFleetFlags);
+  ChildProcess old_app(Args("schemagate-agent",
+                            {"wait", "--coordinator", coordinator->address(), "--known", "3",
+                             "--instance-id", "legacy", "--", "sh", "-c",
+                             "echo up; while true; do sleep 0.05; done"}));
+  ASSERT_TRUE(old_app.WaitForLog("up", absl::Seconds(30))) << old_app.Log();
+  absl::SleepFor(absl::Seconds(1));
+  std::string out;
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"apply", "--coordinator", coordinator->address()}),
+                      &out),
+            0);
+  EXPECT_THAT(out, HasSubstr("held back"));
+  EXPECT_FALSE(Applied(4));
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"apply", "--allow-breaking", "--actor", "alice",
+                                             "--coordinator", coordinator->address()}),
+                      &out),
+            0)
+      << out;
+  EXPECT_TRUE(Applied(4));
+  EXPECT_EQ(db_->Query("SELECT actor FROM schemagate.events WHERE kind = 'breaking_forced'"),
+            "alice");
+  // The running old instance learns it is now incompatible (it keeps running).
+  EXPECT_TRUE(old_app.WaitForLog("INCOMPATIBLE", absl::Seconds(10))) << old_app.Log();
+}
+
+TEST_F(FleetTest, AgentsReachReadyThroughTheOtherReplicaWhenOneIsKilled) {
+  const int kAgents = EnvInt("SCHEMAGATE_E2E_HA_AGENTS", 100);
+  const std::string a = absl::StrCat("127.0.0.1:", testing::FreePort());
+  const std::string b = absl::StrCat("127.0.0.1:", testing::FreePort());
+  CoordinatorProcess first(db_->url(), release1_.path(), {"--apply", "manual"}, a);
+  CoordinatorProcess second(db_->url(), release1_.path(), {"--apply", "manual"}, b);
+  std::vector<std::unique_ptr<ChildProcess>> agents;
+  for (int i = 0; i < kAgents; ++i) {
+    agents.push_back(std::make_unique<ChildProcess>(
+        Args("schemagate-agent", {"wait", "--coordinator", absl::StrCat(a, ",", b), "--timeout",
+                                  "60s", "--instance-id", absl::StrCat("w", i)})));
+  }
+  // Every agent is waiting (PENDING) somewhere; then one replica dies hard.
+  for (auto& agent : agents) ASSERT_TRUE(agent->WaitForLog("PENDING", absl::Seconds(30)));
+  first.process().Signal(SIGKILL);
+  ASSERT_EQ(first.process().Wait(absl::Seconds(10)), 128 + SIGKILL);
+  std::string out;
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"apply", "--coordinator", b}), &out), 0) << out;
+  int ready = 0;
+  for (auto& agent : agents) {
+    const int code = agent->Wait(absl::Seconds(60));
+    EXPECT_EQ(code, 0) << agent->Log();
+    ready += code == 0;
+  }
+  EXPECT_EQ(ready, kAgents);
+}
+
+TEST_F(FleetTest, EveryReplicaShowsTheSameFleetAndTheEventFeedFollowsIt) {
+  const std::string a = absl::StrCat("127.0.0.1:", testing::FreePort());
+  const std::string b = absl::StrCat("127.0.0.1:", testing::FreePort());
+  CoordinatorProcess first(db_->url(), release1_.path(), kFleetFlags, a);
+  CoordinatorProcess second(db_->url(), release1_.path(), kFleetFlags, b);
+  ChildProcess watch(Args("schemagatectl", {"watch", "--coordinator", b, "--for", "30s"}));
+  absl::SleepFor(absl::Milliseconds(300));
+  std::vector<std::unique_ptr<ChildProcess>> apps;
+  for (int i = 0; i < 3; ++i) {
+    apps.push_back(std::make_unique<ChildProcess>(Args(
+        "schemagate-agent",
+        {"wait", "--coordinator", i % 2 == 0 ? a : b, "--app", "api", "--app-version",
+         i == 2 ? "2.1" : "2.0", "--instance-id", absl::StrCat("api-", i), "--", "sh", "-c",
+         "echo running; while true; do sleep 0.05; done"})));
+  }
+  for (auto& app : apps) ASSERT_TRUE(app->WaitForLog("running", absl::Seconds(30)));
+  std::string on_a, on_b;
+  for (int i = 0; i < 100; ++i) {
+    RunBinary(Args("schemagatectl", {"instances", "--coordinator", a, "-o", "json"}), &on_a);
+    RunBinary(Args("schemagatectl", {"instances", "--coordinator", b, "-o", "json"}), &on_b);
+    if (on_a.find("api-2") != std::string::npos && on_b.find("api-2") != std::string::npos &&
+        on_a.find("api-0") != std::string::npos && on_b.find("api-0") != std::string::npos) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  std::string text_a, text_b;
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"instances", "--coordinator", a}), &text_a), 0);
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"instances", "--coordinator", b}), &text_b), 0);
+  EXPECT_THAT(text_a, HasSubstr("3 live instance(s)"));
+  // Same fleet, whichever replica answers (ignoring last-seen times).
+  auto fleet = [](const std::string& text) {
+    std::vector<std::string> ids;
+    for (const char* id : {"api-0", "api-1", "api-2"}) {
+      if (text.find(id) != std::string::npos) ids.push_back(id);
+    }
+    return ids;
+  };
+  EXPECT_EQ(fleet(text_a), fleet(text_b));
+  EXPECT_EQ(fleet(text_a).size(), 3u);
+  EXPECT_THAT(text_b, HasSubstr("api  2.0      2"));
+  EXPECT_THAT(text_b, HasSubstr("api  2.1      1"));
+
+  apps[0]->Signal(SIGTERM);
+  EXPECT_EQ(apps[0]->Wait(absl::Seconds(10)), 143);
+  EXPECT_TRUE(watch.WaitForLog("instance_leave", absl::Seconds(10))) << watch.Log();
+  EXPECT_THAT(watch.Log(), HasSubstr("instance_join"));
+  EXPECT_THAT(watch.Log(), HasSubstr("api-0"));
+}
+
+TEST_F(FleetTest, ACrashedInstanceStopsCountingWhenItsLeaseExpires) {
+  CoordinatorProcess coordinator(db_->url(), release1_.path(), kFleetFlags);
+  ChildProcess app(Args("schemagate-agent",
+                        {"wait", "--coordinator", coordinator.address(), "--instance-id",
+                         "crashy", "--", "sh", "-c", "echo up; while true; do sleep 0.05; done"}));
+  ASSERT_TRUE(app.WaitForLog("up", absl::Seconds(30)));
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM schemagate.instances WHERE lease_expires > now()"),
+            "1");
+  app.Signal(SIGKILL);  // The agent dies without saying goodbye.
+  app.Wait(absl::Seconds(5));
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM schemagate.instances WHERE lease_expires > now()"),
+            "1");
+  absl::SleepFor(absl::Seconds(3));
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM schemagate.instances WHERE lease_expires > now()"),
+            "0");
+}
+
+}  // namespace
+}  // namespace schemagate
