@@ -15,6 +15,7 @@
 #include "coordinator/flags.h"
 #include "ctl/new_migration.h"
 #include "ctl/render.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "schemagate/v1/schemagate.grpc.pb.h"
 
 namespace schemagate {
@@ -231,6 +232,30 @@ int RunWatch(const GlobalFlags& flags, int64_t after, const std::string& for_dur
   return kExitReady;
 }
 
+// The standard gRPC health check: SERVING while the coordinator's database answers.
+int RunHealth(const GlobalFlags& flags, const std::string& service) {
+  Client client(flags);
+  auto stub = grpc::health::v1::Health::NewStub(NewCoordinatorChannel(
+      SplitCoordinators(flags.coordinator).empty() ? flags.coordinator
+                                                   : SplitCoordinators(flags.coordinator)[0]));
+  grpc::ClientContext context;
+  SetDeadline(&context, client.timeout());
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status rpc = stub->Check(&context, request, &response);
+  if (!rpc.ok()) return Fail(flags, "health", rpc);
+  if (flags.json()) {
+    Print(ToJson(response, true));
+  } else {
+    Print(absl::StrCat("coordinator ", flags.coordinator, ": ",
+                       grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status()),
+                       "\n"));
+  }
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitReady
+                                                                               : kExitNotDone;
+}
+
 int RunNew(const GlobalFlags& flags, const NewMigrationOptions& options) {
   absl::StatusOr<NewMigrationFiles> files = CreateMigrationFiles(options);
   if (!files.ok()) {
@@ -325,6 +350,13 @@ int Main(int argc, char** argv) {
                     "Start after this event id (default: only new events)");
   watch->add_option("--for", watch_for, "Stop after this long (e.g. 30s)");
 
+  std::string health_service;
+  CLI::App* health = app.add_subcommand(
+      "health", "gRPC health of the coordinator: SERVING while its database answers\n"
+                "  e.g. schemagatectl health --coordinator sg-0:50051");
+  health->add_option("--service", health_service,
+                     "Service name (default: the whole server), e.g. schemagate.v1.AgentService");
+
   NewMigrationOptions new_options;
   CLI::App* create = app.add_subcommand(
       "new", "Create an empty VERSION_name.up.sql/.down.sql pair (offline)\n"
@@ -354,6 +386,7 @@ int Main(int argc, char** argv) {
   if (create->parsed()) return RunNew(flags, new_options);
   if (instances->parsed()) return RunInstances(flags);
   if (watch->parsed()) return RunWatch(flags, watch_after, watch_for);
+  if (health->parsed()) return RunHealth(flags, health_service);
   if (apply->parsed()) {
     apply_request.set_target_version(apply_target);
     apply_request.set_allow_breaking(allow_breaking);

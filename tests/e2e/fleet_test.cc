@@ -262,3 +262,63 @@ TEST_F(FleetTest, ACrashedInstanceStopsCountingWhenItsLeaseExpires) {
 
 }  // namespace
 }  // namespace schemagate
+
+namespace schemagate {
+namespace {
+
+bool HealthIs(const std::string& address, const std::string& want) {
+  // The standard health protocol through the generated client.
+  std::string out;
+  RunBinary({BinaryPath("schemagatectl"), "health", "--coordinator", address}, &out,
+            absl::Seconds(10));
+  return out.find(want) != std::string::npos;
+}
+
+TEST(DatabaseOutageTest, CoordinatorsRideOutAStoppedDatabaseAndFinishTheRollout) {
+  if (testing::AdminUrl().empty() && std::getenv("CI") == nullptr) GTEST_SKIP();
+  testing::PrivatePostgres pg;
+  ASSERT_TRUE(pg.ok());
+  const int outage_seconds = EnvInt("SCHEMAGATE_E2E_OUTAGE_SECONDS", 20);
+  TempDir dir;
+  testing::WriteTrivialMigrations(dir, 1, 5);
+  CoordinatorProcess a(pg.Url(), dir.path(), {"--apply", "manual", "--resync-interval", "1s"});
+  CoordinatorProcess b(pg.Url(), dir.path(), {"--apply", "manual", "--resync-interval", "1s"});
+  std::vector<std::unique_ptr<ChildProcess>> agents;
+  for (int i = 0; i < 10; ++i) {
+    agents.push_back(std::make_unique<ChildProcess>(Args(
+        "schemagate-agent",
+        {"wait", "--coordinator", absl::StrCat(a.address(), ",", b.address()), "--timeout",
+         "120s"})));
+  }
+  for (auto& agent : agents) ASSERT_TRUE(agent->WaitForLog("PENDING", absl::Seconds(30)));
+  EXPECT_TRUE(HealthIs(a.address(), ": SERVING"));
+
+  ASSERT_TRUE(pg.Stop());
+  bool not_serving = false;
+  for (int i = 0; i < 100 && !not_serving; ++i) {
+    not_serving = HealthIs(a.address(), ": NOT_SERVING") && HealthIs(b.address(), ": NOT_SERVING");
+    if (!not_serving) absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(not_serving);
+  for (auto& agent : agents) EXPECT_TRUE(agent->WaitForLog("UNAVAILABLE", absl::Seconds(10)));
+  absl::SleepFor(absl::Seconds(outage_seconds));
+  EXPECT_TRUE(a.process().running());
+  EXPECT_TRUE(b.process().running());
+
+  ASSERT_TRUE(pg.Start());
+  bool serving = false;
+  for (int i = 0; i < 200 && !serving; ++i) {
+    serving = HealthIs(a.address(), ": SERVING") && HealthIs(b.address(), ": SERVING");
+    if (!serving) absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(serving);
+  std::string out;
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"apply", "--coordinator", b.address()}), &out), 0)
+      << out;
+  for (auto& agent : agents) EXPECT_EQ(agent->Wait(absl::Seconds(30)), 0) << agent->Log();
+  EXPECT_THAT(a.process().Log(), HasSubstr("database unavailable"));
+  EXPECT_THAT(a.process().Log(), HasSubstr("database reachable"));
+}
+
+}  // namespace
+}  // namespace schemagate

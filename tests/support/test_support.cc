@@ -245,6 +245,69 @@ int CoordinatorProcess::ThreadCount() const {
   return -1;
 }
 
+namespace {
+
+std::string PgBin(const std::string& tool) {
+  return absl::StrCat(EnvOr("SCHEMAGATE_PG_BIN", "/usr/lib/postgresql/15/bin"), "/", tool);
+}
+
+// Runs argv as the postgres user when we are root.
+std::vector<std::string> AsPostgres(std::vector<std::string> argv) {
+  if (geteuid() != 0) return argv;
+  argv.insert(argv.begin(), {"/usr/sbin/runuser", "-u", "postgres", "--"});
+  return argv;
+}
+
+}  // namespace
+
+PrivatePostgres::PrivatePostgres() {
+  std::string pattern =
+      (std::filesystem::temp_directory_path() / "schemagate-pg-XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr) return;
+  dir_ = pattern;
+  if (geteuid() == 0) {
+    RunBinary({"/bin/chown", "postgres", dir_}, nullptr);
+  }
+  port_ = FreePort();
+  std::string out;
+  if (RunBinary(AsPostgres({PgBin("initdb"), "-D", dir_ + "/data", "-A", "trust", "-U",
+                            "postgres", "--no-sync"}),
+                &out, absl::Seconds(120)) != 0) {
+    ADD_FAILURE() << "initdb failed: " << out;
+    return;
+  }
+  ok_ = Start();
+}
+
+PrivatePostgres::~PrivatePostgres() {
+  if (!dir_.empty()) {
+    PgCtl({"stop", "-m", "immediate"});
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
+
+int PrivatePostgres::PgCtl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {PgBin("pg_ctl"), "-D", dir_ + "/data", "-w", "-t", "60"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string out;
+  const int code = RunBinary(AsPostgres(argv), &out, absl::Seconds(90));
+  if (code != 0) std::fprintf(stderr, "pg_ctl %s: %s\n", args[0].c_str(), out.c_str());
+  return code;
+}
+
+bool PrivatePostgres::Start() {
+  return PgCtl({"start", "-l", dir_ + "/server.log", "-o",
+                absl::StrCat("-p ", port_, " -k ", dir_,
+                             " -c listen_addresses=127.0.0.1 -c fsync=off")}) == 0;
+}
+
+bool PrivatePostgres::Stop() { return PgCtl({"stop", "-m", "fast"}) == 0; }
+
+std::string PrivatePostgres::Url(const std::string& database) const {
+  return absl::StrCat("postgres://postgres@127.0.0.1:", port_, "/", database);
+}
+
 int FreePort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

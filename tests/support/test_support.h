@@ -111,6 +111,27 @@ class CoordinatorProcess {
   std::string address_;
 };
 
+// A PostgreSQL cluster of the test's own (initdb in a temporary directory,
+// a free loopback port), for tests that stop and start the server. As root,
+// initdb and pg_ctl run as the postgres user.
+class PrivatePostgres {
+ public:
+  PrivatePostgres();
+  ~PrivatePostgres();
+  bool ok() const { return ok_; }
+  bool Start();
+  // Fast shutdown: open sessions are disconnected.
+  bool Stop();
+  // URL of `database` on this cluster.
+  std::string Url(const std::string& database = "postgres") const;
+
+ private:
+  int PgCtl(const std::vector<std::string>& args);
+  std::string dir_;
+  int port_ = 0;
+  bool ok_ = false;
+};
+
 // A loopback port that was free a moment ago.
 int FreePort();
 
