@@ -32,6 +32,8 @@ struct CommonFlags {
   AppTargetFlags target;
   std::string timeout;
   std::string instance_id;
+  std::string fallback_database_url;
+  std::string fallback_schema = "schemagate";
 };
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
@@ -57,6 +59,14 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
       ->envname("SCHEMAGATE_INSTANCE_ID");
   cmd->add_option("--timeout", flags->timeout, "Give up after this long (e.g. 30s, 5m)")
       ->envname("SCHEMAGATE_TIMEOUT");
+  cmd->add_option("--fallback-database-url", flags->fallback_database_url,
+                  "When no coordinator answers, read schemagate's bookkeeping table in this "
+                  "database directly (read-only; off by default)")
+      ->envname("SCHEMAGATE_FALLBACK_DATABASE_URL");
+  cmd->add_option("--schema", flags->fallback_schema,
+                  "Bookkeeping schema for --fallback-database-url")
+      ->envname("SCHEMAGATE_SCHEMA")
+      ->capture_default_str();
 }
 
 absl::StatusOr<WaitOptions> BuildOptions(const CommonFlags& flags, absl::Duration default_timeout) {
@@ -75,6 +85,8 @@ absl::StatusOr<WaitOptions> BuildOptions(const CommonFlags& flags, absl::Duratio
     if (!timeout.ok()) return timeout.status();
     options.timeout = *timeout;
   }
+  options.fallback_database_url = flags.fallback_database_url;
+  options.fallback_schema = flags.fallback_schema;
   options.log = [](const std::string& line) { LogLine(LogLevel::kInfo, line); };
   return options;
 }

@@ -1,11 +1,13 @@
 #include "agent/wait_client.h"
 
+#include <optional>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agent/channel.h"
 #include "agent/exit_codes.h"
+#include "agent/fallback_check.h"
 #include "coordinator/proto_convert.h"
 #include "schemagate/v1/schemagate.grpc.pb.h"
 
@@ -35,6 +37,29 @@ size_t RandomStart(size_t n) {
 }
 
 }  // namespace
+
+// Asks the database directly. Returns an outcome to end with (READY or a
+// final state); otherwise records the answer in `outcome` and returns nothing.
+std::optional<WaitOutcome> TryFallback(const WaitOptions& options, WaitOutcome* outcome) {
+  absl::StatusOr<ReadinessAnswer> answer = CheckDatabaseDirectly(
+      options.fallback_database_url, options.fallback_schema, options.target);
+  if (!answer.ok()) {
+    Say(options, absl::StrCat("fallback database check failed: ", answer.status().message()));
+    return std::nullopt;
+  }
+  const bool changed = !outcome->answered || outcome->last.state != answer->state;
+  outcome->last = *answer;
+  outcome->coordinator = "(database, fallback)";
+  if (changed) Say(options, Describe(*answer, outcome->coordinator));
+  if (answer->state == ReadinessState::kReady || IsFinal(answer->state)) {
+    WaitOutcome done = *outcome;
+    done.answered = true;
+    done.exit_code = ExitCodeFor(answer->state);
+    done.message = answer->message;
+    return done;
+  }
+  return std::nullopt;
+}
 
 int ExitCodeFor(ReadinessState state) {
   switch (state) {
@@ -136,6 +161,10 @@ WaitOutcome ReadinessClient::Wait(const WaitOptions& options) {
       last_error = error;
     }
     index = (index + 1) % options.coordinators.size();
+    if (!outcome.answered && index == 0 && !options.fallback_database_url.empty()) {
+      std::optional<WaitOutcome> fallback = TryFallback(options, &outcome);
+      if (fallback) return *fallback;
+    }
     const absl::Duration pause = std::min(backoff, deadline - absl::Now());
     if (pause > absl::ZeroDuration()) absl::SleepFor(pause);
     backoff = std::min(backoff * 2, absl::Seconds(2));
@@ -194,6 +223,15 @@ WaitOutcome ReadinessClient::Check(const WaitOptions& options) {
       return outcome;
     }
     last_error = absl::StrCat("coordinator ", address, ": ", status.error_message());
+  }
+  if (!options.fallback_database_url.empty()) {
+    std::optional<WaitOutcome> fallback = TryFallback(options, &outcome);
+    if (fallback) return *fallback;
+    if (outcome.answered) {
+      outcome.exit_code = ExitCodeFor(outcome.last.state);
+      outcome.message = outcome.last.message;
+      return outcome;
+    }
   }
   outcome.exit_code = kExitUnreachable;
   outcome.message = absl::StrCat("no coordinator answered", last_error.empty() ? "" : ": ",

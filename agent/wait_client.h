@@ -26,6 +26,10 @@ struct WaitOptions {
   // Treat FAILED, INCOMPATIBLE and MISMATCH like any other state: keep
   // waiting until the timeout (an operator may fix the set meanwhile).
   bool keep_waiting = false;
+  // When no coordinator answers, read the bookkeeping of this database
+  // directly (read-only; see fallback_check.h). Empty: off.
+  std::string fallback_database_url;
+  std::string fallback_schema = "schemagate";
   // Told one human line per state change or connection problem.
   std::function<void(const std::string& line)> log;
 };

@@ -322,3 +322,66 @@ TEST(DatabaseOutageTest, CoordinatorsRideOutAStoppedDatabaseAndFinishTheRollout)
 
 }  // namespace
 }  // namespace schemagate
+
+namespace schemagate {
+namespace {
+
+TEST_F(FleetTest, AnEmbeddedWaitWorksLikeTheAgent) {
+  CoordinatorProcess coordinator(db_->url(), release1_.path(), kFleetFlags);
+  std::string out;
+  EXPECT_EQ(RunBinary({BinaryPath("schemagate_embed_example"), coordinator.address(),
+                       release1_.path()},
+                      &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("serving with schema version 3"));
+  EXPECT_THAT(out, HasSubstr("READY"));
+  // It left the fleet cleanly.
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM schemagate.events WHERE kind = 'instance_leave'"),
+            "1");
+}
+
+TEST_F(FleetTest, FallbackReadsTheDatabaseWhenNoCoordinatorAnswers) {
+  {
+    CoordinatorProcess coordinator(db_->url(), release1_.path(), kFleetFlags);
+    std::string out;
+    ASSERT_EQ(RunBinary(Args("schemagate-agent", {"wait", "--coordinator", coordinator.address(),
+                                                  "--timeout", "20s"}),
+                        &out),
+              0)
+        << out;
+  }  // The coordinator is gone now.
+  std::string out;
+  // Off by default: unreachable.
+  EXPECT_EQ(RunBinary(Args("schemagate-agent", {"check", "--coordinator", "127.0.0.1:1",
+                                                "--migrations-dir", release1_.path()}),
+                      &out),
+            7);
+  EXPECT_EQ(RunBinary(Args("schemagate-agent",
+                           {"check", "--coordinator", "127.0.0.1:1", "--migrations-dir",
+                            release1_.path(), "--fallback-database-url", db_->url()}),
+                      &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("read from the database directly"));
+  // A version that is not applied: not ready, and the wait times out.
+  EXPECT_EQ(RunBinary(Args("schemagate-agent",
+                           {"wait", "--coordinator", "127.0.0.1:1", "--known", "4", "--timeout",
+                            "2s", "--fallback-database-url", db_->url()}),
+                      &out),
+            7)
+      << out;
+  // An edited file is caught even without a coordinator.
+  TempDir edited;
+  edited.Write("0001_t1.up.sql", "CREATE TABLE t1 (id bigint);\n");
+  EXPECT_EQ(RunBinary(Args("schemagate-agent",
+                           {"wait", "--coordinator", "127.0.0.1:1", "--migrations-dir",
+                            edited.path(), "--timeout", "5s", "--fallback-database-url",
+                            db_->url()}),
+                      &out),
+            4)
+      << out;
+}
+
+}  // namespace
+}  // namespace schemagate
