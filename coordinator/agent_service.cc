@@ -37,8 +37,8 @@ absl::Status ValidateInstanceId(const std::string& id, bool required) {
 template <typename Base>
 class ReadinessStream : public Base, public StateObserver {
  public:
-  ReadinessStream(Coordinator* coordinator, bool end_on_answer)
-      : coordinator_(coordinator), end_on_answer_(end_on_answer) {}
+  ReadinessStream(Coordinator* coordinator, bool end_on_answer, bool attached)
+      : coordinator_(coordinator), end_on_answer_(end_on_answer), attached_(attached) {}
 
   void OnStateChanged(const std::shared_ptr<const Snapshot>& snapshot) override {
     ReadinessAnswer answer;
@@ -59,6 +59,17 @@ class ReadinessStream : public Base, public StateObserver {
   void OnShutdown() override {
     EndStream(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                            "the coordinator is shutting down; resubscribe to another one"));
+  }
+
+  std::optional<AgentStreamInfo> agent_info() override {
+    absl::MutexLock lock(&mu_);
+    if (!target_ || finishing_) return std::nullopt;
+    AgentStreamInfo info;
+    info.app = target_->app;
+    info.app_version = target_->app_version;
+    info.attached = attached_;
+    if (last_) info.state = last_->state;
+    return info;
   }
 
   void OnWriteDone(bool ok) override {
@@ -123,6 +134,7 @@ class ReadinessStream : public Base, public StateObserver {
   }
 
   const bool end_on_answer_;
+  const bool attached_;
   absl::Mutex mu_;
   std::optional<AppTarget> target_ ABSL_GUARDED_BY(mu_);
   std::optional<ReadinessAnswer> last_ ABSL_GUARDED_BY(mu_);
@@ -139,7 +151,7 @@ class ReadinessStream : public Base, public StateObserver {
 class WaitStream : public ReadinessStream<grpc::ServerWriteReactor<v1::Readiness>> {
  public:
   WaitStream(Coordinator* coordinator, bool follow)
-      : ReadinessStream(coordinator, /*end_on_answer=*/!follow) {}
+      : ReadinessStream(coordinator, /*end_on_answer=*/!follow, /*attached=*/false) {}
 
   void Start(std::shared_ptr<WaitStream> self, AppTarget target) {
     self_ = self;
@@ -168,7 +180,7 @@ class AttachStream
     : public ReadinessStream<grpc::ServerBidiReactor<v1::AttachRequest, v1::Readiness>> {
  public:
   explicit AttachStream(Coordinator* coordinator)
-      : ReadinessStream(coordinator, /*end_on_answer=*/false) {}
+      : ReadinessStream(coordinator, /*end_on_answer=*/false, /*attached=*/true) {}
 
   void Start(std::shared_ptr<AttachStream> self) {
     self_ = self;

@@ -98,6 +98,31 @@ void Coordinator::RemoveObserver(StateObserver* observer) {
   observers_.erase(observer);
 }
 
+std::vector<AgentStreamInfo> Coordinator::AgentStreams() const {
+  std::vector<std::shared_ptr<StateObserver>> observers;
+  {
+    absl::MutexLock lock(&observers_mu_);
+    for (const auto& [ptr, observer] : observers_) observers.push_back(observer);
+  }
+  std::vector<AgentStreamInfo> out;
+  for (auto& observer : observers) {
+    if (std::optional<AgentStreamInfo> info = observer->agent_info()) out.push_back(*info);
+  }
+  return out;
+}
+
+absl::Duration Coordinator::BlockedBreakingFor() const {
+  const std::shared_ptr<const Snapshot> snap = snapshot();
+  for (const Migration& m : set_.migrations()) {
+    if (snap->view.db.Find(m.version) != nullptr) continue;
+    if (!m.breaking()) return absl::ZeroDuration();
+    absl::MutexLock lock(&gate_mu_);
+    auto it = breaking_blocked_since_.find(m.version);
+    return it == breaking_blocked_since_.end() ? absl::ZeroDuration() : absl::Now() - it->second;
+  }
+  return absl::ZeroDuration();
+}
+
 size_t Coordinator::observer_count() const {
   absl::MutexLock lock(&observers_mu_);
   return observers_.size();
@@ -258,8 +283,10 @@ bool Coordinator::BreakingGate(const Migration& m, const DatabaseState& state,
   absl::MutexLock lock(&gate_mu_);
   if (blocked) {
     breaking_clear_since_.erase(m.version);
+    breaking_blocked_since_.emplace(m.version, absl::Now());
     return false;
   }
+  breaking_blocked_since_.erase(m.version);
   auto [it, inserted] = breaking_clear_since_.emplace(m.version, absl::Now());
   if (inserted && grace > absl::ZeroDuration()) {
     LogInfo("breaking migration %s: no live instance needs the old schema; applying after %s",
@@ -388,7 +415,41 @@ void Coordinator::RunLoop() {
       };
     }
     PublishLocalRun(true);
-    absl::StatusOr<RunOutcome> outcome = runner_.Apply(job.request, job.progress, &stopping_);
+    const absl::Time run_start = absl::Now();
+    // Count lock waits and applies for metrics, then pass progress on.
+    ProgressSink progress = [this, sink = job.progress, run_start](const RunEvent& e) {
+      {
+        absl::MutexLock lock(&counters_.mu);
+        if (e.kind == RunEvent::Kind::kLockAcquired) {
+          counters_.lock_wait_seconds += absl::ToDoubleSeconds(absl::Now() - run_start);
+          counters_.lock_held = true;
+        } else if (e.kind == RunEvent::Kind::kMigrationFinished) {
+          ++counters_.migrations_applied;
+        } else if (e.kind == RunEvent::Kind::kMigrationFailed) {
+          ++counters_.migration_failures;
+        }
+      }
+      if (sink) sink(e);
+    };
+    absl::StatusOr<RunOutcome> outcome = runner_.Apply(job.request, progress, &stopping_);
+    {
+      absl::MutexLock lock(&counters_.mu);
+      counters_.lock_held = false;
+      const char* result = outcome.ok()                                  ? "ok"
+                           : absl::IsFailedPrecondition(outcome.status()) ? "failed"
+                           : absl::IsAborted(outcome.status())            ? "aborted"
+                           : absl::IsUnavailable(outcome.status())        ? "unavailable"
+                                                                          : "other";
+      ++counters_.runs[result];
+      const double seconds = absl::ToDoubleSeconds(absl::Now() - run_start);
+      size_t bucket = 0;
+      while (bucket < std::size(kRunSecondsBuckets) && seconds > kRunSecondsBuckets[bucket]) {
+        ++bucket;
+      }
+      ++counters_.run_buckets[bucket];
+      counters_.run_seconds_sum += seconds;
+      ++counters_.run_count;
+    }
     PublishLocalRun(false);
     RequestRefresh();
     if (have_job) {

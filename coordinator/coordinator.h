@@ -12,6 +12,8 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -36,11 +38,40 @@ struct Snapshot {
 };
 
 // Told about every new snapshot, and once about shutdown.
+// What an agent's stream is waiting for, for metrics.
+struct AgentStreamInfo {
+  std::string app;
+  std::string app_version;
+  // Attach streams belong to running apps; Wait streams to waiting ones.
+  bool attached = false;
+  std::optional<ReadinessState> state;
+};
+
 class StateObserver {
  public:
   virtual ~StateObserver() = default;
   virtual void OnStateChanged(const std::shared_ptr<const Snapshot>& snapshot) = 0;
   virtual void OnShutdown() = 0;
+  // Agent streams describe themselves; other observers return nothing.
+  virtual std::optional<AgentStreamInfo> agent_info() { return std::nullopt; }
+};
+
+// Upper bounds (seconds) of the run duration histogram; +Inf follows.
+inline constexpr double kRunSecondsBuckets[] = {0.05, 0.1, 0.5, 1, 5, 30, 120, 600};
+
+// Counters of this coordinator process, for --metrics-listen. Thread-safe.
+struct RunCounters {
+  absl::Mutex mu;
+  // Finished runs by result: ok, failed, aborted, unavailable, other.
+  std::map<std::string, int64_t> runs ABSL_GUARDED_BY(mu);
+  int64_t migrations_applied ABSL_GUARDED_BY(mu) = 0;
+  int64_t migration_failures ABSL_GUARDED_BY(mu) = 0;
+  // Run durations: counts per upper bound of kRunSecondsBuckets (+Inf last).
+  std::vector<int64_t> run_buckets ABSL_GUARDED_BY(mu) = std::vector<int64_t>(9, 0);
+  double run_seconds_sum ABSL_GUARDED_BY(mu) = 0;
+  int64_t run_count ABSL_GUARDED_BY(mu) = 0;
+  double lock_wait_seconds ABSL_GUARDED_BY(mu) = 0;
+  bool lock_held ABSL_GUARDED_BY(mu) = false;
 };
 
 struct CoordinatorOptions {
@@ -82,6 +113,12 @@ class Coordinator {
   void AddObserver(std::shared_ptr<StateObserver> observer);
   void RemoveObserver(StateObserver* observer);
   size_t observer_count() const;
+  // Every agent stream's description (metrics).
+  std::vector<AgentStreamInfo> AgentStreams() const;
+  RunCounters& counters() { return counters_; }
+  // How long the first pending breaking migration has waited for old
+  // instances to go (zero when none waits).
+  absl::Duration BlockedBreakingFor() const;
 
   // Called with true/false whenever database reachability changes.
   void SetHealthCallback(std::function<void(bool serving)> callback);
@@ -136,6 +173,7 @@ class Coordinator {
   const std::unique_ptr<Store> store_;
   const std::unique_ptr<ChangeFeed> feed_;
   Runner runner_;
+  RunCounters counters_;
   std::atomic<bool> stopping_{false};
 
   mutable absl::Mutex snapshot_mu_;
@@ -160,8 +198,10 @@ class Coordinator {
   absl::Duration auto_backoff_ ABSL_GUARDED_BY(queue_mu_) = absl::Seconds(1);
 
   // First time each breaking version was seen pending with no blocker.
-  absl::Mutex gate_mu_;
+  mutable absl::Mutex gate_mu_;
   absl::flat_hash_map<int64_t, absl::Time> breaking_clear_since_ ABSL_GUARDED_BY(gate_mu_);
+  // First time each breaking version was seen held back by live instances.
+  absl::flat_hash_map<int64_t, absl::Time> breaking_blocked_since_ ABSL_GUARDED_BY(gate_mu_);
 
   struct LocalInstance {
     InstanceRecord record;

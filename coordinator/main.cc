@@ -14,6 +14,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/flags.h"
 #include "coordinator/log.h"
+#include "coordinator/metrics.h"
 #include "coordinator/migration_set.h"
 #include "coordinator/pg_store.h"
 #include "coordinator/server.h"
@@ -44,6 +45,7 @@ int Main(int argc, char** argv) {
       "schemagated"};
   std::string database_url, migrations_dir = "./migrations", listen = "127.0.0.1:50051";
   std::string apply_mode = "auto", schema = "schemagate", lock_key, id, log_format = "text";
+  std::string metrics_listen;
   std::string lock_timeout = "5s", statement_timeout = "0", resync = "10s", grace, lease = "30s";
   int lock_retries = 5;
   bool reflection = false, verbose = false;
@@ -95,6 +97,9 @@ int Main(int argc, char** argv) {
                  "How long no live instance may need the old schema before a breaking "
                  "migration is applied automatically (default: --lease-ttl + 30s)")
       ->envname("SCHEMAGATE_BREAKING_GRACE");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9090)")
+      ->envname("SCHEMAGATE_METRICS_LISTEN");
   app.add_flag("--reflection", reflection, "Serve gRPC server reflection")
       ->envname("SCHEMAGATE_REFLECTION");
   app.add_option("--log-format", log_format, "text or json")
@@ -108,6 +113,9 @@ int Main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
+  // SCHEMAGATE_PARSE_ONLY=1: check the command line and stop (used by the
+  // test that every command line under deploy/ is accepted).
+  if (EnvOr("SCHEMAGATE_PARSE_ONLY") == "1") return kExitOk;
   ConfigureLog("schemagated", log_format == "json" ? LogFormat::kJson : LogFormat::kText,
                verbose ? LogLevel::kDebug : LogLevel::kInfo);
   if (database_url.empty()) database_url = EnvOr("DATABASE_URL");
@@ -189,14 +197,28 @@ int Main(int argc, char** argv) {
   OperatorServiceOptions operator_options;
   operator_options.schema = schema;
   operator_options.database = RedactSecrets(database_url);
+  RpcMetrics rpc_metrics;
   ServerOptions server_options;
   server_options.listen = listen;
   server_options.reflection = reflection;
+  server_options.rpc_metrics = &rpc_metrics;
   absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
       CoordinatorServer::Start(&coordinator, operator_options, server_options);
   if (!server.ok()) {
     LogError("%s", server.status().message());
     return kExitRuntime;
+  }
+  std::unique_ptr<MetricsServer> metrics;
+  if (!metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> started = MetricsServer::Start(
+        metrics_listen, [&] { return RenderMetrics(coordinator, &rpc_metrics); });
+    if (!started.ok()) {
+      LogError("%s", started.status().message());
+      return kExitRuntime;
+    }
+    metrics = std::move(*started);
+    LogInfo("metrics on http://%s:%d/metrics", metrics_listen.substr(0, metrics_listen.rfind(':')),
+            metrics->port());
   }
   coordinator.Start();
   const std::string host = listen.substr(0, listen.rfind(':'));
@@ -216,6 +238,7 @@ int Main(int argc, char** argv) {
   LogInfo("received %s: ending streams with UNAVAILABLE and shutting down",
           signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   (*server)->Shutdown(absl::Seconds(5));
+  metrics.reset();
   LogInfo("stopped");
   return kExitOk;
 }

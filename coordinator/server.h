@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "coordinator/agent_service.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/metrics.h"
 #include "coordinator/operator_service.h"
 #include "grpcpp/server.h"
 
@@ -27,6 +28,8 @@ struct ServerOptions {
   absl::Duration max_connection_age = absl::Minutes(5);
   absl::Duration max_connection_age_grace = absl::Seconds(30);
   int max_message_bytes = 4 << 20;
+  // Where RPC counts and latencies go; nullptr: not recorded.
+  RpcMetrics* rpc_metrics = nullptr;
 };
 
 // Thread-safe.

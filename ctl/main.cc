@@ -375,6 +375,9 @@ int Main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? kExitReady : kExitUsage;
   }
+  // SCHEMAGATE_PARSE_ONLY=1: check the command line and stop (used by the
+  // test that every command line under deploy/ is accepted).
+  if (EnvOr("SCHEMAGATE_PARSE_ONLY") == "1") return kExitReady;
   if (absl::StatusOr<absl::Duration> d = ParseFlagDuration("--timeout", flags.timeout); !d.ok()) {
     std::fprintf(stderr, "schemagatectl: %s\n", std::string(d.status().message()).c_str());
     return kExitUsage;

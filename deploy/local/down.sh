@@ -105,7 +105,7 @@ stop() {
   fi
   left="$(session_left "$pid")"
   if [[ -n "$left" ]]; then
-    warn "$name: processes left behind in its session: $(echo $left); stopping them"
+    warn "$name: processes left behind in its session: ${left//$'\n'/ }; stopping them"
     # shellcheck disable=SC2086
     kill -TERM $left 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do

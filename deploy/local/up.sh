@@ -120,8 +120,9 @@ check_stale_binary() {
 start_bg() {
   local name="$1" log="$2"
   shift 2
-  [[ -f "$log" ]] && mv -f "$log" "$log.prev"
+  if [[ -f "$log" ]]; then mv -f "$log" "$log.prev"; fi
   rm -f "$RUN_DIR/$name.pid"
+  # shellcheck disable=SC2016  # expanded by the inner bash, on purpose
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$RUN_DIR/$name.pid" "$@" \
     </dev/null >"$log" 2>&1 &
   # Wait (briefly) for the pid file so callers can use it at once.
@@ -405,6 +406,7 @@ if [[ -x "$CTL" ]]; then
   cat <<EOF
   $rel_build/schemagatectl status --coordinator 127.0.0.1:${COORD_PORTS[0]}
   $rel_build/schemagatectl history --coordinator 127.0.0.1:${COORD_PORTS[1]}
+  $rel_build/schemagatectl instances --coordinator 127.0.0.1:${COORD_PORTS[0]}
 EOF
 fi
 cat <<EOF
