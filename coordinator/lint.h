@@ -1,0 +1,69 @@
+// The migration linter: finds statements in a migration's up script that are
+// unsafe to run against a live database with applications attached, and says
+// how to write them safely. It reads only the migration set (each statement
+// re-parsed by libpg_query into its typed tree); it never connects to
+// PostgreSQL, so it runs offline (`schemagatectl lint`) and in CI.
+//
+// Errors are changes that break running application instances (a drop or a
+// rename) in a migration not marked `-- schemagate:breaking`: schemagate would
+// apply it while old instances still use the old schema. Warnings are
+// statements that lock or rewrite a table the application is using.
+//
+// The linter only knows what the file says: a relation created earlier in
+// the same migration is new (empty, unused by any application), anything
+// else is assumed to exist and to hold data.
+//
+// Thread-safe: the functions keep no state between calls.
+#ifndef SCHEMAGATE_COORDINATOR_LINT_H_
+#define SCHEMAGATE_COORDINATOR_LINT_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "coordinator/migration_set.h"
+
+namespace schemagate {
+
+enum class LintSeverity { kWarning, kError };
+
+// "warning" or "error".
+const char* LintSeverityName(LintSeverity severity);
+
+struct LintFinding {
+  // The migration file.
+  std::string path;
+  // 1-based line of the statement in the file.
+  int line = 0;
+  LintSeverity severity = LintSeverity::kWarning;
+  // Short stable id of the rule, e.g. "drop-column-not-breaking".
+  std::string rule;
+  // What is wrong and why it hurts in production.
+  std::string message;
+  // The safe rewrite, concretely.
+  std::string fix;
+};
+
+struct LintOptions {
+  // The lock_timeout schemagated applies when a migration sets none (its
+  // --lock-timeout); zero means none.
+  absl::Duration default_lock_timeout = absl::Seconds(5);
+};
+
+// Findings for one migration's up script, in file order.
+std::vector<LintFinding> LintMigration(const Migration& migration, const LintOptions& options);
+
+// Findings for every migration of the set, in version order.
+std::vector<LintFinding> LintSet(const MigrationSet& set, const LintOptions& options);
+
+// True if any finding is an error.
+bool HasErrors(const std::vector<LintFinding>& findings);
+
+// One finding as compilers print theirs, without a trailing newline:
+//   path:line: error: message [rule]
+//       fix: ...
+std::string FormatFinding(const LintFinding& finding);
+
+}  // namespace schemagate
+
+#endif  // SCHEMAGATE_COORDINATOR_LINT_H_
