@@ -13,6 +13,7 @@
 #include "coordinator/conninfo.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/flags.h"
+#include "coordinator/lint.h"
 #include "coordinator/log.h"
 #include "coordinator/metrics.h"
 #include "coordinator/migration_set.h"
@@ -45,7 +46,7 @@ int Main(int argc, char** argv) {
       "schemagated"};
   std::string database_url, migrations_dir = "./migrations", listen = "127.0.0.1:50051";
   std::string apply_mode = "auto", schema = "schemagate", lock_key, id, log_format = "text";
-  std::string metrics_listen;
+  std::string metrics_listen, lint_mode = "error";
   std::string lock_timeout = "5s", statement_timeout = "0", resync = "10s", grace, lease = "30s";
   int lock_retries = 5;
   bool reflection = false, verbose = false;
@@ -100,6 +101,12 @@ int Main(int argc, char** argv) {
   app.add_option("--metrics-listen", metrics_listen,
                  "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9090)")
       ->envname("SCHEMAGATE_METRICS_LISTEN");
+  app.add_option("--lint", lint_mode,
+                 "error: refuse to apply a pending migration with lint errors; warn: only log "
+                 "them")
+      ->envname("SCHEMAGATE_LINT")
+      ->check(CLI::IsMember({"error", "warn"}))
+      ->capture_default_str();
   app.add_flag("--reflection", reflection, "Serve gRPC server reflection")
       ->envname("SCHEMAGATE_REFLECTION");
   app.add_option("--log-format", log_format, "text or json")
@@ -170,6 +177,20 @@ int Main(int argc, char** argv) {
   }
   LogInfo("loaded %d migration(s) from %s (head %d)", set->migrations().size(), migrations_dir,
           set->Head());
+  LintOptions lint_options;
+  lint_options.default_lock_timeout = options.runner.lock_timeout;
+  for (const Migration& m : set->migrations()) {
+    std::vector<LintFinding> findings = LintMigration(m, lint_options);
+    std::string errors;
+    for (const LintFinding& f : findings) {
+      LogWarning("lint: %s", FormatFinding(f));
+      if (f.severity == LintSeverity::kError) {
+        absl::StrAppend(&errors, errors.empty() ? "" : "; ", f.path, ":", f.line, ": ",
+                        f.message, " [", f.rule, "]");
+      }
+    }
+    if (!errors.empty() && lint_mode == "error") options.runner.refused_by_lint[m.version] = errors;
+  }
 
   PgStoreOptions store_options;
   store_options.conninfo = database_url;

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/lint.h"
 
 namespace schemagate {
 namespace {
@@ -315,6 +316,15 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
     SetDuration(m.up.directives.statement_timeout.value_or(runner.statement_timeout),
                 step->mutable_statement_timeout());
     for (const SqlStatement& s : m.up.statements) step->add_statements(s.text);
+    LintOptions lint;
+    lint.default_lock_timeout = runner.lock_timeout;
+    for (const LintFinding& f : LintMigration(m, lint)) {
+      step->add_findings(absl::StrCat(f.path, ":", f.line, ": ", LintSeverityName(f.severity),
+                                      ": ", f.message, " [", f.rule, "] fix: ", f.fix));
+    }
+    if (runner.refused_by_lint.count(m.version) > 0) {
+      step->add_findings("this step is refused by lint (schemagated --lint=error): it will not run");
+    }
   }
   if (!view.database_available) {
     out->set_note(absl::StrCat("the database is unreachable (", view.database_error,

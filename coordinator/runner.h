@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -29,6 +30,9 @@ struct RunnerOptions {
   absl::Duration retry_backoff = absl::Seconds(1);
   // How long a run waits for another run to release the lock.
   absl::Duration max_lock_wait = absl::InfiniteDuration();
+  // Pending migrations refused by lint (version -> the findings, one per
+  // line). Empty under --lint=warn.
+  std::map<int64_t, std::string> refused_by_lint;
   // Injectable sleep (tests).
   std::function<void(absl::Duration)> sleep = [](absl::Duration d) { absl::SleepFor(d); };
 };

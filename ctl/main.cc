@@ -13,7 +13,11 @@
 #include "agent/channel.h"
 #include "agent/exit_codes.h"
 #include "coordinator/flags.h"
+#include "coordinator/lint.h"
+#include "coordinator/migration_set.h"
 #include "ctl/new_migration.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "ctl/render.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "schemagate/v1/schemagate.grpc.pb.h"
@@ -256,6 +260,55 @@ int RunHealth(const GlobalFlags& flags, const std::string& service) {
                                                                                : kExitNotDone;
 }
 
+// Offline: checks a migrations directory with the loader and the linter.
+int RunLint(const GlobalFlags& flags, const std::string& directory,
+            const std::string& lock_timeout) {
+  absl::StatusOr<absl::Duration> timeout = ParseFlagDuration("--lock-timeout", lock_timeout);
+  if (!timeout.ok()) {
+    std::fprintf(stderr, "schemagatectl: %s\n", std::string(timeout.status().message()).c_str());
+    return kExitUsage;
+  }
+  std::vector<std::string> warnings;
+  absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(directory, &warnings);
+  for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (!set.ok()) {
+    // The loader's problems are lint errors too (unparsable SQL, CONCURRENTLY
+    // in a transaction, duplicates...), already with file:line.
+    std::fprintf(stdout, "%s\n", std::string(set.status().message()).c_str());
+    return kExitNotDone;
+  }
+  LintOptions options;
+  options.default_lock_timeout = *timeout;
+  std::vector<LintFinding> findings = LintSet(*set, options);
+  int errors = 0;
+  for (const LintFinding& f : findings) errors += f.severity == LintSeverity::kError;
+  if (flags.json()) {
+    std::string out = "{\"findings\": [";
+    for (size_t i = 0; i < findings.size(); ++i) {
+      const LintFinding& f = findings[i];
+      auto quote = [](const std::string& text) {
+        google::protobuf::Value v;
+        v.set_string_value(text);
+        std::string json;
+        (void)google::protobuf::util::MessageToJsonString(v, &json);
+        return json;
+      };
+      absl::StrAppend(&out, i == 0 ? "\n" : ",\n", "  {\"path\": ", quote(f.path),
+                      ", \"line\": ", f.line, ", \"severity\": \"",
+                      LintSeverityName(f.severity), "\", \"rule\": ", quote(f.rule),
+                      ", \"message\": ", quote(f.message), ", \"fix\": ", quote(f.fix), "}");
+    }
+    absl::StrAppend(&out, "\n], \"errors\": ", errors, ", \"warnings\": ",
+                    findings.size() - errors, "}\n");
+    Print(out);
+  } else {
+    for (const LintFinding& f : findings) Print(FormatFinding(f) + "\n");
+    Print(absl::StrCat(set->migrations().size(), " migration(s) checked: ", errors,
+                       " error(s), ", findings.size() - errors, " warning(s)\n"));
+  }
+  return errors > 0 ? kExitNotDone : kExitReady;
+}
+
 int RunNew(const GlobalFlags& flags, const NewMigrationOptions& options) {
   absl::StatusOr<NewMigrationFiles> files = CreateMigrationFiles(options);
   if (!files.ok()) {
@@ -357,6 +410,17 @@ int Main(int argc, char** argv) {
   health->add_option("--service", health_service,
                      "Service name (default: the whole server), e.g. schemagate.v1.AgentService");
 
+  std::string lint_dir = "migrations", lint_lock_timeout = "5s";
+  CLI::App* lint = app.add_subcommand(
+      "lint", "Check migrations offline: unsafe locks, unmarked drops/renames, SQL errors\n"
+              "  e.g. schemagatectl lint --migrations-dir ./migrations   (exit 1 on errors)");
+  lint->add_option("--migrations-dir", lint_dir, "The migrations to check")
+      ->envname("SCHEMAGATE_MIGRATIONS_DIR")
+      ->capture_default_str();
+  lint->add_option("--lock-timeout", lint_lock_timeout,
+                   "schemagated's --lock-timeout (0: none), for the lock-timeout rule")
+      ->capture_default_str();
+
   NewMigrationOptions new_options;
   CLI::App* create = app.add_subcommand(
       "new", "Create an empty VERSION_name.up.sql/.down.sql pair (offline)\n"
@@ -390,6 +454,7 @@ int Main(int argc, char** argv) {
   if (instances->parsed()) return RunInstances(flags);
   if (watch->parsed()) return RunWatch(flags, watch_after, watch_for);
   if (health->parsed()) return RunHealth(flags, health_service);
+  if (lint->parsed()) return RunLint(flags, lint_dir, lint_lock_timeout);
   if (apply->parsed()) {
     apply_request.set_target_version(apply_target);
     apply_request.set_allow_breaking(allow_breaking);

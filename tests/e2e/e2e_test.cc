@@ -416,3 +416,81 @@ TEST_F(EndToEndTest, CredentialsNeverReachTheLog) {
 
 }  // namespace
 }  // namespace schemagate
+
+namespace schemagate {
+namespace {
+
+TEST_F(EndToEndTest, LintFlagsUnsafeMigrationsAndTheCoordinatorRefusesLintErrors) {
+  dir_.Write("0001_users.up.sql", "CREATE TABLE users (id bigint, nickname text);\n");
+  dir_.Write("0002_drop_nickname.up.sql",
+             "-- a contract change nobody marked\nALTER TABLE users DROP COLUMN nickname;\n");
+  dir_.Write("0003_index.up.sql", "CREATE INDEX users_id ON users (id);\n");
+  std::string out;
+  EXPECT_EQ(RunBinary({BinaryPath("schemagatectl"), "lint", "--migrations-dir", dir_.path()}, &out),
+            1)
+      << out;
+  EXPECT_THAT(out, HasSubstr("0002_drop_nickname.up.sql:2: error:"));
+  EXPECT_THAT(out, HasSubstr("[drop-column-not-breaking]"));
+  EXPECT_THAT(out, HasSubstr("0003_index.up.sql:1: warning:"));
+  EXPECT_THAT(out, HasSubstr("[index-not-concurrent]"));
+  EXPECT_THAT(out, HasSubstr("1 error(s), 1 warning(s)"));
+
+  {
+    CoordinatorProcess strict(db_->url(), dir_.path());
+    EXPECT_EQ(RunBinary(Agent(strict.address(), {"wait", "--coordinator", "@coordinators",
+                                                 "--timeout", "20s"}),
+                        &out),
+              5)
+        << out;
+    EXPECT_THAT(out, HasSubstr("refused by lint"));
+    EXPECT_EQ(db_->Query("SELECT string_agg(version::text, ',') FROM schemagate.migrations"),
+              "1");
+    EXPECT_EQ(RunBinary(Ctl(strict.address(), {"plan"}), &out), 0);
+    EXPECT_THAT(out, HasSubstr("refused by lint"));
+  }
+  // The operator accepts the risk: --lint=warn applies it (and retries the failure).
+  CoordinatorProcess lenient(db_->url(), dir_.path(), {"--lint", "warn", "--apply", "manual"});
+  EXPECT_EQ(RunBinary(Ctl(lenient.address(), {"apply"}), &out), 0) << out;
+  EXPECT_EQ(db_->Query("SELECT string_agg(version::text, ',') FROM schemagate.migrations"),
+            "1,2,3");
+}
+
+TEST_F(EndToEndTest, MetricsShowPendingHeadAndWaitingAgentsDuringARun) {
+  dir_.Write("0001_a.up.sql", "CREATE TABLE a (id int);\n");
+  dir_.Write("0002_slow.up.sql", "SELECT pg_sleep(3);\n");
+  dir_.Write("0003_c.up.sql", "CREATE TABLE c (id int);\n");
+  CoordinatorProcess coordinator(db_->url(), dir_.path(),
+                                 {"--apply", "manual", "--metrics-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(coordinator.process().WaitForLog("/metrics", absl::Seconds(10)));
+  const std::string log = coordinator.process().Log();
+  const size_t at = log.find("metrics on http://");
+  const std::string url = log.substr(at + 18, log.find('\n', at) - at - 18);
+  std::vector<std::unique_ptr<ChildProcess>> agents;
+  for (int i = 0; i < 3; ++i) {
+    agents.push_back(std::make_unique<ChildProcess>(
+        Agent(coordinator.address(), {"wait", "--coordinator", "@coordinators", "--app", "web",
+                                      "--app-version", "7.1", "--timeout", "60s"})));
+  }
+  for (auto& agent : agents) ASSERT_TRUE(agent->WaitForLog("PENDING", absl::Seconds(20)));
+  ChildProcess apply(Ctl(coordinator.address(), {"apply"}));
+  ASSERT_TRUE(apply.WaitForLog("applying 2_slow", absl::Seconds(20))) << apply.Log();
+  std::string metrics;
+  ASSERT_EQ(RunBinary({"/usr/bin/curl", "-sf", url}, &metrics), 0) << url;
+  EXPECT_THAT(metrics, HasSubstr("schemagate_migrations_pending 2\n"));
+  EXPECT_THAT(metrics, HasSubstr("schemagate_applied_version 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("schemagate_head_version 3\n"));
+  EXPECT_THAT(metrics, HasSubstr("schemagate_run_in_progress 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("schemagate_lock_held 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("schemagate_agents{stream=\"waiting\",state=\"MIGRATING\","
+                                 "app=\"web\",app_version=\"7.1\"} 3\n"));
+  EXPECT_EQ(apply.Wait(absl::Seconds(30)), 0) << apply.Log();
+  for (auto& agent : agents) EXPECT_EQ(agent->Wait(absl::Seconds(20)), 0);
+  ASSERT_EQ(RunBinary({"/usr/bin/curl", "-sf", url}, &metrics), 0);
+  EXPECT_THAT(metrics, HasSubstr("schemagate_migrations_pending 0\n"));
+  EXPECT_THAT(metrics, HasSubstr("schemagate_runs_total{result=\"ok\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("schemagate_run_duration_seconds_count 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("schemagate_rpc_requests_total{method=\"/schemagate.v1.AgentService/Wait\",code=\"0\"} 3"));
+}
+
+}  // namespace
+}  // namespace schemagate
