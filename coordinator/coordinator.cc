@@ -149,6 +149,20 @@ void Coordinator::SubmitRun(RunRequest request, ProgressSink progress, RunDone d
   wake_runner_ = true;
 }
 
+void Coordinator::SubmitWork(RunWork work, ProgressSink progress, RunDone done) {
+  if (stopping_) {
+    done(absl::UnavailableError("the coordinator is shutting down; retry on another one"));
+    return;
+  }
+  absl::MutexLock lock(&queue_mu_);
+  Job job;
+  job.work = std::move(work);
+  job.progress = std::move(progress);
+  job.done = std::move(done);
+  jobs_.push_back(std::move(job));
+  wake_runner_ = true;
+}
+
 void Coordinator::RunOffThread(std::function<void()> work) {
   {
     absl::MutexLock lock(&queue_mu_);
@@ -371,6 +385,7 @@ bool Coordinator::AutoRunWanted(const SchemaView& view) const {
     }
   }
   if (first_pending == nullptr) return false;
+  if (view.db.hold_above && first_pending->version > *view.db.hold_above) return false;
   if (view.db.failure) {
     const Migration* failed = set_.Find(view.db.failure->version);
     const bool unchanged = failed != nullptr && failed->checksum == view.db.failure->checksum;
@@ -410,6 +425,7 @@ void Coordinator::RunLoop() {
     if (!have_job) {
       if (!try_auto || !AutoRunWanted(snapshot()->view)) continue;
       job.request.actor = options_.coordinator_id;
+      job.request.respect_hold = true;
       job.request.breaking_gate = [this](const Migration& m, const DatabaseState& state) {
         return BreakingGate(m, state, options_.breaking_grace);
       };
@@ -431,7 +447,8 @@ void Coordinator::RunLoop() {
       }
       if (sink) sink(e);
     };
-    absl::StatusOr<RunOutcome> outcome = runner_.Apply(job.request, progress, &stopping_);
+    absl::StatusOr<RunOutcome> outcome = job.work ? job.work(runner_, progress, &stopping_)
+                                                  : runner_.Apply(job.request, progress, &stopping_);
     {
       absl::MutexLock lock(&counters_.mu);
       counters_.lock_held = false;

@@ -128,6 +128,12 @@ class Coordinator {
   using RunDone = std::function<void(const absl::StatusOr<RunOutcome>&)>;
   void SubmitRun(RunRequest request, ProgressSink progress, RunDone done);
 
+  // Queues any run (rollback, repair, …) on the runner thread, so runs of
+  // this coordinator never overlap and metrics count them.
+  using RunWork = std::function<absl::StatusOr<RunOutcome>(
+      Runner& runner, const ProgressSink& progress, const std::atomic<bool>* cancelled)>;
+  void SubmitWork(RunWork work, ProgressSink progress, RunDone done);
+
   // Runs `work` on the worker thread (database reads for operator RPCs).
   void RunOffThread(std::function<void()> work);
 
@@ -154,6 +160,8 @@ class Coordinator {
     RunRequest request;
     ProgressSink progress;
     RunDone done;
+    // Set for runs other than apply (rollback, repair, baseline, rehearse).
+    RunWork work;
   };
 
   void WatchLoop();

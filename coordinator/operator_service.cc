@@ -281,11 +281,52 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
         absl::StrCat("target version ", request->target_version(),
                      " is not in the coordinator's migration set (head ", set.Head(), ")")));
   }
-  if (request->dry_run() || request->rehearse()) {
-    return new FinishedWriter<v1::RunProgress>(grpc::Status(
-        grpc::StatusCode::UNIMPLEMENTED,
-        "--dry-run and --rehearse are not available yet; 'schemagatectl plan' shows what "
-        "would run"));
+  if (request->dry_run()) {
+    // The plan, as progress messages; nothing is executed.
+    v1::PlanRequest plan_request;
+    plan_request.set_target_version(request->target_version());
+    v1::PlanResponse plan;
+    absl::Status planned = BuildPlan(*coordinator_->snapshot(), coordinator_->options().runner,
+                                     plan_request, &plan);
+    if (!planned.ok()) return new FinishedWriter<v1::RunProgress>(ToGrpc(planned));
+    auto stream = std::make_shared<RunStream>();
+    stream->Start(stream);
+    for (const v1::PlanStep& step : plan.steps()) {
+      RunEvent event;
+      event.kind = RunEvent::Kind::kMigrationStarted;
+      event.version = step.version();
+      event.name = step.name();
+      event.statement_count = step.statements_size();
+      event.message = absl::StrCat("dry run: would apply (", step.transactional() ? "transaction" : "no-transaction",
+                                   step.breaking() ? ", breaking" : "", ")");
+      stream->Push(event);
+    }
+    RunEvent end;
+    end.kind = RunEvent::Kind::kRunFinished;
+    end.message = absl::StrCat("dry run: ", plan.steps_size(),
+                               " migration(s) would apply; nothing was executed",
+                               plan.note().empty() ? "" : "; ", plan.note());
+    stream->Push(end);
+    stream->Complete(grpc::Status::OK);
+    return stream.get();
+  }
+  if (request->rehearse()) {
+    RunRequest run;
+    run.target_version = request->target_version();
+    auto stream = std::make_shared<RunStream>();
+    stream->Start(stream);
+    coordinator_->SubmitWork(
+        [run](Runner& runner, const ProgressSink& progress,
+              const std::atomic<bool>*) -> absl::StatusOr<RunOutcome> {
+          absl::StatusOr<RehearsalReport> report = runner.Rehearse(run, progress);
+          if (!report.ok()) return report.status();
+          return RunOutcome();
+        },
+        [stream](const RunEvent& event) { stream->Push(event); },
+        [stream](const absl::StatusOr<RunOutcome>& outcome) {
+          stream->Complete(outcome.ok() ? grpc::Status::OK : ToGrpc(outcome.status()));
+        });
+    return stream.get();
   }
   RunRequest run;
   run.target_version = request->target_version();
@@ -333,6 +374,148 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::History(grpc::CallbackServerConte
     for (const EventRecord& event : *events) ToProto(event, response->add_events());
     reactor->Finish(grpc::Status::OK);
   });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Rollback(
+    grpc::CallbackServerContext* context, const v1::RollbackRequest* request) {
+  if (request->target_version() < 0) {
+    return new FinishedWriter<v1::RunProgress>(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT, "target_version must not be negative"));
+  }
+  RollbackRequest rollback;
+  rollback.target_version = request->target_version();
+  rollback.actor = Actor(context, request->actor());
+  if (request->dry_run()) {
+    const std::shared_ptr<const Snapshot> snap = coordinator_->snapshot();
+    auto stream = std::make_shared<RunStream>();
+    stream->Start(stream);
+    int n = 0;
+    for (auto it = snap->view.db.applied.rbegin(); it != snap->view.db.applied.rend(); ++it) {
+      if (it->version <= rollback.target_version) break;
+      const Migration* m = coordinator_->set().Find(it->version);
+      RunEvent event;
+      event.kind = RunEvent::Kind::kMigrationStarted;
+      event.version = it->version;
+      event.name = it->name;
+      event.message = m == nullptr || !m->down ? "dry run: NO DOWN MIGRATION: the rollback would refuse"
+                                               : "dry run: would roll back";
+      stream->Push(event);
+      ++n;
+    }
+    RunEvent end;
+    end.kind = RunEvent::Kind::kRunFinished;
+    end.message = absl::StrCat("dry run: ", n, " migration(s) would be rolled back; nothing was executed");
+    stream->Push(end);
+    stream->Complete(grpc::Status::OK);
+    return stream.get();
+  }
+  LogInfo("rollback to %d requested by %s", rollback.target_version, rollback.actor);
+  auto stream = std::make_shared<RunStream>();
+  stream->Start(stream);
+  coordinator_->SubmitWork(
+      [rollback](Runner& runner, const ProgressSink& progress,
+                 const std::atomic<bool>* cancelled) {
+        return runner.Rollback(rollback, progress, cancelled);
+      },
+      [stream](const RunEvent& event) { stream->Push(event); },
+      [stream](const absl::StatusOr<RunOutcome>& outcome) {
+        stream->Complete(outcome.ok() ? grpc::Status::OK : ToGrpc(outcome.status()));
+      });
+  return stream.get();
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::Repair(grpc::CallbackServerContext* context,
+                                                      const v1::RepairRequest* request,
+                                                      v1::RepairResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  RepairRequest repair;
+  repair.version = request->version();
+  repair.actor = Actor(context, request->actor());
+  switch (request->action()) {
+    case v1::RepairRequest::CLEAR_DIRTY: repair.action = RepairRequest::Action::kClearDirty; break;
+    case v1::RepairRequest::MARK_APPLIED: repair.action = RepairRequest::Action::kMarkApplied; break;
+    case v1::RepairRequest::MARK_NOT_APPLIED:
+      repair.action = RepairRequest::Action::kMarkNotApplied;
+      break;
+    case v1::RepairRequest::RESUME: repair.action = RepairRequest::Action::kResume; break;
+    case v1::RepairRequest::CLEAR_FAILURE:
+      repair.action = RepairRequest::Action::kClearFailure;
+      break;
+    default:
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "action must be CLEAR_DIRTY, MARK_APPLIED, MARK_NOT_APPLIED, "
+                                   "RESUME or CLEAR_FAILURE"));
+      return reactor;
+  }
+  if (repair.action != RepairRequest::Action::kClearFailure && repair.version <= 0) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "version must be a positive version"));
+    return reactor;
+  }
+  LogInfo("repair requested by %s: action %d version %d", repair.actor,
+          static_cast<int>(repair.action), repair.version);
+  auto message = std::make_shared<std::string>();
+  coordinator_->SubmitWork(
+      [repair, message](Runner& runner, const ProgressSink& progress,
+                        const std::atomic<bool>*) -> absl::StatusOr<RunOutcome> {
+        absl::StatusOr<std::string> done = runner.Repair(repair, progress);
+        if (!done.ok()) return done.status();
+        *message = *done;
+        return RunOutcome();
+      },
+      nullptr,
+      [reactor, response, message](const absl::StatusOr<RunOutcome>& outcome) {
+        if (outcome.ok()) response->set_message(*message);
+        reactor->Finish(outcome.ok() ? grpc::Status::OK : ToGrpc(outcome.status()));
+      });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::Baseline(grpc::CallbackServerContext* context,
+                                                        const v1::BaselineRequest* request,
+                                                        v1::BaselineResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->version() <= 0) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "version must be a positive version of the set"));
+    return reactor;
+  }
+  const int64_t version = request->version();
+  const std::string actor = Actor(context, request->actor());
+  auto message = std::make_shared<std::string>();
+  coordinator_->SubmitWork(
+      [version, actor, message](Runner& runner, const ProgressSink&,
+                                const std::atomic<bool>*) -> absl::StatusOr<RunOutcome> {
+        absl::StatusOr<std::string> done = runner.Baseline(version, actor);
+        if (!done.ok()) return done.status();
+        *message = *done;
+        return RunOutcome();
+      },
+      nullptr,
+      [reactor, response, message](const absl::StatusOr<RunOutcome>& outcome) {
+        if (outcome.ok()) response->set_message(*message);
+        reactor->Finish(outcome.ok() ? grpc::Status::OK : ToGrpc(outcome.status()));
+      });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::Validate(grpc::CallbackServerContext* context,
+                                                        const v1::ValidateRequest*,
+                                                        v1::ValidateResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const std::shared_ptr<const Snapshot> snap = coordinator_->snapshot();
+  if (!snap->view.database_available) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                 absl::StrCat("cannot reach the database: ",
+                                              snap->view.database_error)));
+    return reactor;
+  }
+  for (const std::string& problem : ValidateState(coordinator_->set(), snap->view.db)) {
+    response->add_problems(problem);
+  }
+  response->set_ok(response->problems_size() == 0);
+  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 

@@ -38,6 +38,17 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
   grpc::ServerUnaryReactor* History(grpc::CallbackServerContext* context,
                                     const v1::HistoryRequest* request,
                                     v1::HistoryResponse* response) override;
+  grpc::ServerWriteReactor<v1::RunProgress>* Rollback(grpc::CallbackServerContext* context,
+                                                      const v1::RollbackRequest* request) override;
+  grpc::ServerUnaryReactor* Repair(grpc::CallbackServerContext* context,
+                                   const v1::RepairRequest* request,
+                                   v1::RepairResponse* response) override;
+  grpc::ServerUnaryReactor* Baseline(grpc::CallbackServerContext* context,
+                                     const v1::BaselineRequest* request,
+                                     v1::BaselineResponse* response) override;
+  grpc::ServerUnaryReactor* Validate(grpc::CallbackServerContext* context,
+                                     const v1::ValidateRequest* request,
+                                     v1::ValidateResponse* response) override;
   grpc::ServerUnaryReactor* ListInstances(grpc::CallbackServerContext* context,
                                           const v1::ListInstancesRequest* request,
                                           v1::ListInstancesResponse* response) override;

@@ -21,7 +21,8 @@ namespace schemagate {
 namespace {
 
 // Bookkeeping layout version, stored in meta.meta_version.
-constexpr int kMetaVersion = 1;
+// 2: meta.hold_above (rollback holds).
+constexpr int kMetaVersion = 2;
 
 // libpq's message for a server error, without "ERROR:  " and the
 // LINE/caret context (kept in the event as the statement index instead).
@@ -111,7 +112,9 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
       "SELECT run_epoch, failed_version, failed_name, failed_checksum, failed_sqlstate, "
       "failed_message, failed_statement, failed_line, "
       "(extract(epoch FROM failed_at) * 1000000)::bigint, failed_by, "
-      "(SELECT coalesce(max(id), 0) FROM ", names.events, ") FROM ", names.meta));
+      "(SELECT coalesce(max(id), 0) FROM ", names.events, "), "
+      // Read through jsonb so that a layout older than the column still reads.
+      "(to_jsonb(m) ->> 'hold_above')::bigint FROM ", names.meta, " m"));
   state.run_epoch = meta[0].as<int64_t>();
   if (!meta[1].is_null()) {
     SqlFailure failure;
@@ -127,6 +130,7 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
     state.failure = failure;
   }
   state.last_event_id = meta[10].as<int64_t>();
+  if (!meta[11].is_null()) state.hold_above = meta[11].as<int64_t>();
   pqxx::result rows = tx.exec(absl::StrCat(
       "SELECT version, name, checksum, state, (extract(epoch FROM applied_at) * 1000000)::bigint, "
       "duration_ms, applied_by, statements_done FROM ",
@@ -240,6 +244,12 @@ class PgRunSession : public RunSession {
       tx.exec_params(absl::StrCat("INSERT INTO ", names_.meta,
                                   " (singleton, meta_version) VALUES (true, $1) "
                                   "ON CONFLICT (singleton) DO NOTHING"),
+                     kMetaVersion);
+      // Upgrades of the bookkeeping layout, in order; each is idempotent.
+      tx.exec(absl::StrCat("ALTER TABLE ", names_.meta,
+                           " ADD COLUMN IF NOT EXISTS hold_above bigint"));
+      tx.exec_params(absl::StrCat("UPDATE ", names_.meta,
+                                  " SET meta_version = $1 WHERE meta_version < $1"),
                      kMetaVersion);
       tx.exec(absl::StrCat(
           "CREATE TABLE IF NOT EXISTS ", names_.migrations, " ("
@@ -475,6 +485,126 @@ class PgRunSession : public RunSession {
     });
   }
 
+  absl::Status SetHold(std::optional<int64_t> hold_above) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params(absl::StrCat("UPDATE ", names_.meta, " SET hold_above = $1"), hold_above);
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status MarkApplied(const StepRecord& record, const EventRecord& event) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params(absl::StrCat(
+                         "INSERT INTO ", names_.migrations,
+                         " (version, name, checksum, state, applied_by, run_id) VALUES"
+                         " ($1, $2, $3, 'applied', $4, $5) ON CONFLICT (version) DO UPDATE SET"
+                         " name = $2, checksum = $3, state = 'applied', applied_by = $4,"
+                         " run_id = $5"),
+                     record.version, record.name, record.checksum, record.actor, record.run_id);
+      InsertEvent(tx, event);
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status DeleteRow(int64_t version, const EventRecord& event) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params(absl::StrCat("DELETE FROM ", names_.migrations, " WHERE version = $1"),
+                     version);
+      InsertEvent(tx, event);
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<bool> DropInvalidIndex(const std::string& name) override {
+    bool dropped = false;
+    RETURN_IF_ERROR(Guard([&] {
+      std::string qualified;
+      {
+        pqxx::nontransaction tx(*conn_);
+        pqxx::result r = tx.exec_params(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
+            "JOIN pg_index i ON i.indexrelid = c.oid JOIN pg_namespace n ON n.oid = "
+            "c.relnamespace WHERE c.relname = $1 AND NOT i.indisvalid "
+            "AND n.nspname = ANY (current_schemas(false))",
+            name);
+        if (r.empty()) return absl::OkStatus();
+        qualified = r[0][0].as<std::string>();
+      }
+      pqxx::nontransaction tx(*conn_);
+      tx.exec(absl::StrCat("DROP INDEX CONCURRENTLY IF EXISTS ", qualified));
+      dropped = true;
+      return absl::OkStatus();
+    }));
+    return dropped;
+  }
+
+  absl::StatusOr<std::string> FindAlembicRevision() override {
+    std::string revision;
+    RETURN_IF_ERROR(Guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      pqxx::result table = tx.exec(
+          "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM "
+          "information_schema.tables WHERE table_name = 'alembic_version' ORDER BY "
+          "table_schema = 'public' DESC LIMIT 1");
+      if (table.empty()) return absl::OkStatus();
+      pqxx::result rows = tx.exec(absl::StrCat("SELECT string_agg(version_num, ', ') FROM ",
+                                               table[0][0].as<std::string>()));
+      revision = rows.empty() || rows[0][0].is_null() ? "(empty)" : rows[0][0].as<std::string>();
+      return absl::OkStatus();
+    }));
+    return revision;
+  }
+
+  absl::Status Rehearse(const std::vector<RehearsalStep>& steps,
+                        std::vector<RehearsalResult>* results) override {
+    try {
+      pqxx::work tx(*conn_);
+      for (const RehearsalStep& step : steps) {
+        RehearsalResult result;
+        result.version = step.version;
+        const absl::Time start = absl::Now();
+        int current = -1;
+        try {
+          pqxx::subtransaction sub(tx, "rehearse");
+          sub.exec(absl::StrCat("SET LOCAL lock_timeout = '", Interval(step.limits.lock_timeout),
+                                "'; SET LOCAL statement_timeout = '",
+                                Interval(step.limits.statement_timeout), "'"));
+          for (size_t i = 0; i < step.statements->size(); ++i) {
+            current = static_cast<int>(i);
+            sub.exec((*step.statements)[i].text);
+          }
+          sub.commit();  // Released into the outer transaction, rolled back below.
+          result.ok = true;
+        } catch (const pqxx::sql_error& e) {
+          if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) throw;
+          StepRecord record;
+          record.version = step.version;
+          record.name = step.name;
+          FillFailure(e, *step.statements, current, record, &result.failure);
+        }
+        result.duration = absl::Now() - start;
+        results->push_back(result);
+        if (!result.ok) break;
+      }
+      tx.abort();
+      return absl::OkStatus();
+    } catch (const pqxx::broken_connection& e) {
+      return ConnectionLost(e);
+    } catch (const std::exception& e) {
+      if (!conn_->is_open()) return ConnectionLost(e);
+      return Unavailable(e);
+    }
+  }
+
   absl::Status RecordEvent(const EventRecord& event) override {
     return Guard([&] {
       pqxx::work tx(*conn_);
@@ -537,6 +667,18 @@ class PgRunSession : public RunSession {
           ": another coordinator took over the run (the lock was lost, e.g. on a failover)"));
     }
     return absl::OkStatus();
+  }
+
+  void InsertEvent(pqxx::transaction_base& tx, const EventRecord& event) {
+    tx.exec_params(
+        absl::StrCat("INSERT INTO ", names_.events,
+                     " (kind, version, name, run_id, actor, duration_ms, sqlstate, message,"
+                     " statement_index, line) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+        event.kind, OptionalVersion(event.version), OptionalText(event.name),
+        OptionalText(event.run_id), event.actor, OptionalMillis(event.duration),
+        OptionalText(event.sqlstate), OptionalText(RedactSecrets(event.message)),
+        event.statement_index == 0 ? std::nullopt : std::optional<int>(event.statement_index),
+        event.line == 0 ? std::nullopt : std::optional<int>(event.line));
   }
 
   void Notify(pqxx::transaction_base& tx) {

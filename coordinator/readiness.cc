@@ -57,6 +57,36 @@ std::vector<std::string> FindConflicts(const MigrationSet& set, const DatabaseSt
   return conflicts;
 }
 
+std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseState& db) {
+  std::vector<std::string> problems = FindConflicts(set, db);
+  for (const AppliedMigration& row : db.applied) {
+    if (row.dirty) {
+      problems.push_back(absl::StrCat("version ", row.version, " (", row.name,
+                                      ") is dirty: cut after statement ", row.statements_done,
+                                      "; 'schemagatectl repair --resume ", row.version, "'"));
+    }
+  }
+  if (db.failure && db.Find(db.failure->version) == nullptr) {
+    problems.push_back(absl::StrCat("the last run failed on version ", db.failure->version, " [",
+                                    db.failure->sqlstate, "]: ", db.failure->message));
+  }
+  const int64_t head = db.AppliedHead();
+  for (const Migration& m : set.migrations()) {
+    if (m.version >= head) break;
+    if (db.Find(m.version) == nullptr) {
+      problems.push_back(absl::StrCat(
+          "version ", m.Label(), " is pending but older than the applied head ", head,
+          " (out of order: it was added after newer ones ran; it will still run, in version "
+          "order, on the next apply)"));
+    }
+  }
+  if (db.hold_above) {
+    problems.push_back(absl::StrCat("automatic runs are held at version ", *db.hold_above,
+                                    " by a rollback; 'schemagatectl apply' lifts the hold"));
+  }
+  return problems;
+}
+
 ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView& view) {
   const MigrationSet& set = *view.set;
   const AppTarget target = ResolveTarget(raw_target, set);
@@ -185,6 +215,12 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
     return answer;
   }
   answer.state = ReadinessState::kPending;
+  if (view.db.hold_above && next->version > *view.db.hold_above) {
+    answer.message = absl::StrCat(
+        "version ", next->Label(), " is held: the schema was rolled back to ",
+        *view.db.hold_above, "; an operator resumes with 'schemagatectl apply'");
+    return answer;
+  }
   answer.message = view.manual
                        ? absl::StrCat(needed.size(), " migration(s) pending up to ", r, ", next ",
                                       next->Label(),

@@ -88,6 +88,11 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& target, const SchemaView& vie
 // differs from the file's, an applied version with no file in the set.
 std::vector<std::string> FindConflicts(const MigrationSet& set, const DatabaseState& db);
 
+// Everything `schemagatectl validate` reports: the conflicts above, dirty
+// rows, a recorded failure, pending versions older than the applied head
+// (out of order), a rollback hold.
+std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseState& db);
+
 }  // namespace schemagate
 
 #endif  // SCHEMAGATE_COORDINATOR_READINESS_H_

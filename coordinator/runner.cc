@@ -11,6 +11,8 @@
 #include "coordinator/log.h"
 #include "coordinator/readiness.h"
 #include "coordinator/status_macros.h"
+#include "pg_query.h"
+#include "pg_query.pb.h"
 
 namespace schemagate {
 namespace {
@@ -23,6 +25,21 @@ StatementLimits LimitsFor(const MigrationScript& script, const RunnerOptions& op
   limits.statement_timeout =
       script.directives.statement_timeout.value_or(options.statement_timeout);
   return limits;
+}
+
+// The index name of a CREATE INDEX statement, or "".
+std::string IndexNameOf(const std::string& sql) {
+  PgQueryProtobufParseResult result = pg_query_parse_protobuf(sql.c_str());
+  std::string name;
+  if (result.error == nullptr) {
+    pg_query::ParseResult tree;
+    if (tree.ParseFromArray(result.parse_tree.data, static_cast<int>(result.parse_tree.len)) &&
+        tree.stmts_size() == 1 && tree.stmts(0).stmt().has_index_stmt()) {
+      name = tree.stmts(0).stmt().index_stmt().idxname();
+    }
+  }
+  pg_query_free_protobuf_parse_result(result);
+  return name;
 }
 
 std::string DescribeFailure(const Migration& m, const SqlFailure& f) {
@@ -104,9 +121,14 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
         "the migration set disagrees with the database: ", absl::StrJoin(conflicts, "; "),
         "; nothing runs until an operator resolves it"));
   }
+  // A rollback holds automatic runs below its target; an operator's apply lifts it.
+  const int64_t limit = request.respect_hold && state.hold_above
+                            ? std::min(target, *state.hold_above)
+                            : target;
+  if (!request.respect_hold && state.hold_above) RETURN_IF_ERROR(session->SetHold(std::nullopt));
   std::vector<const Migration*> pending;
   for (const Migration& m : set_->migrations()) {
-    if (m.version > target) break;
+    if (m.version > limit) break;
     if (state.Find(m.version) == nullptr) pending.push_back(&m);
   }
   if (state.failure) {
@@ -344,6 +366,460 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
   if (!result.ok()) return result;
   RETURN_IF_ERROR(recorded);
   return outcome;
+}
+
+}  // namespace schemagate
+
+namespace schemagate {
+namespace {
+
+// Takes the lock for an operator action, reporting waits, and prepares the
+// bookkeeping. The state is re-read under the lock by the caller.
+absl::StatusOr<std::unique_ptr<RunSession>> LockForRun(Store* store, const RunnerOptions& options,
+                                                       const std::atomic<bool>* cancelled,
+                                                       const std::function<void(RunEvent)>& emit) {
+  LockWaitOptions wait;
+  wait.max_wait = options.max_lock_wait;
+  wait.cancelled = cancelled;
+  wait.on_wait = [&](absl::Duration waited) {
+    RunEvent event;
+    event.kind = RunEvent::Kind::kLockWait;
+    event.elapsed = waited;
+    event.message = "another run holds the lock; waiting";
+    emit(event);
+  };
+  const absl::Time start = absl::Now();
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, store->BeginRun(wait));
+  RunEvent acquired;
+  acquired.kind = RunEvent::Kind::kLockAcquired;
+  acquired.elapsed = absl::Now() - start;
+  emit(acquired);
+  RETURN_IF_ERROR(session->EnsureSchema());
+  return session;
+}
+
+absl::Status RefuseDirty(const DatabaseState& state) {
+  for (const AppliedMigration& row : state.applied) {
+    if (row.dirty) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "migration ", row.version, " (", row.name,
+          ") is dirty; check the database, then 'schemagatectl repair --resume ", row.version,
+          "' (or --clear-dirty / --mark-not-applied)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
+                                            const ProgressSink& progress,
+                                            const std::atomic<bool>* cancelled) {
+  RunOutcome outcome;
+  outcome.run_id = NewRunId();
+  const std::string actor = request.actor.empty() ? options_.coordinator_id : request.actor;
+  auto emit = [&](RunEvent event) {
+    event.run_id = outcome.run_id;
+    event.applied = outcome.applied;
+    if (progress) progress(event);
+  };
+  if (request.target_version < 0) {
+    return absl::InvalidArgumentError("the rollback target must not be negative");
+  }
+  const absl::Time run_start = absl::Now();
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session,
+                   LockForRun(store_, options_, cancelled, emit));
+  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  RETURN_IF_ERROR(RefuseDirty(state));
+  // Newest first; every down must exist before anything runs.
+  std::vector<const Migration*> to_revert;
+  for (auto it = state.applied.rbegin(); it != state.applied.rend(); ++it) {
+    if (it->version <= request.target_version) break;
+    const Migration* m = set_->Find(it->version);
+    if (m == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "version ", it->version, " (", it->name,
+          ") is applied but not in the coordinator's migration set: its down is unknown; "
+          "roll back to ", it->version, " or above"));
+    }
+    if (!m->down) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "version ", m->Label(), " has no down migration (", m->version, "_", m->name,
+          ".down.sql); write it, or roll back to ", m->version, " or above"));
+    }
+    if (m->checksum != it->checksum) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "version ", m->Label(), " was edited after it was applied; its down may not match "
+          "what ran. Resolve the checksum first ('schemagatectl validate')"));
+    }
+    to_revert.push_back(m);
+  }
+  if (to_revert.empty()) {
+    RunEvent event;
+    event.kind = RunEvent::Kind::kRunFinished;
+    event.message = absl::StrCat("nothing to roll back: the database is at ", state.AppliedHead());
+    emit(event);
+    return outcome;
+  }
+  ASSIGN_OR_RETURN(const int64_t epoch, session->BumpEpoch());
+  // Hold automatic runs below the target, or the next one re-applies them.
+  RETURN_IF_ERROR(session->SetHold(request.target_version));
+  {
+    EventRecord start;
+    start.kind = "run_start";
+    start.run_id = outcome.run_id;
+    start.actor = actor;
+    start.message = absl::StrCat("rolling back ", to_revert.size(), " migration(s) to ",
+                                 request.target_version, " (epoch ", epoch, ")");
+    RETURN_IF_ERROR(session->RecordEvent(start));
+  }
+  absl::Status result = absl::OkStatus();
+  for (const Migration* m : to_revert) {
+    const MigrationScript& down = *m->down;
+    const absl::Time started = absl::Now();
+    const int count = static_cast<int>(down.statements.size());
+    RunEvent begin;
+    begin.kind = RunEvent::Kind::kMigrationStarted;
+    begin.version = m->version;
+    begin.name = m->name;
+    begin.statement_count = count;
+    begin.message = "rolling back";
+    emit(begin);
+    StepRecord record;
+    record.version = m->version;
+    record.name = m->name;
+    record.checksum = m->checksum;
+    record.run_id = outcome.run_id;
+    record.actor = actor;
+    record.up = false;
+    const StatementLimits limits = LimitsFor(down, options_);
+    auto observer = [&](int index) {
+      RunEvent event;
+      event.kind = RunEvent::Kind::kStatementStarted;
+      event.version = m->version;
+      event.name = m->name;
+      event.statement_index = index + 1;
+      event.statement_count = count;
+      event.elapsed = absl::Now() - started;
+      emit(event);
+    };
+    SqlFailure failure;
+    absl::Status status;
+    if (down.transactional()) {
+      status = session->RunTransactional(down.statements, limits, record, observer, &failure);
+    } else {
+      status = session->MarkDirty(record);
+      if (status.ok()) {
+        status = session->RunNonTransactional(down.statements, 0, limits, record, observer,
+                                              &failure);
+      }
+      if (status.ok()) status = session->FinishDirty(record, absl::Now() - started);
+    }
+    if (!status.ok()) {
+      if (absl::IsFailedPrecondition(status) && !failure.sqlstate.empty()) {
+        EventRecord event;
+        event.kind = "failure";
+        event.version = m->version;
+        event.name = m->name;
+        event.run_id = outcome.run_id;
+        event.actor = actor;
+        event.sqlstate = failure.sqlstate;
+        event.message = absl::StrCat("rollback failed: ", failure.message);
+        event.statement_index = failure.statement_index;
+        event.line = failure.line;
+        RETURN_IF_ERROR(session->RecordEvent(event));
+        RunEvent failed;
+        failed.kind = RunEvent::Kind::kMigrationFailed;
+        failed.version = m->version;
+        failed.name = m->name;
+        failed.failure = failure;
+        failed.message = absl::StrCat("rollback of ", m->Label(), " failed at ", down.path, ":",
+                                      failure.line, ": ", failure.message, " [SQLSTATE ",
+                                      failure.sqlstate, "]");
+        emit(failed);
+        result = absl::FailedPreconditionError(failed.message);
+      } else {
+        result = status;
+      }
+      break;
+    }
+    ++outcome.applied;
+    RunEvent done;
+    done.kind = RunEvent::Kind::kMigrationFinished;
+    done.version = m->version;
+    done.name = m->name;
+    done.statement_count = count;
+    done.elapsed = absl::Now() - started;
+    done.message = "rolled back";
+    emit(done);
+    LogInfo("run %s: rolled back %s", outcome.run_id, m->Label());
+  }
+  if (absl::IsAborted(result)) return result;
+  EventRecord finish;
+  finish.kind = "run_finish";
+  finish.run_id = outcome.run_id;
+  finish.actor = actor;
+  finish.duration = absl::Now() - run_start;
+  finish.message = result.ok()
+                       ? absl::StrCat("rolled back ", outcome.applied, " migration(s) to ",
+                                      request.target_version,
+                                      "; automatic runs hold below it until 'schemagatectl apply'")
+                       : absl::StrCat("rollback stopped after ", outcome.applied,
+                                      " migration(s): ", result.message());
+  absl::Status recorded = session->RecordEvent(finish);
+  RunEvent end;
+  end.kind = RunEvent::Kind::kRunFinished;
+  end.elapsed = absl::Now() - run_start;
+  end.message = finish.message;
+  emit(end);
+  if (!result.ok()) return result;
+  RETURN_IF_ERROR(recorded);
+  return outcome;
+}
+
+absl::StatusOr<RehearsalReport> Runner::Rehearse(const RunRequest& request,
+                                                 const ProgressSink& progress) {
+  const std::string run_id = NewRunId();
+  auto emit = [&](RunEvent event) {
+    event.run_id = run_id;
+    if (progress) progress(event);
+  };
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session,
+                   LockForRun(store_, options_, nullptr, emit));
+  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  RETURN_IF_ERROR(RefuseDirty(state));
+  const int64_t target = request.target_version == 0 ? set_->Head() : request.target_version;
+  RehearsalReport report;
+  std::vector<RehearsalStep> steps;
+  for (const Migration& m : set_->migrations()) {
+    if (m.version > target) break;
+    if (state.Find(m.version) != nullptr) continue;
+    if (!m.transactional()) {
+      report.not_rehearsable.push_back(m.version);
+      continue;
+    }
+    RehearsalStep step;
+    step.version = m.version;
+    step.name = m.name;
+    step.statements = &m.up.statements;
+    step.limits = LimitsFor(m.up, options_);
+    steps.push_back(step);
+  }
+  RETURN_IF_ERROR(session->Rehearse(steps, &report.results));
+  for (const RehearsalResult& r : report.results) {
+    const Migration* m = set_->Find(r.version);
+    RunEvent event;
+    event.kind = r.ok ? RunEvent::Kind::kMigrationFinished : RunEvent::Kind::kMigrationFailed;
+    event.version = r.version;
+    event.name = m->name;
+    event.elapsed = r.duration;
+    event.statement_count = static_cast<int>(m->up.statements.size());
+    if (r.ok) {
+      event.message = "rehearsed: it would apply";
+    } else {
+      event.failure = r.failure;
+      event.message = absl::StrCat("rehearsal of ", m->Label(), " failed at ", m->up.path, ":",
+                                   r.failure.line, ": ", r.failure.message, " [SQLSTATE ",
+                                   r.failure.sqlstate, "]");
+    }
+    emit(event);
+  }
+  RunEvent end;
+  end.kind = RunEvent::Kind::kRunFinished;
+  const bool all_ok = report.results.size() == steps.size() &&
+                      std::all_of(report.results.begin(), report.results.end(),
+                                  [](const RehearsalResult& r) { return r.ok; });
+  end.message = absl::StrCat("rehearsal rolled back: ", report.results.size(), " of ",
+                             steps.size(), " migration(s) tried, ",
+                             all_ok ? "all would apply" : "one would fail",
+                             report.not_rehearsable.empty() ? "" : "; not rehearsable (no-transaction): ",
+                             absl::StrJoin(report.not_rehearsable, ", "));
+  emit(end);
+  if (!all_ok) return absl::FailedPreconditionError(end.message);
+  return report;
+}
+
+absl::StatusOr<std::string> Runner::Repair(const RepairRequest& request,
+                                           const ProgressSink& progress) {
+  const std::string run_id = NewRunId();
+  const std::string actor = request.actor.empty() ? options_.coordinator_id : request.actor;
+  auto emit = [&](RunEvent event) {
+    event.run_id = run_id;
+    if (progress) progress(event);
+  };
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session,
+                   LockForRun(store_, options_, nullptr, emit));
+  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  const Migration* m = set_->Find(request.version);
+  const AppliedMigration* row = state.Find(request.version);
+  EventRecord event;
+  event.kind = "repair";
+  event.version = request.version;
+  event.name = m != nullptr ? m->name : (row != nullptr ? row->name : "");
+  event.run_id = run_id;
+  event.actor = actor;
+  StepRecord record;
+  record.version = request.version;
+  record.name = event.name;
+  record.checksum = m != nullptr ? m->checksum : "";
+  record.run_id = run_id;
+  record.actor = actor;
+  using Action = RepairRequest::Action;
+  switch (request.action) {
+    case Action::kClearFailure: {
+      if (!state.failure) return std::string("there is no recorded failure to clear");
+      RETURN_IF_ERROR(session->SetFailure(std::nullopt));
+      event.version = state.failure->version;
+      event.message = absl::StrCat("cleared the failure of version ", state.failure->version);
+      RETURN_IF_ERROR(session->RecordEvent(event));
+      return event.message;
+    }
+    case Action::kClearDirty: {
+      if (row == nullptr || !row->dirty) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("version ", request.version, " is not dirty"));
+      }
+      event.message = absl::StrCat("cleared dirty version ", request.version,
+                                   ": marked applied (finished by hand)");
+      RETURN_IF_ERROR(session->MarkApplied(record, event));
+      return event.message;
+    }
+    case Action::kMarkApplied: {
+      if (m == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "version ", request.version, " is not in the coordinator's migration set"));
+      }
+      event.message =
+          row == nullptr
+              ? absl::StrCat("marked version ", m->Label(), " applied without running it")
+              : absl::StrCat("marked version ", m->Label(), " applied with the file's checksum ",
+                             m->checksum.substr(0, 12), "… (was ", row->checksum.substr(0, 12),
+                             "…", row->dirty ? ", dirty" : "", ")");
+      RETURN_IF_ERROR(session->MarkApplied(record, event));
+      return event.message;
+    }
+    case Action::kMarkNotApplied: {
+      if (row == nullptr) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("version ", request.version, " is not recorded as applied"));
+      }
+      event.message = absl::StrCat("marked version ", request.version, " (", row->name,
+                                   ") not applied; its SQL was not undone by schemagate");
+      RETURN_IF_ERROR(session->DeleteRow(request.version, event));
+      return event.message;
+    }
+    case Action::kResume: {
+      if (row == nullptr || !row->dirty) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("version ", request.version, " is not dirty: nothing to resume"));
+      }
+      if (m == nullptr || m->transactional()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "version ", request.version,
+            " is not a no-transaction migration of the set; use --clear-dirty or "
+            "--mark-not-applied after checking the database"));
+      }
+      if (m->checksum != row->checksum) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the file of version ", request.version,
+            " changed since it started; resume runs the same statements or none"));
+      }
+      RETURN_IF_ERROR(session->BumpEpoch().status());
+      const int first = row->statements_done;
+      std::string dropped;
+      if (first < static_cast<int>(m->up.statements.size())) {
+        // A cut CREATE INDEX CONCURRENTLY leaves an invalid index behind.
+        const std::string name = IndexNameOf(m->up.statements[first].text);
+        if (!name.empty()) {
+          ASSIGN_OR_RETURN(bool was_dropped, session->DropInvalidIndex(name));
+          if (was_dropped) dropped = absl::StrCat("; dropped invalid index ", name, " first");
+        }
+      }
+      const absl::Time started = absl::Now();
+      SqlFailure failure;
+      const int count = static_cast<int>(m->up.statements.size());
+      auto observer = [&](int index) {
+        RunEvent e;
+        e.kind = RunEvent::Kind::kStatementStarted;
+        e.version = m->version;
+        e.name = m->name;
+        e.statement_index = index + 1;
+        e.statement_count = count;
+        e.elapsed = absl::Now() - started;
+        emit(e);
+      };
+      record.up = true;
+      absl::Status status = session->RunNonTransactional(
+          m->up.statements, first, LimitsFor(m->up, options_), record, observer, &failure);
+      if (!status.ok()) {
+        if (!failure.sqlstate.empty()) {
+          EventRecord failed = event;
+          failed.kind = "failure";
+          failed.sqlstate = failure.sqlstate;
+          failed.message = absl::StrCat("resume failed: ", failure.message);
+          failed.statement_index = failure.statement_index;
+          failed.line = failure.line;
+          RETURN_IF_ERROR(session->RecordEvent(failed));
+          return absl::FailedPreconditionError(absl::StrCat(
+              "resume of ", m->Label(), " failed at statement ", failure.statement_index, " (",
+              m->up.path, ":", failure.line, "): ", failure.message, " [SQLSTATE ",
+              failure.sqlstate, "]; the row stays dirty"));
+        }
+        return status;
+      }
+      RETURN_IF_ERROR(session->FinishDirty(record, absl::Now() - started));
+      event.message = absl::StrCat("resumed ", m->Label(), " at statement ", first + 1, " of ",
+                                   count, dropped);
+      RETURN_IF_ERROR(session->RecordEvent(event));
+      return event.message;
+    }
+  }
+  return absl::InvalidArgumentError("unknown repair action");
+}
+
+absl::StatusOr<std::string> Runner::Baseline(int64_t version, const std::string& actor_in) {
+  const std::string actor = actor_in.empty() ? options_.coordinator_id : actor_in;
+  const std::string run_id = NewRunId();
+  if (set_->Find(version) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "baseline version ", version, " is not in the coordinator's migration set"));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session,
+                   LockForRun(store_, options_, nullptr, [](RunEvent) {}));
+  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  if (!state.applied.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the database already records ", state.applied.size(),
+        " applied migration(s); baseline only adopts a database schemagate has never run on"));
+  }
+  ASSIGN_OR_RETURN(std::string alembic, session->FindAlembicRevision());
+  int marked = 0;
+  for (const Migration& m : set_->migrations()) {
+    if (m.version > version) break;
+    StepRecord record;
+    record.version = m.version;
+    record.name = m.name;
+    record.checksum = m.checksum;
+    record.run_id = run_id;
+    record.actor = actor;
+    EventRecord event;
+    event.kind = "baseline";
+    event.version = m.version;
+    event.name = m.name;
+    event.run_id = run_id;
+    event.actor = actor;
+    event.message = absl::StrCat("adopted as applied by baseline ", version);
+    RETURN_IF_ERROR(session->MarkApplied(record, event));
+    ++marked;
+  }
+  std::string message =
+      absl::StrCat("baseline: marked ", marked, " migration(s) up to ", version, " applied");
+  if (!alembic.empty()) {
+    absl::StrAppend(&message, "; found an alembic_version table at revision ", alembic,
+                    ": make sure version ", version, " matches that revision");
+  }
+  LogInfo("%s (by %s)", message, actor);
+  return message;
 }
 
 }  // namespace schemagate

@@ -47,6 +47,12 @@ struct RunRequest {
   bool retry_failed = false;
   // Who asked; the coordinator id for automatic runs.
   std::string actor;
+  // Automatic runs stop below a rollback's hold; an operator's apply
+  // (false) clears the hold.
+  bool respect_hold = false;
+  // Run the pending transactional migrations in one transaction on the lock
+  // session and roll it back: nothing is applied or recorded.
+  bool rehearse = false;
   // For breaking migrations without allow_breaking: true lets it run now.
   // Called under the lock with the state read under it (live instances
   // included). Unset means breaking migrations are held back.
@@ -86,6 +92,39 @@ struct RunOutcome {
   int held_back = 0;
 };
 
+struct RollbackRequest {
+  // Roll back every applied version above this one (0: all).
+  int64_t target_version = 0;
+  std::string actor;
+};
+
+// An operator's repair of the bookkeeping (schemagatectl repair).
+struct RepairRequest {
+  enum class Action {
+    // A dirty row's migration was finished by hand: mark it applied.
+    kClearDirty,
+    // Record a version as applied (with the file's checksum; also realigns
+    // an edited file's checksum).
+    kMarkApplied,
+    // Forget a version (it was undone by hand, or never ran).
+    kMarkNotApplied,
+    // Continue a cut no-transaction migration at its first unfinished
+    // statement, dropping an invalid index a cut CONCURRENTLY left.
+    kResume,
+    // Forget the last run's failure so that automatic runs try again.
+    kClearFailure,
+  };
+  Action action = Action::kClearDirty;
+  int64_t version = 0;
+  std::string actor;
+};
+
+struct RehearsalReport {
+  std::vector<RehearsalResult> results;
+  // Versions skipped because they are no-transaction (not rehearsable).
+  std::vector<int64_t> not_rehearsable;
+};
+
 // Thread-compatible: one Apply at a time per Runner.
 class Runner {
  public:
@@ -98,6 +137,25 @@ class Runner {
   // INVALID_ARGUMENT (bad target), CANCELLED (stopped while waiting).
   absl::StatusOr<RunOutcome> Apply(const RunRequest& request, const ProgressSink& progress,
                                    const std::atomic<bool>* cancelled);
+
+  // Runs the downs of every applied version above the target, newest
+  // first, under the lock. Refuses, naming it, when a down is missing (before
+  // running anything). Sets the hold so automatic runs do not re-apply them.
+  absl::StatusOr<RunOutcome> Rollback(const RollbackRequest& request,
+                                      const ProgressSink& progress,
+                                      const std::atomic<bool>* cancelled);
+
+  // Rehearses the pending migrations (see RunRequest::rehearse).
+  absl::StatusOr<RehearsalReport> Rehearse(const RunRequest& request,
+                                           const ProgressSink& progress);
+
+  // Returns a sentence describing what was done.
+  absl::StatusOr<std::string> Repair(const RepairRequest& request, const ProgressSink& progress);
+
+  // Adopts an existing database: marks every version up to `version`
+  // applied. Refuses if any version is recorded already. Returns a sentence,
+  // naming an Alembic revision if it finds one.
+  absl::StatusOr<std::string> Baseline(int64_t version, const std::string& actor);
 
  private:
   Store* const store_;

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -77,6 +78,9 @@ struct DatabaseState {
   int64_t last_event_id = 0;
   // Instances whose lease has not expired, by instance id.
   std::vector<InstanceRecord> live_instances;
+  // Set by a rollback: automatic runs apply nothing above this version
+  // until an operator applies again.
+  std::optional<int64_t> hold_above;
 
   const AppliedMigration* Find(int64_t version) const;
   // Highest version whose row is applied (not dirty); 0 if none.
@@ -115,6 +119,22 @@ struct StepRecord {
   std::string actor;
   // true: insert the `migrations` row (up); false: delete it (down).
   bool up = true;
+};
+
+// One migration of a rehearsal (apply --rehearse).
+struct RehearsalStep {
+  int64_t version = 0;
+  std::string name;
+  const std::vector<SqlStatement>* statements = nullptr;
+  StatementLimits limits;
+};
+
+struct RehearsalResult {
+  int64_t version = 0;
+  bool ok = false;
+  absl::Duration duration;
+  // Set when !ok.
+  SqlFailure failure;
 };
 
 // Called before each statement with its 0-based index.
@@ -166,6 +186,23 @@ class RunSession {
   virtual absl::Status SetFailure(const std::optional<SqlFailure>& failure) = 0;
   // Appends an event and notifies listeners.
   virtual absl::Status RecordEvent(const EventRecord& event) = 0;
+
+  // Sets (or clears) the hold that keeps automatic runs below a version.
+  virtual absl::Status SetHold(std::optional<int64_t> hold_above) = 0;
+  // Inserts or updates the row of `record` as applied (with its checksum)
+  // and appends `event`, in one transaction.
+  virtual absl::Status MarkApplied(const StepRecord& record, const EventRecord& event) = 0;
+  // Deletes the row of `version` and appends `event`, in one transaction.
+  virtual absl::Status DeleteRow(int64_t version, const EventRecord& event) = 0;
+  // Drops index `name` (CONCURRENTLY) if it exists and is invalid, as a cut
+  // CREATE INDEX CONCURRENTLY leaves it. Returns whether it dropped one.
+  virtual absl::StatusOr<bool> DropInvalidIndex(const std::string& name) = 0;
+  // The revision in an `alembic_version` table, or "" if there is none.
+  virtual absl::StatusOr<std::string> FindAlembicRevision() = 0;
+  // Runs `steps` in ONE transaction and rolls it back; stops at the first
+  // failure. Nothing is recorded.
+  virtual absl::Status Rehearse(const std::vector<RehearsalStep>& steps,
+                                std::vector<RehearsalResult>* results) = 0;
 };
 
 struct LockWaitOptions {

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -115,18 +116,22 @@ int RunPlan(const GlobalFlags& flags, int64_t target) {
   return kExitReady;
 }
 
-int RunApply(const GlobalFlags& flags, const v1::ApplyRequest& request,
-             const std::string& apply_timeout) {
+using StartRun = std::function<std::unique_ptr<grpc::ClientReader<v1::RunProgress>>(
+    v1::OperatorService::Stub* stub, grpc::ClientContext* context)>;
+
+// Streams a run's progress (apply, rollback): redrawn on a terminal, plain
+// lines otherwise, JSON lines with --output json.
+int StreamRun(const GlobalFlags& flags, const std::string& what, const StartRun& start,
+              const std::string& run_timeout) {
   Client client(flags);
-  absl::StatusOr<absl::Duration> limit = ParseFlagDuration("--run-timeout", apply_timeout);
+  absl::StatusOr<absl::Duration> limit = ParseFlagDuration("--run-timeout", run_timeout);
   if (!limit.ok()) {
     std::fprintf(stderr, "schemagatectl: %s\n", std::string(limit.status().message()).c_str());
     return kExitUsage;
   }
   grpc::ClientContext context;
   SetDeadline(&context, *limit);
-  std::unique_ptr<grpc::ClientReader<v1::RunProgress>> reader =
-      client.stub()->Apply(&context, request);
+  std::unique_ptr<grpc::ClientReader<v1::RunProgress>> reader = start(client.stub(), &context);
   const bool tty = !flags.json() && isatty(STDOUT_FILENO);
   bool redraw_pending = false;
   v1::RunProgress progress;
@@ -158,9 +163,69 @@ int RunApply(const GlobalFlags& flags, const v1::ApplyRequest& request,
       std::fprintf(stderr, "schemagatectl: the run was cut off (lock or connection lost); run "
                            "'schemagatectl apply' again\n");
     }
-    return Fail(flags, "apply", status);
+    return Fail(flags, what, status);
   }
-  if (!flags.json()) Print(absl::StrCat("apply finished: ", applied, " migration(s) applied\n"));
+  if (!flags.json()) Print(absl::StrCat(what, " finished: ", applied, " migration(s)\n"));
+  return kExitReady;
+}
+
+int RunApply(const GlobalFlags& flags, const v1::ApplyRequest& request,
+             const std::string& run_timeout) {
+  return StreamRun(
+      flags, "apply",
+      [&](v1::OperatorService::Stub* stub, grpc::ClientContext* context) {
+        return stub->Apply(context, request);
+      },
+      run_timeout);
+}
+
+int RunRollback(const GlobalFlags& flags, const v1::RollbackRequest& request,
+                const std::string& run_timeout) {
+  return StreamRun(
+      flags, "rollback",
+      [&](v1::OperatorService::Stub* stub, grpc::ClientContext* context) {
+        return stub->Rollback(context, request);
+      },
+      run_timeout);
+}
+
+int RunValidate(const GlobalFlags& flags) {
+  Client client(flags);
+  grpc::ClientContext context;
+  SetDeadline(&context, client.timeout());
+  v1::ValidateResponse response;
+  grpc::Status rpc = client.stub()->Validate(&context, v1::ValidateRequest(), &response);
+  if (!rpc.ok()) return Fail(flags, "validate", rpc);
+  if (flags.json()) {
+    Print(ToJson(response, true));
+  } else if (response.ok()) {
+    Print("ok: the database matches the migration set\n");
+  } else {
+    for (const std::string& problem : response.problems()) Print(absl::StrCat("- ", problem, "\n"));
+    Print(absl::StrCat(response.problems_size(), " problem(s)\n"));
+  }
+  return response.ok() ? kExitReady : kExitFailed;
+}
+
+int RunRepair(const GlobalFlags& flags, const v1::RepairRequest& request) {
+  Client client(flags);
+  grpc::ClientContext context;
+  SetDeadline(&context, std::max(client.timeout(), absl::Hours(1)));
+  v1::RepairResponse response;
+  grpc::Status rpc = client.stub()->Repair(&context, request, &response);
+  if (!rpc.ok()) return Fail(flags, "repair", rpc);
+  Print(flags.json() ? ToJson(response, true) : response.message() + "\n");
+  return kExitReady;
+}
+
+int RunBaseline(const GlobalFlags& flags, const v1::BaselineRequest& request) {
+  Client client(flags);
+  grpc::ClientContext context;
+  SetDeadline(&context, std::max(client.timeout(), absl::Minutes(5)));
+  v1::BaselineResponse response;
+  grpc::Status rpc = client.stub()->Baseline(&context, request, &response);
+  if (!rpc.ok()) return Fail(flags, "baseline", rpc);
+  Print(flags.json() ? ToJson(response, true) : response.message() + "\n");
   return kExitReady;
 }
 
@@ -337,6 +402,9 @@ int Main(int argc, char** argv) {
       "  schemagatectl history --limit 20 --output json\n"
       "  schemagatectl instances\n"
       "  schemagatectl watch\n"
+      "  schemagatectl apply --rehearse        # try pending migrations, roll back\n"
+      "  schemagatectl rollback --target 3\n"
+      "  schemagatectl repair --resume 4\n"
       "  schemagatectl new add_documents_language\n\n"
       "Exit codes: 0 ok (status: every migration applied), 1 not done / not current,\n"
       "2 usage or request rejected, 3 timed out, 5 a migration failed or the set is\n"
@@ -380,6 +448,61 @@ int Main(int argc, char** argv) {
   apply->add_option("--actor", actor, "Who asks, recorded in history (default: $USER@host)");
   apply->add_option("--run-timeout", run_timeout, "Give up waiting for the run after this long")
       ->capture_default_str();
+
+  bool apply_dry_run = false, apply_rehearse = false;
+  apply->add_flag("--dry-run", apply_dry_run, "Show what would run; execute nothing");
+  apply->add_flag("--rehearse", apply_rehearse,
+                  "Run the pending migrations in one transaction and roll it back: does each "
+                  "one work, and how long does it take? (no-transaction ones are skipped)");
+
+  v1::RollbackRequest rollback_request;
+  int64_t rollback_target = -1;
+  bool rollback_dry_run = false;
+  CLI::App* rollback = app.add_subcommand(
+      "rollback", "Run the downs of every version above --target, newest first, under the lock\n"
+                  "  e.g. schemagatectl rollback --target 3   (automatic runs then hold at 3)");
+  rollback->add_option("--target", rollback_target, "Keep this version and everything below")
+      ->required();
+  rollback->add_flag("--dry-run", rollback_dry_run, "Show what would be rolled back");
+  rollback->add_option("--actor", actor, "Who asks, recorded in history");
+  rollback->add_option("--run-timeout", run_timeout, "Give up waiting after this long")
+      ->capture_default_str();
+
+  CLI::App* validate = app.add_subcommand(
+      "validate", "Compare the set with the database: edited or missing files, dirty rows,\n"
+                  "failures, out-of-order versions; exit 5 on any problem\n"
+                  "  e.g. schemagatectl validate");
+
+  v1::RepairRequest repair_request;
+  int64_t repair_clear_dirty = 0, repair_mark_applied = 0, repair_mark_not_applied = 0,
+          repair_resume = 0;
+  bool repair_clear_failure = false;
+  CLI::App* repair = app.add_subcommand(
+      "repair", "Fix the bookkeeping after a cut or failed run (audited in history)\n"
+                "  e.g. schemagatectl repair --resume 20260101120000");
+  auto* repair_group = repair->add_option_group("action", "exactly one of");
+  repair_group->add_option("--resume", repair_resume,
+                           "Continue a cut no-transaction migration at its first unfinished "
+                           "statement (drops an invalid index a cut CONCURRENTLY left)");
+  repair_group->add_option("--clear-dirty", repair_clear_dirty,
+                           "The dirty migration was finished by hand: mark it applied");
+  repair_group->add_option("--mark-applied", repair_mark_applied,
+                           "Record a version applied without running it (also realigns an "
+                           "edited file's checksum)");
+  repair_group->add_option("--mark-not-applied", repair_mark_not_applied,
+                           "Forget a version (undone by hand)");
+  repair_group->add_flag("--clear-failure", repair_clear_failure,
+                         "Forget the last run's failure so automatic runs try again");
+  repair_group->require_option(1);
+  repair->add_option("--actor", actor, "Who asks, recorded in history");
+
+  int64_t baseline_version = 0;
+  CLI::App* baseline = app.add_subcommand(
+      "baseline", "Adopt an existing database: mark every version up to V applied\n"
+                  "  e.g. schemagatectl baseline --version 5   (says so if it finds alembic_version)");
+  baseline->add_option("--version", baseline_version, "The version the database already has")
+      ->required();
+  baseline->add_option("--actor", actor, "Who asks, recorded in history");
 
   int history_limit = 50;
   int64_t history_version = 0;
@@ -455,14 +578,48 @@ int Main(int argc, char** argv) {
   if (watch->parsed()) return RunWatch(flags, watch_after, watch_for);
   if (health->parsed()) return RunHealth(flags, health_service);
   if (lint->parsed()) return RunLint(flags, lint_dir, lint_lock_timeout);
+  if (validate->parsed()) return RunValidate(flags);
+  if (actor.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    actor = absl::StrCat(EnvOr("USER", "operator"), "@", host);
+  }
+  if (rollback->parsed()) {
+    rollback_request.set_target_version(rollback_target);
+    rollback_request.set_dry_run(rollback_dry_run);
+    rollback_request.set_actor(actor);
+    return RunRollback(flags, rollback_request, run_timeout);
+  }
+  if (repair->parsed()) {
+    repair_request.set_actor(actor);
+    if (repair_resume != 0) {
+      repair_request.set_action(v1::RepairRequest::RESUME);
+      repair_request.set_version(repair_resume);
+    } else if (repair_clear_dirty != 0) {
+      repair_request.set_action(v1::RepairRequest::CLEAR_DIRTY);
+      repair_request.set_version(repair_clear_dirty);
+    } else if (repair_mark_applied != 0) {
+      repair_request.set_action(v1::RepairRequest::MARK_APPLIED);
+      repair_request.set_version(repair_mark_applied);
+    } else if (repair_mark_not_applied != 0) {
+      repair_request.set_action(v1::RepairRequest::MARK_NOT_APPLIED);
+      repair_request.set_version(repair_mark_not_applied);
+    } else if (repair_clear_failure) {
+      repair_request.set_action(v1::RepairRequest::CLEAR_FAILURE);
+    }
+    return RunRepair(flags, repair_request);
+  }
+  if (baseline->parsed()) {
+    v1::BaselineRequest request;
+    request.set_version(baseline_version);
+    request.set_actor(actor);
+    return RunBaseline(flags, request);
+  }
   if (apply->parsed()) {
+    apply_request.set_dry_run(apply_dry_run);
+    apply_request.set_rehearse(apply_rehearse);
     apply_request.set_target_version(apply_target);
     apply_request.set_allow_breaking(allow_breaking);
-    if (actor.empty()) {
-      char host[256] = {0};
-      gethostname(host, sizeof(host) - 1);
-      actor = absl::StrCat(EnvOr("USER", "operator"), "@", host);
-    }
     apply_request.set_actor(actor);
     return RunApply(flags, apply_request, run_timeout);
   }

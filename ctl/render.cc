@@ -214,12 +214,16 @@ std::string RenderProgress(const v1::RunProgress& p) {
     case v1::LOCK_ACQUIRED:
       return absl::StrCat("lock acquired (run ", p.run_id(), ")");
     case v1::MIGRATION_STARTED:
+      if (!p.message().empty()) return absl::StrCat(p.message(), ": ", label);
       return absl::StrCat("applying ", label, " (", p.statement_count(), " statement",
                           p.statement_count() == 1 ? "" : "s", ")");
     case v1::STATEMENT_STARTED:
       return absl::StrCat("  ", label, ": statement ", p.statement_index(), "/",
                           p.statement_count(), " (", FormatDuration(p.elapsed()), ")");
     case v1::MIGRATION_FINISHED:
+      if (!p.message().empty()) {
+        return absl::StrCat(p.message(), ": ", label, " in ", FormatDuration(p.elapsed()));
+      }
       return absl::StrCat("applied  ", label, " in ", FormatDuration(p.elapsed()));
     case v1::MIGRATION_FAILED:
       return absl::StrCat("FAILED   ", p.message());

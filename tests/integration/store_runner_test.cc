@@ -344,7 +344,9 @@ TEST_F(StoreRunnerTest, RunWaitsForTheLockWithoutBlockingAndGivesUpAtItsDeadline
   EXPECT_EQ(outcome.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_GE(waits, 1);
   // Polling, not queueing: no session of ours waits in pg_locks.
-  EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"),
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                       " AND database = (SELECT oid FROM pg_database WHERE datname = "
+                       "current_database())"),
             "0");
   pqxx::nontransaction(holder).exec(absl::StrCat("SELECT pg_advisory_unlock(", key, ")"));
   EXPECT_TRUE(runner.Apply(RunRequest(), nullptr, nullptr).ok());
@@ -359,10 +361,12 @@ TEST_F(StoreRunnerTest, LostConnectionAbortsTheRunAndNothingIsRecorded) {
     // Terminate the run's backend once it is inside the migration.
     for (int i = 0; i < 200; ++i) {
       absl::SleepFor(absl::Milliseconds(50));
+      // Only this test's database: other tests run beside it on the server.
       if (db_->Query("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                     "'schemagate-run' AND query LIKE '%pg_sleep%'") == "1") {
+                     "'schemagate-run' AND datname = current_database() "
+                     "AND query LIKE '%pg_sleep%'") == "1") {
         db_->Query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                   "WHERE application_name = 'schemagate-run'");
+                   "WHERE application_name = 'schemagate-run' AND datname = current_database()");
         return;
       }
     }
@@ -375,7 +379,9 @@ TEST_F(StoreRunnerTest, LostConnectionAbortsTheRunAndNothingIsRecorded) {
   EXPECT_EQ(outcome.status().code(), absl::StatusCode::kAborted);
   EXPECT_EQ(db_->Query("SELECT to_regclass('public.slow')"), "");
   EXPECT_EQ(db_->Query("SELECT count(*) FROM schemagate.migrations"), "0");
-  EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), "0");
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                       "(SELECT oid FROM pg_database WHERE datname = current_database())"),
+            "0");
 }
 
 TEST_F(StoreRunnerTest, EpochFenceStopsARunWhoseLockWasTakenOver) {

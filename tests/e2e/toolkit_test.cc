@@ -1,0 +1,167 @@
+// The operator toolkit end to end: dry-run, rehearse, rollback and its
+// hold, validate, repair (resume of a cut CONCURRENTLY), baseline.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_support.h"
+
+namespace schemagate {
+namespace {
+
+using ::schemagate::testing::BinaryPath;
+using ::schemagate::testing::CoordinatorProcess;
+using ::schemagate::testing::RunBinary;
+using ::schemagate::testing::TempDir;
+using ::schemagate::testing::TestDatabase;
+using ::testing::HasSubstr;
+
+class ToolkitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SG_REQUIRE_DATABASE();
+    db_ = std::make_unique<TestDatabase>();
+    testing::WriteTrivialMigrations(dir_, 1, 3);
+  }
+  int Ctl(const std::string& address, std::vector<std::string> args, std::string* out) {
+    args.insert(args.begin(), BinaryPath("schemagatectl"));
+    args.push_back("--coordinator");
+    args.push_back(address);
+    return RunBinary(args, out);
+  }
+  std::string Applied() {
+    if (db_->Query("SELECT to_regclass('schemagate.migrations')").empty()) return "";
+    return db_->Query("SELECT coalesce(string_agg(version::text, ',' ORDER BY version), '') "
+                      "FROM schemagate.migrations");
+  }
+  std::unique_ptr<TestDatabase> db_;
+  TempDir dir_;
+};
+
+TEST_F(ToolkitTest, DryRunAndRehearsalChangeNothing) {
+  CoordinatorProcess c(db_->url(), dir_.path(), {"--apply", "manual"});
+  std::string out;
+  EXPECT_EQ(Ctl(c.address(), {"apply", "--dry-run"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("3 migration(s) would apply; nothing was executed"));
+  EXPECT_EQ(Ctl(c.address(), {"apply", "--rehearse"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("rehearsed: it would apply: 3_table_3"));
+  EXPECT_THAT(out, HasSubstr("all would apply"));
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_tables WHERE tablename IN ('t1','t2','t3')"), "0");
+  EXPECT_EQ(Applied(), "");
+  // A rehearsal that fails names the migration and line, and still changes nothing.
+  dir_.Write("0004_bad.up.sql", "CREATE TABLE t4 (id int);\nALTER TABLE nope ADD COLUMN x int;\n");
+  CoordinatorProcess c2(db_->url(), dir_.path(), {"--apply", "manual"});
+  EXPECT_EQ(Ctl(c2.address(), {"apply", "--rehearse"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("0004_bad.up.sql:2"));
+  EXPECT_THAT(out, HasSubstr("42P01"));
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_tables WHERE tablename LIKE 't_'"), "0");
+}
+
+TEST_F(ToolkitTest, RollbackRunsDownsHoldsAutomaticRunsAndRefusesMissingDowns) {
+  dir_.Write("0004_nodown.up.sql", "CREATE TABLE t4 (id int);\n");
+  CoordinatorProcess c(db_->url(), dir_.path());
+  std::string out;
+  for (int i = 0; i < 100 && Applied() != "1,2,3,4"; ++i) absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_EQ(Applied(), "1,2,3,4");
+  EXPECT_EQ(Ctl(c.address(), {"rollback", "--target", "1"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("4_nodown has no down migration"));
+  EXPECT_EQ(Applied(), "1,2,3,4");
+  dir_.Remove("0004_nodown.up.sql");
+  dir_.Write("0004_nodown.down.sql", "DROP TABLE t4;\n");
+  dir_.Write("0004_nodown.up.sql", "CREATE TABLE t4 (id int);\n");
+  CoordinatorProcess c2(db_->url(), dir_.path());
+  EXPECT_EQ(Ctl(c2.address(), {"rollback", "--target", "1", "--actor", "bob"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("rolled back: 2_table_2"));
+  EXPECT_EQ(Applied(), "1");
+  EXPECT_EQ(db_->Query("SELECT to_regclass('public.t2')"), "");
+  // Automatic runs (both coordinators are auto) do not re-apply above the hold.
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Applied(), "1");
+  EXPECT_EQ(Ctl(c2.address(), {"validate"}, &out), 5);
+  EXPECT_THAT(out, HasSubstr("held at version 1"));
+  EXPECT_EQ(Ctl(c2.address(), {"apply"}, &out), 0) << out;
+  EXPECT_EQ(Applied(), "1,2,3,4");
+  EXPECT_EQ(Ctl(c2.address(), {"validate"}, &out), 0) << out;
+  EXPECT_EQ(Ctl(c2.address(), {"history", "--limit", "100"}, &out), 0);
+  EXPECT_THAT(out, HasSubstr("rollback"));
+  EXPECT_THAT(out, HasSubstr("bob"));
+}
+
+TEST_F(ToolkitTest, ValidateNamesAnEditedFileAndStatusShowsTheConflict) {
+  {
+    CoordinatorProcess c(db_->url(), dir_.path());
+    for (int i = 0; i < 100 && Applied() != "1,2,3"; ++i) absl::SleepFor(absl::Milliseconds(50));
+  }
+  dir_.Write("0002_table_2.up.sql", "CREATE TABLE t2 (id bigint, edited int);\n");
+  CoordinatorProcess c(db_->url(), dir_.path());
+  std::string out;
+  EXPECT_EQ(Ctl(c.address(), {"validate"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("version 2"));
+  EXPECT_THAT(out, HasSubstr("edited after it was applied"));
+  EXPECT_EQ(Ctl(c.address(), {"status"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("CONFLICT"));
+  // The operator accepts the edit: the checksum is realigned, audited.
+  EXPECT_EQ(Ctl(c.address(), {"repair", "--mark-applied", "2"}, &out), 0) << out;
+  for (int i = 0; i < 50; ++i) {
+    if (Ctl(c.address(), {"validate"}, &out) == 0) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(Ctl(c.address(), {"validate"}, &out), 0) << out;
+}
+
+TEST_F(ToolkitTest, ResumeFinishesACutConcurrentIndexAfterDroppingTheInvalidOne) {
+  db_->Exec("CREATE TABLE accounts (id int, email text)");
+  db_->Exec("INSERT INTO accounts VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x')");
+  dir_.Write("0004_unique_email.up.sql",
+             "-- schemagate:no-transaction\n"
+             "CREATE INDEX CONCURRENTLY accounts_id ON accounts (id);\n"
+             "CREATE UNIQUE INDEX CONCURRENTLY accounts_email_key ON accounts (email);\n");
+  CoordinatorProcess c(db_->url(), dir_.path());
+  std::string out;
+  for (int i = 0; i < 100; ++i) {
+    if (!db_->Query("SELECT to_regclass('schemagate.migrations')").empty() &&
+        db_->Query("SELECT count(*) FROM schemagate.migrations WHERE state = 'dirty'") == "1") {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(db_->Query("SELECT statements_done FROM schemagate.migrations WHERE version = 4"), "1");
+  // The cut CONCURRENTLY left an invalid index behind.
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE c.relname = 'accounts_email_key' AND NOT i.indisvalid"),
+            "1");
+  EXPECT_EQ(Ctl(c.address(), {"status"}, &out), 5);
+  EXPECT_THAT(out, HasSubstr("DIRTY"));
+  // The operator fixes the data, then resumes at statement 2.
+  db_->Exec("DELETE FROM accounts WHERE id = 2");
+  EXPECT_EQ(Ctl(c.address(), {"repair", "--resume", "4"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("resumed 4_unique_email at statement 2 of 2"));
+  EXPECT_THAT(out, HasSubstr("dropped invalid index accounts_email_key"));
+  EXPECT_EQ(db_->Query("SELECT state FROM schemagate.migrations WHERE version = 4"), "applied");
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE c.relname = 'accounts_email_key' AND i.indisvalid"),
+            "1");
+}
+
+TEST_F(ToolkitTest, BaselineAdoptsAnExistingDatabaseAndNamesAnAlembicRevision) {
+  db_->Exec("CREATE TABLE t1 (id bigint PRIMARY KEY, note text)");
+  db_->Exec("CREATE TABLE t2 (id bigint PRIMARY KEY, note text)");
+  db_->Exec("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)");
+  db_->Exec("INSERT INTO alembic_version VALUES ('ae1027a6acf')");
+  CoordinatorProcess c(db_->url(), dir_.path(), {"--apply", "manual"});
+  std::string out;
+  EXPECT_EQ(Ctl(c.address(), {"baseline", "--version", "2"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("marked 2 migration(s) up to 2 applied"));
+  EXPECT_THAT(out, HasSubstr("alembic_version table at revision ae1027a6acf"));
+  EXPECT_EQ(Ctl(c.address(), {"apply"}, &out), 0) << out;
+  EXPECT_EQ(Applied(), "1,2,3");
+  EXPECT_EQ(Ctl(c.address(), {"baseline", "--version", "2"}, &out), 5);
+  EXPECT_THAT(out, HasSubstr("never run on"));
+}
+
+}  // namespace
+}  // namespace schemagate
