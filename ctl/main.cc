@@ -16,7 +16,10 @@
 #include "coordinator/flags.h"
 #include "coordinator/lint.h"
 #include "coordinator/migration_set.h"
+#include "coordinator/conninfo.h"
+#include "coordinator/schema_fingerprint.h"
 #include "ctl/new_migration.h"
+#include "ctl/verify.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "ctl/render.h"
@@ -374,6 +377,68 @@ int RunLint(const GlobalFlags& flags, const std::string& directory,
   return errors > 0 ? kExitNotDone : kExitReady;
 }
 
+// Offline: proves every down undoes its up on a scratch database.
+int RunVerify(const GlobalFlags& flags, const std::string& directory, const std::string& url,
+              bool allow_non_empty) {
+  if (url.empty()) {
+    std::fprintf(stderr, "schemagatectl verify: --database-url SCRATCH is required (a throwaway "
+                         "database: every migration is applied, undone and applied again)\n");
+    return kExitUsage;
+  }
+  std::vector<std::string> warnings;
+  absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(directory, &warnings);
+  if (!set.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(set.status().message()).c_str());
+    return kExitUsage;
+  }
+  VerifyOptions options;
+  options.allow_non_empty = allow_non_empty;
+  const bool tty = !flags.json() && isatty(STDERR_FILENO);
+  absl::StatusOr<VerifyReport> report =
+      VerifyMigrations(*set, url, options, [&](const std::string& line) {
+        if (flags.json()) return;
+        std::fprintf(stderr, tty ? "\r\033[K%s" : "%s\n", line.c_str());
+      });
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  if (!report.ok()) {
+    std::fprintf(stderr, "schemagatectl verify: %s\n",
+                 RedactSecrets(report.status().message()).c_str());
+    return absl::IsUnavailable(report.status()) ? kExitUnreachable : kExitUsage;
+  }
+  Print(FormatVerifyReport(*report));
+  return report->ok() ? kExitReady : kExitNotDone;
+}
+
+// Offline: writes the readable schema description (what validate and verify
+// compare) to a file, for review or to diff between environments.
+int RunSnapshot(const std::string& url, const std::string& schema, const std::string& out_path) {
+  if (url.empty()) {
+    std::fprintf(stderr, "schemagatectl snapshot: --database-url is required\n");
+    return kExitUsage;
+  }
+  absl::StatusOr<SchemaDescription> description = DescribeSchema(url, schema);
+  if (!description.ok()) {
+    std::fprintf(stderr, "schemagatectl snapshot: %s\n",
+                 RedactSecrets(description.status().message()).c_str());
+    return kExitUnreachable;
+  }
+  if (out_path.empty() || out_path == "-") {
+    Print(description->text);
+  } else {
+    FILE* f = std::fopen(out_path.c_str(), "w");
+    if (f == nullptr || std::fwrite(description->text.data(), 1, description->text.size(), f) !=
+                            description->text.size()) {
+      std::fprintf(stderr, "schemagatectl snapshot: cannot write %s\n", out_path.c_str());
+      if (f != nullptr) std::fclose(f);
+      return kExitUsage;
+    }
+    std::fclose(f);
+    std::fprintf(stderr, "wrote %s (%zu objects, fingerprint %s)\n", out_path.c_str(),
+                 description->lines.size(), description->fingerprint.substr(0, 16).c_str());
+  }
+  return kExitReady;
+}
+
 int RunNew(const GlobalFlags& flags, const NewMigrationOptions& options) {
   absl::StatusOr<NewMigrationFiles> files = CreateMigrationFiles(options);
   if (!files.ok()) {
@@ -544,6 +609,29 @@ int Main(int argc, char** argv) {
                    "schemagated's --lock-timeout (0: none), for the lock-timeout rule")
       ->capture_default_str();
 
+  std::string verify_dir = "migrations", verify_url;
+  bool verify_allow_non_empty = false;
+  CLI::App* verify = app.add_subcommand(
+      "verify", "Prove on a SCRATCH database that every down undoes its up (for your CI)\n"
+                "  e.g. schemagatectl verify --database-url postgres://ci@localhost/scratch");
+  verify->add_option("--migrations-dir", verify_dir, "The migrations to verify")
+      ->envname("SCHEMAGATE_MIGRATIONS_DIR")
+      ->capture_default_str();
+  verify->add_option("--database-url", verify_url,
+                     "A throwaway database: migrations are applied, undone and applied again");
+  verify->add_flag("--allow-non-empty", verify_allow_non_empty,
+                   "Run on a database that already has tables (e.g. a restored copy)");
+
+  std::string snapshot_url, snapshot_schema = "schemagate", snapshot_out;
+  CLI::App* snapshot = app.add_subcommand(
+      "snapshot", "Write the database's schema, readable and sorted, to a file\n"
+                  "  e.g. schemagatectl snapshot --database-url $URL --out schema.txt");
+  snapshot->add_option("--database-url", snapshot_url, "The database to describe")
+      ->envname("SCHEMAGATE_DATABASE_URL");
+  snapshot->add_option("--schema", snapshot_schema, "schemagate's bookkeeping schema (left out)")
+      ->capture_default_str();
+  snapshot->add_option("--out", snapshot_out, "File to write (default: standard output)");
+
   NewMigrationOptions new_options;
   CLI::App* create = app.add_subcommand(
       "new", "Create an empty VERSION_name.up.sql/.down.sql pair (offline)\n"
@@ -578,6 +666,8 @@ int Main(int argc, char** argv) {
   if (watch->parsed()) return RunWatch(flags, watch_after, watch_for);
   if (health->parsed()) return RunHealth(flags, health_service);
   if (lint->parsed()) return RunLint(flags, lint_dir, lint_lock_timeout);
+  if (verify->parsed()) return RunVerify(flags, verify_dir, verify_url, verify_allow_non_empty);
+  if (snapshot->parsed()) return RunSnapshot(snapshot_url, snapshot_schema, snapshot_out);
   if (validate->parsed()) return RunValidate(flags);
   if (actor.empty()) {
     char host[256] = {0};

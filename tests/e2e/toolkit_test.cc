@@ -165,3 +165,31 @@ TEST_F(ToolkitTest, BaselineAdoptsAnExistingDatabaseAndNamesAnAlembicRevision) {
 
 }  // namespace
 }  // namespace schemagate
+
+namespace schemagate {
+namespace {
+
+TEST_F(ToolkitTest, VerifyPassesOnTheProjectsSetAndCatchesADownThatDoesNotUndoItsUp) {
+  std::string out;
+  EXPECT_EQ(RunBinary({BinaryPath("schemagatectl"), "verify", "--migrations-dir",
+                       testing::SourcePath("migrations"), "--database-url", db_->url()},
+                      &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("0 failed"));
+  TestDatabase scratch;
+  dir_.Write("0004_note_index.up.sql",
+             "ALTER TABLE t1 ADD COLUMN x int;\nCREATE INDEX t1_note ON t1 (note);\n");
+  dir_.Write("0004_note_index.down.sql", "ALTER TABLE t1 DROP COLUMN x;\n");
+  EXPECT_EQ(RunBinary({BinaryPath("schemagatectl"), "verify", "--migrations-dir", dir_.path(),
+                       "--database-url", scratch.url()},
+                      &out),
+            1)
+      << out;
+  EXPECT_THAT(out, HasSubstr("4_note_index"));
+  EXPECT_THAT(out, HasSubstr("differs"));
+  EXPECT_THAT(out, HasSubstr("t1_note"));
+}
+
+}  // namespace
+}  // namespace schemagate
