@@ -10,6 +10,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/backup.h"
 #include "coordinator/conninfo.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/flags.h"
@@ -46,7 +47,7 @@ int Main(int argc, char** argv) {
       "schemagated"};
   std::string database_url, migrations_dir = "./migrations", listen = "127.0.0.1:50051";
   std::string apply_mode = "auto", schema = "schemagate", lock_key, id, log_format = "text";
-  std::string metrics_listen, lint_mode = "error";
+  std::string metrics_listen, lint_mode = "error", backup_dir, backup_command;
   std::string lock_timeout = "5s", statement_timeout = "0", resync = "10s", grace, lease = "30s";
   int lock_retries = 5;
   bool reflection = false, verbose = false;
@@ -107,6 +108,14 @@ int Main(int argc, char** argv) {
       ->envname("SCHEMAGATE_LINT")
       ->check(CLI::IsMember({"error", "warn"}))
       ->capture_default_str();
+  app.add_option("--backup-dir", backup_dir,
+                 "Before every run that changes the schema, pg_dump (custom format) into this "
+                 "directory; a failed backup stops the run")
+      ->envname("SCHEMAGATE_BACKUP_DIR");
+  app.add_option("--backup-command", backup_command,
+                 "Your own backup instead of pg_dump: run with /bin/sh -c, must write "
+                 "$SCHEMAGATE_BACKUP_PATH (also given: SCHEMAGATE_DATABASE_URL, SCHEMAGATE_RUN_ID)")
+      ->envname("SCHEMAGATE_BACKUP_COMMAND");
   app.add_flag("--reflection", reflection, "Serve gRPC server reflection")
       ->envname("SCHEMAGATE_REFLECTION");
   app.add_option("--log-format", log_format, "text or json")
@@ -168,6 +177,18 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   }
 
+  if (!backup_dir.empty() || !backup_command.empty()) {
+    BackupOptions backup;
+    backup.directory = backup_dir;
+    backup.command = backup_command;
+    backup.database_url = database_url;
+    options.runner.backup = [backup](const std::string& run_id) -> absl::StatusOr<std::string> {
+      absl::StatusOr<BackupResult> result = RunBackup(backup, run_id);
+      if (!result.ok()) return result.status();
+      return absl::StrCat(result->path, " (", result->bytes, " bytes, ",
+                          absl::FormatDuration(result->duration), ")");
+    };
+  }
   std::vector<std::string> warnings;
   absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(migrations_dir, &warnings);
   for (const std::string& warning : warnings) LogWarning("%s", warning);

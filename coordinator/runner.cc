@@ -65,6 +65,29 @@ std::string NewRunId() {
   return absl::StrFormat("r-%08x", rng());
 }
 
+absl::Status Runner::TakeBackup(RunSession* session, const std::string& run_id,
+                                const std::string& actor,
+                                const std::function<void(RunEvent)>& emit) {
+  if (!options_.backup) return absl::OkStatus();
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::string> taken = options_.backup(run_id);
+  EventRecord event;
+  event.kind = "backup";
+  event.run_id = run_id;
+  event.actor = actor;
+  event.duration = absl::Now() - start;
+  event.message = taken.ok() ? *taken : std::string(taken.status().message());
+  if (!taken.ok()) event.sqlstate = "backup";
+  RETURN_IF_ERROR(session->RecordEvent(event));
+  RunEvent progress;
+  progress.kind = RunEvent::Kind::kLockAcquired;
+  progress.elapsed = absl::Now() - start;
+  progress.message = taken.ok() ? absl::StrCat("backup written: ", *taken) : event.message;
+  emit(progress);
+  if (!taken.ok()) LogError("run %s: %s", run_id, taken.status().message());
+  return taken.status();
+}
+
 Runner::Runner(Store* store, const MigrationSet* set, RunnerOptions options)
     : store_(store), set_(set), options_(std::move(options)) {}
 
@@ -151,6 +174,7 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
     return outcome;
   }
 
+  if (!request.rehearse) RETURN_IF_ERROR(TakeBackup(session.get(), outcome.run_id, actor, emit));
   ASSIGN_OR_RETURN(const int64_t epoch, session->BumpEpoch());
   if (state.failure) RETURN_IF_ERROR(session->SetFailure(std::nullopt));
   {
@@ -461,6 +485,7 @@ absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
     emit(event);
     return outcome;
   }
+  RETURN_IF_ERROR(TakeBackup(session.get(), outcome.run_id, actor, emit));
   ASSIGN_OR_RETURN(const int64_t epoch, session->BumpEpoch());
   // Hold automatic runs below the target, or the next one re-applies them.
   RETURN_IF_ERROR(session->SetHold(request.target_version));

@@ -33,6 +33,10 @@ struct RunnerOptions {
   // Pending migrations refused by lint (version -> the findings, one per
   // line). Empty under --lint=warn.
   std::map<int64_t, std::string> refused_by_lint;
+  // Called under the lock before a run that changes the schema (apply with
+  // pending migrations, rollback); returns "path (bytes)" for history. An
+  // error stops the run before anything changes. Unset: no backups.
+  std::function<absl::StatusOr<std::string>(const std::string& run_id)> backup;
   // Injectable sleep (tests).
   std::function<void(absl::Duration)> sleep = [](absl::Duration d) { absl::SleepFor(d); };
 };
@@ -158,6 +162,10 @@ class Runner {
   absl::StatusOr<std::string> Baseline(int64_t version, const std::string& actor);
 
  private:
+  // Runs options_.backup, records it (or its failure) in history.
+  absl::Status TakeBackup(RunSession* session, const std::string& run_id,
+                          const std::string& actor, const std::function<void(RunEvent)>& emit);
+
   Store* const store_;
   const MigrationSet* const set_;
   const RunnerOptions options_;

@@ -212,6 +212,7 @@ std::string RenderProgress(const v1::RunProgress& p) {
       return absl::StrCat("waiting for the run lock (", FormatDuration(p.elapsed()),
                           "): another run is under way");
     case v1::LOCK_ACQUIRED:
+      if (!p.message().empty()) return p.message();
       return absl::StrCat("lock acquired (run ", p.run_id(), ")");
     case v1::MIGRATION_STARTED:
       if (!p.message().empty()) return absl::StrCat(p.message(), ": ", label);

@@ -193,3 +193,38 @@ TEST_F(ToolkitTest, VerifyPassesOnTheProjectsSetAndCatchesADownThatDoesNotUndoIt
 
 }  // namespace
 }  // namespace schemagate
+
+namespace schemagate {
+namespace {
+
+TEST_F(ToolkitTest, ABackupIsWrittenBeforeAnyChangeAndAFailedBackupStopsTheRun) {
+  TempDir backups;
+  {
+    CoordinatorProcess failing(db_->url(), dir_.path(),
+                               {"--apply", "manual", "--backup-command", "echo disk full >&2; exit 3"});
+    std::string out;
+    EXPECT_EQ(Ctl(failing.address(), {"apply"}, &out), 5) << out;
+    EXPECT_THAT(out, HasSubstr("backup failed"));
+    EXPECT_THAT(out, HasSubstr("disk full"));
+    EXPECT_EQ(Applied(), "");
+  }
+  CoordinatorProcess c(db_->url(), dir_.path(), {"--apply", "manual", "--backup-dir", backups.path()});
+  std::string out;
+  EXPECT_EQ(Ctl(c.address(), {"apply"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("backup written: " + backups.path()));
+  EXPECT_EQ(Applied(), "1,2,3");
+  std::string listing;
+  RunBinary({"/bin/sh", "-c", "ls -s " + backups.path() + "/*.dump"}, &listing);
+  EXPECT_THAT(listing, HasSubstr(".dump"));
+  // pg_restore reads it: a real custom-format dump, taken before anything changed.
+  std::string contents;
+  RunBinary({"/bin/sh", "-c", "pg_restore --list " + backups.path() + "/*.dump"}, &contents);
+  EXPECT_THAT(contents, HasSubstr("Format: CUSTOM"));
+  EXPECT_THAT(contents, ::testing::Not(HasSubstr("TABLE public t1")));
+  EXPECT_EQ(Ctl(c.address(), {"history"}, &out), 0);
+  EXPECT_THAT(out, HasSubstr("backup"));
+  EXPECT_THAT(out, HasSubstr("bytes"));
+}
+
+}  // namespace
+}  // namespace schemagate
