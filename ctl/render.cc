@@ -60,7 +60,9 @@ std::string SetStateName(v1::SetState state) {
     case v1::RUNNING: return "RUNNING";
     case v1::SET_FAILED: return "FAILED";
     case v1::DIRTY: return "DIRTY";
-    case v1::CONFLICT: return "CONFLICT";
+    // The set disagrees with the database (an edited applied file, a
+    // version missing from the set): shown as MISMATCH, as agents see it.
+    case v1::CONFLICT: return "MISMATCH";
     case v1::DATABASE_UNAVAILABLE: return "DATABASE_UNAVAILABLE";
     default: return "UNKNOWN";
   }

@@ -103,7 +103,7 @@ TEST_F(ToolkitTest, ValidateNamesAnEditedFileAndStatusShowsTheConflict) {
   EXPECT_THAT(out, HasSubstr("version 2"));
   EXPECT_THAT(out, HasSubstr("edited after it was applied"));
   EXPECT_EQ(Ctl(c.address(), {"status"}, &out), 5) << out;
-  EXPECT_THAT(out, HasSubstr("CONFLICT"));
+  EXPECT_THAT(out, HasSubstr("state:        MISMATCH"));
   // The operator accepts the edit: the checksum is realigned, audited.
   EXPECT_EQ(Ctl(c.address(), {"repair", "--mark-applied", "2"}, &out), 0) << out;
   for (int i = 0; i < 50; ++i) {
