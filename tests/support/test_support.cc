@@ -227,6 +227,10 @@ CoordinatorProcess::CoordinatorProcess(const std::string& database_url,
     ADD_FAILURE() << "schemagated did not start:\n" << process_->Log();
     return;
   }
+  // Answers before the first database read are UNAVAILABLE ("not connected
+  // yet"); tests expect a coordinator that has seen its database. A test of
+  // an unreachable database just waits a little longer here.
+  process_->WaitForLog("database reachable", absl::Seconds(10));
   const std::string log = process_->Log();
   const size_t at = log.find(marker) + marker.size();
   const size_t end = log.find_first_not_of("0123456789", at);
