@@ -13,3 +13,7 @@
 ARG SCHEMAGATED_IMAGE=schemagate/schemagated:0.1.0
 FROM ${SCHEMAGATED_IMAGE}
 COPY migrations/ /migrations/
+# Fail the build, naming file and line, on a set that cannot load or that
+# the linter rejects (unsafe locks, unmarked drops and renames, SQL errors):
+# the coordinator would refuse to apply it anyway.
+RUN ["schemagatectl", "lint", "--migrations-dir", "/migrations"]

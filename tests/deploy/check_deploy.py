@@ -19,6 +19,8 @@ What is checked, one line per check, then "N passed, N failed":
         EnvironmentFile example) names a flag of a binary run there;
   ref   files the deployment refers to exist: compose build targets, env
         files and bind mounts, kustomization resources and patches;
+  rule  PrometheusRule specs pass `promtool check rules`, and the alert unit
+        tests beside them `promtool test rules` (skipped without promtool);
   libs  deploy/docker/runtime-packages.txt, with the packages they depend on,
         provides every shared library that each built binary loads (needs
         ldd, dpkg and apt-cache; skipped without them).
@@ -465,12 +467,16 @@ def k8s_commands(rel, doc, image_entrypoints):
                 where = "%s %s/%s %s" % (rel, kind, name, cname)
                 context = "%s#%s/%s/%s" % (rel, kind, name, cname)
                 env = {}
+                literal = {}
                 for item in container.get("env") or []:
                     if isinstance(item, dict) and "name" in item:
-                        env[item["name"]] = str(item.get("value", "from-" + "-".join(
-                            k for k in item if k != "name")))
+                        env[item["name"]] = str(item.get("value", "from-valueFrom"))
+                        if "value" in item:
+                            literal[item["name"]] = str(item["value"])
                 envs.append((where + " env", env, context))
-                expand = lambda v: k8s_expand(str(v), env)  # noqa: E731
+                # $(VAR) of a literal env value is expanded as the kubelet does;
+                # one from valueFrom (POD_NAME, a secret) stays as written.
+                expand = lambda v: k8s_expand(str(v), literal)  # noqa: E731
                 command = [expand(v) for v in container.get("command") or []]
                 args = [expand(v) for v in container.get("args") or []]
                 if command:
@@ -716,29 +722,49 @@ class Validator:
         return (reason is None), (reason or "--help")
 
 
+def env_flag(key):
+    return "--" + key[len("SCHEMAGATE_"):].lower().replace("_", "-")
+
+
 def env_flag_args(cmd, key, value):
-    """cmd's argv with --flag=value for SCHEMAGATE_FLAG inserted before `--`."""
-    flag = "--" + key[len("SCHEMAGATE_"):].lower().replace("_", "-")
-    args = list(cmd.argv[1:])
-    if not args:
-        return [flag + "=" + value]
-    position = args.index("--") if "--" in args else len(args)
-    return args[:position] + [flag + "=" + value] + args[position:]
+    """A command line that sets SCHEMAGATE_FLAG as --flag=value for the same
+    binary and subcommand as cmd: `schemagated --flag=v`,
+    `schemagate-agent wait --flag=v`, `schemagatectl health --flag=v`."""
+    subcommand = []
+    if cmd.binary != "schemagated":
+        for token in cmd.argv[1:]:
+            if token == "--":
+                break
+            if re.match(r"^[a-z][a-z-]*$", token):
+                subcommand = [token]
+                break
+    return subcommand + [env_flag(key) + "=" + value]
 
 
 # --- runtime libraries --------------------------------------------------------------------
-def package_of(path):
-    candidates = [path, os.path.realpath(path)]
-    for p in list(candidates):
-        if p.startswith("/usr/"):
-            candidates.append(p[4:])
-        else:
-            candidates.append("/usr" + p)
-    for candidate in candidates:
-        proc = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
-        if proc.returncode == 0 and proc.stdout.strip():
-            return proc.stdout.split(":", 1)[0].split(",")[0].strip()
-    return None
+def path_variants(path):
+    """A library path as dpkg may know it (usrmerge: /lib vs /usr/lib)."""
+    out = []
+    for p in (path, os.path.realpath(path)):
+        for q in (p, p[4:] if p.startswith("/usr/") else "/usr" + p):
+            if q not in out:
+                out.append(q)
+    return out
+
+
+def packages_of(paths):
+    """{library path: Debian package} with one `dpkg -S` call."""
+    variants = {p: path_variants(p) for p in paths}
+    query = sorted({v for vs in variants.values() for v in vs})
+    owner = {}
+    if query:
+        proc = subprocess.run(["dpkg", "-S"] + query, capture_output=True, text=True)
+        for line in proc.stdout.splitlines():
+            if ": " not in line:
+                continue
+            package, found = line.rsplit(": ", 1)
+            owner[found.strip()] = package.split(",")[0].strip().split(":", 1)[0]
+    return {p: next((owner[v] for v in vs if v in owner), None) for p, vs in variants.items()}
 
 
 def check_runtime_packages(repo, bin_dir, results):
@@ -766,24 +792,22 @@ def check_runtime_packages(repo, bin_dir, results):
     missing_listed = [p for p in packages if p not in closure]
     if missing_listed:
         results.fail("libs", rel, "packages exist", "apt knows nothing of: %s" % ", ".join(missing_listed))
+    loaded = {}
     for name in BINARIES:
         path = os.path.join(bin_dir, name)
-        if not os.access(path, os.X_OK):
-            continue
-        out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+        if os.access(path, os.X_OK):
+            out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+            loaded[name] = re.findall(r"^\s*(\S+)\s+=>\s+(\S+)", out, re.M)
+    owners = packages_of({lib for libs in loaded.values() for _, lib in libs if lib != "not"})
+    for name, libs in loaded.items():
         needed, unknown = set(), []
-        for line in out.splitlines():
-            m = re.match(r"^\s*(\S+)\s+=>\s+(\S+)", line)
-            if not m:
-                continue
-            if m.group(2) == "not":
-                unknown.append("%s (not found on this machine)" % m.group(1))
-                continue
-            package = package_of(m.group(2))
-            if package is None:
-                unknown.append("%s (%s, not from a Debian package)" % (m.group(1), m.group(2)))
+        for soname, lib in libs:
+            if lib == "not":
+                unknown.append("%s (not found on this machine)" % soname)
+            elif owners.get(lib) is None:
+                unknown.append("%s (%s, not from a Debian package)" % (soname, lib))
             else:
-                needed.add(package.split(":", 1)[0])
+                needed.add(owners[lib])
         uncovered = sorted(p for p in needed if p not in closure)
         what = "%s needs %d packages" % (name, len(needed))
         if uncovered or unknown:
@@ -792,6 +816,40 @@ def check_runtime_packages(repo, bin_dir, results):
                          + ("".join("%s\n" % u for u in unknown)))
         else:
             results.ok("libs", rel, what, "all provided by the list and its dependencies")
+
+
+# --- alert rules -------------------------------------------------------------------------
+def check_alert_rules(repo, yaml_docs, promtool, results):
+    """promtool check rules on every PrometheusRule's spec, and promtool test
+    rules on the tests/*.test.yaml beside it (their rule_files name
+    <rule file name>.rules.yaml)."""
+    import tempfile
+    rules = [(path, doc) for path, docs in yaml_docs.items() for doc in docs
+             if isinstance(doc, dict) and doc.get("kind") == "PrometheusRule"]
+    for path, doc in rules:
+        rel = os.path.relpath(path, repo)
+        if not promtool:
+            results.skip("rule", rel, "promtool not found (Debian package prometheus)")
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            stem = os.path.splitext(os.path.basename(path))[0]
+            rule_file = os.path.join(tmp, stem + ".rules.yaml")
+            with open(rule_file, "w", encoding="utf-8") as out:
+                yaml.safe_dump(doc.get("spec") or {}, out, sort_keys=False)
+            proc = subprocess.run([promtool, "check", "rules", rule_file], capture_output=True, text=True)
+            if proc.returncode == 0:
+                results.ok("rule", rel, "promtool check rules", proc.stdout.strip().splitlines()[-1].strip())
+            else:
+                results.fail("rule", rel, "promtool check rules", proc.stdout + proc.stderr)
+            for test in sorted(glob.glob(os.path.join(os.path.dirname(path), "tests", "*.test.yaml"))):
+                shutil.copy(test, tmp)
+                proc = subprocess.run([promtool, "test", "rules", os.path.basename(test)], cwd=tmp,
+                                      capture_output=True, text=True)
+                trel = os.path.relpath(test, repo)
+                if proc.returncode == 0:
+                    results.ok("rule", trel, "promtool test rules")
+                else:
+                    results.fail("rule", trel, "promtool test rules", proc.stdout + proc.stderr)
 
 
 # --- main --------------------------------------------------------------------------------
@@ -803,6 +861,9 @@ def main(argv=None):
     parser.add_argument("--require-parse-only", action="store_true",
                         help="fail when a binary does not support SCHEMAGATE_PARSE_ONLY=1")
     parser.add_argument("--no-libs", action="store_true", help="skip the runtime library check")
+    parser.add_argument("--promtool", default=shutil.which("promtool"),
+                        help="promtool for `check rules` and `test rules` (default: from PATH; "
+                             "skipped without it)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
@@ -897,14 +958,21 @@ def main(argv=None):
             for cmd in runs_here:
                 ok, detail = validator.check(cmd.binary, env_flag_args(cmd, key, value))
                 if ok:
-                    results.ok("env", where, "%s (a flag of %s)" % (key, cmd.binary))
+                    given = any(a == env_flag(key) or a.startswith(env_flag(key) + "=")
+                                for a in cmd.argv[1:])
+                    results.ok("env", where, "%s (a flag of %s)" % (key, cmd.binary),
+                               "also given as %s on its command line, which wins" % env_flag(key)
+                               if given else "")
                     break
                 reasons.append("%s: %s" % (cmd.binary, detail.splitlines()[0] if detail else "rejected"))
             else:
                 results.fail("env", where, key, "no command run here accepts --%s:\n%s" % (
                     key[len("SCHEMAGATE_"):].lower().replace("_", "-"), "\n".join(sorted(set(reasons)))))
 
-    # 4. Runtime libraries of the images.
+    # 4. Alert rules, with promtool when it is installed.
+    check_alert_rules(repo, yaml_docs, args.promtool, results)
+
+    # 5. Runtime libraries of the images.
     if not args.no_libs:
         check_runtime_packages(repo, bin_dir, results)
 
