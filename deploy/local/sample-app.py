@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tiny sample application for the schemagate local stack.
 
-Serves HTTP on 127.0.0.1:PORT (from --port, else $PORT, else 8080):
+Serves HTTP on HOST:PORT (--host, default 127.0.0.1; --port, else $PORT, else
+8080; in a container pass --host 0.0.0.0 so that others can reach it):
 
   GET /         200 {"status": "up", "users": N, "documents": M, ...}
                 503 {"status": "error", "error": "..."} if the database query fails
@@ -107,8 +108,10 @@ class Handler(BaseHTTPRequestHandler):
 def parse_args(argv):
     default_port = os.environ.get("PORT") or "8080"
     parser = argparse.ArgumentParser(description="schemagate sample application")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=None,
-                        help="TCP port on 127.0.0.1 (default: $PORT or 8080)")
+                        help="TCP port (default: $PORT or 8080)")
     args = parser.parse_args(argv)
     if args.port is None:
         try:
@@ -125,9 +128,9 @@ def main(argv=None):
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
     try:
-        httpd = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+        httpd = ThreadingHTTPServer((args.host, args.port), Handler)
     except OSError as exc:
-        print("sample-app: cannot listen on 127.0.0.1:%d: %s" % (args.port, exc),
+        print("sample-app: cannot listen on %s:%d: %s" % (args.host, args.port, exc),
               file=sys.stderr, flush=True)
         return 1
 
@@ -139,7 +142,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    print("sample-app: listening on 127.0.0.1:%d" % httpd.server_address[1], flush=True)
+    print("sample-app: listening on %s:%d" % (args.host, httpd.server_address[1]), flush=True)
     try:
         httpd.serve_forever(poll_interval=0.2)
     finally:
