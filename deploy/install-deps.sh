@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev googletest
   libcli11-dev libssl-dev
   postgresql postgresql-client
-  python3 python3-grpcio python3-protobuf
+  python3 python3-grpcio python3-protobuf python3-yaml
   curl procps iproute2
 )
 
