@@ -199,7 +199,7 @@ TEST_F(CoordinatorTest, OperatorCallsAnswerFromMemoryAndHistoryFromTheDatabase) 
     SetDeadline(&context, absl::Seconds(5));
     v1::RepairResponse response;
     EXPECT_EQ(h.operator_stub->Repair(&context, v1::RepairRequest(), &response).error_code(),
-              grpc::StatusCode::UNIMPLEMENTED);
+              grpc::StatusCode::INVALID_ARGUMENT);
   }
 }
 

@@ -80,7 +80,7 @@ TEST_F(StoreRunnerTest, BookkeepingSchemaIsCreatedIdempotently) {
   absl::StatusOr<DatabaseState> state = store->ReadState();
   ASSERT_TRUE(state.ok());
   EXPECT_TRUE(state->initialized);
-  EXPECT_EQ(db_->Query("SELECT meta_version FROM schemagate.meta"), "1");
+  EXPECT_EQ(db_->Query("SELECT meta_version FROM schemagate.meta"), "2");
 }
 
 TEST_F(StoreRunnerTest, AppliesPendingMigrationsInOrderWithBookkeeping) {
