@@ -19,6 +19,7 @@
 #include "coordinator/metrics.h"
 #include "coordinator/migration_set.h"
 #include "coordinator/pg_store.h"
+#include "coordinator/schema_fingerprint.h"
 #include "coordinator/server.h"
 
 namespace schemagate {
@@ -189,6 +190,9 @@ int Main(int argc, char** argv) {
                           absl::FormatDuration(result->duration), ")");
     };
   }
+  // The schema as each run leaves it, for validate's drift check.
+  auto describe_schema = [database_url, schema] { return DescribeSchema(database_url, schema); };
+  options.runner.describe_schema = describe_schema;
   std::vector<std::string> warnings;
   absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(migrations_dir, &warnings);
   for (const std::string& warning : warnings) LogWarning("%s", warning);
@@ -239,6 +243,7 @@ int Main(int argc, char** argv) {
   OperatorServiceOptions operator_options;
   operator_options.schema = schema;
   operator_options.database = RedactSecrets(database_url);
+  operator_options.describe_schema = describe_schema;
   RpcMetrics rpc_metrics;
   ServerOptions server_options;
   server_options.listen = listen;

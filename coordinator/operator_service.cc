@@ -240,6 +240,57 @@ std::string Actor(const grpc::CallbackServerContext* context, const std::string&
   return absl::StrCat("operator@", context->peer());
 }
 
+// The live schema against the one recorded after the last run. Reads the
+// database: call on the worker thread.
+void CheckSchemaDrift(Store* store,
+                      const std::function<absl::StatusOr<SchemaDescription>()>& describe,
+                      v1::SchemaDriftCheck* out) {
+  constexpr int kMaxLines = 200;
+  absl::StatusOr<std::optional<SchemaRecord>> before = store->ReadSchemaRecord();
+  if (!before.ok()) {
+    out->set_note(absl::StrCat("could not read the recorded schema: ", before.status().message()));
+    return;
+  }
+  if (!before->has_value()) {
+    out->set_note(
+        "no schema recorded yet: one is recorded after the next run that changes the schema");
+    return;
+  }
+  const SchemaRecord& recorded = **before;
+  out->set_recorded_fingerprint(recorded.fingerprint);
+  out->set_recorded_run_id(recorded.run_id);
+  SetTime(recorded.recorded_at, out->mutable_recorded_at());
+  if (recorded.fingerprint.empty()) {
+    out->set_note(absl::StrCat("run ", recorded.run_id,
+                               " could not describe the schema; the next run records it"));
+    return;
+  }
+  absl::StatusOr<SchemaDescription> live = describe();
+  if (!live.ok()) {
+    out->set_note(absl::StrCat("could not describe the live schema: ", live.status().message()));
+    return;
+  }
+  // A run that changed the schema meanwhile would show as drift: skip.
+  absl::StatusOr<std::optional<SchemaRecord>> after = store->ReadSchemaRecord();
+  absl::StatusOr<DatabaseState> state = store->ReadState();
+  if (!after.ok() || !after->has_value() || (*after)->run_id != recorded.run_id ||
+      (*after)->fingerprint != recorded.fingerprint || !state.ok() || state->run_in_progress) {
+    out->set_note("a run is in progress; validate again once it is done");
+    return;
+  }
+  out->set_checked(true);
+  out->set_live_fingerprint(live->fingerprint);
+  if (live->fingerprint == recorded.fingerprint) return;
+  out->set_drifted(true);
+  const SchemaDiff diff = DiffSchemas(ParseSchemaDescription(recorded.description), *live);
+  for (int i = 0; i < static_cast<int>(diff.removed.size()) && i < kMaxLines; ++i) {
+    out->add_removed(diff.removed[i]);
+  }
+  for (int i = 0; i < static_cast<int>(diff.added.size()) && i < kMaxLines; ++i) {
+    out->add_added(diff.added[i]);
+  }
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::GetStatus(grpc::CallbackServerContext* context,
@@ -514,8 +565,27 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::Validate(grpc::CallbackServerCont
   for (const std::string& problem : ValidateState(coordinator_->set(), snap->view.db)) {
     response->add_problems(problem);
   }
-  response->set_ok(response->problems_size() == 0);
-  reactor->Finish(grpc::Status::OK);
+  if (!options_.describe_schema) {
+    response->mutable_schema()->set_note("the live-schema check is off in this coordinator");
+    response->set_ok(response->problems_size() == 0);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  // Describing the schema reads the catalogs: on the worker thread.
+  Coordinator* coordinator = coordinator_;
+  auto describe = options_.describe_schema;
+  coordinator_->RunOffThread([coordinator, describe, reactor, response] {
+    CheckSchemaDrift(coordinator->store(), describe, response->mutable_schema());
+    if (response->schema().drifted()) {
+      SchemaDiff diff;
+      diff.removed.assign(response->schema().removed().begin(),
+                          response->schema().removed().end());
+      diff.added.assign(response->schema().added().begin(), response->schema().added().end());
+      response->add_problems(DescribeDrift(diff, response->schema().recorded_run_id()));
+    }
+    response->set_ok(response->problems_size() == 0);
+    reactor->Finish(grpc::Status::OK);
+  });
   return reactor;
 }
 

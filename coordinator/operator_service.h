@@ -4,9 +4,11 @@
 #ifndef SCHEMAGATE_COORDINATOR_OPERATOR_SERVICE_H_
 #define SCHEMAGATE_COORDINATOR_OPERATOR_SERVICE_H_
 
+#include <functional>
 #include <string>
 
 #include "coordinator/coordinator.h"
+#include "coordinator/schema_fingerprint.h"
 #include "schemagate/v1/schemagate.grpc.pb.h"
 
 namespace schemagate {
@@ -16,6 +18,9 @@ struct OperatorServiceOptions {
   std::string schema;
   // The database URL with its password redacted.
   std::string database;
+  // Describes the live user schema for validate's drift check (run on the
+  // worker thread). Unset: drift is not checked.
+  std::function<absl::StatusOr<SchemaDescription>()> describe_schema;
 };
 
 // Thread-safe.

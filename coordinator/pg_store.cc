@@ -22,7 +22,8 @@ namespace {
 
 // Bookkeeping layout version, stored in meta.meta_version.
 // 2: meta.hold_above (rollback holds).
-constexpr int kMetaVersion = 2;
+// 3: table schema_record (the schema recorded after each run).
+constexpr int kMetaVersion = 3;
 
 // libpq's message for a server error, without "ERROR:  " and the
 // LINE/caret context (kept in the event as the statement index instead).
@@ -75,12 +76,13 @@ struct Names {
         meta(schema_dot(conn, schema, "meta")),
         migrations(schema_dot(conn, schema, "migrations")),
         events(schema_dot(conn, schema, "events")),
-        instances(schema_dot(conn, schema, "instances")) {}
+        instances(schema_dot(conn, schema, "instances")),
+        schema_record(schema_dot(conn, schema, "schema_record")) {}
   static std::string schema_dot(pqxx::connection& conn, const std::string& schema,
                                 const char* table) {
     return absl::StrCat(conn.quote_name(schema), ".", conn.quote_name(table));
   }
-  std::string schema, meta, migrations, events, instances;
+  std::string schema, meta, migrations, events, instances, schema_record;
 };
 
 absl::StatusOr<int64_t> ComputeLockKey(pqxx::connection& conn, const PgStoreOptions& options) {
@@ -248,6 +250,11 @@ class PgRunSession : public RunSession {
       // Upgrades of the bookkeeping layout, in order; each is idempotent.
       tx.exec(absl::StrCat("ALTER TABLE ", names_.meta,
                            " ADD COLUMN IF NOT EXISTS hold_above bigint"));
+      tx.exec(absl::StrCat(
+          "CREATE TABLE IF NOT EXISTS ", names_.schema_record, " ("
+          " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
+          " fingerprint text, description text,"
+          " recorded_at timestamptz NOT NULL DEFAULT now(), run_id text)"));
       tx.exec_params(absl::StrCat("UPDATE ", names_.meta,
                                   " SET meta_version = $1 WHERE meta_version < $1"),
                      kMetaVersion);
@@ -480,6 +487,21 @@ class PgRunSession : public RunSession {
                              " failed_line = NULL, failed_at = NULL, failed_by = NULL"));
       }
       Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status RecordSchema(const SchemaRecord& record) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params(absl::StrCat("INSERT INTO ", names_.schema_record,
+                                  " (singleton, fingerprint, description, recorded_at, run_id)"
+                                  " VALUES (true, $1, $2, now(), $3) ON CONFLICT (singleton) DO"
+                                  " UPDATE SET fingerprint = $1, description = $2,"
+                                  " recorded_at = now(), run_id = $3"),
+                     OptionalText(record.fingerprint), OptionalText(record.description),
+                     OptionalText(record.run_id));
       tx.commit();
       return absl::OkStatus();
     });
@@ -787,6 +809,29 @@ absl::StatusOr<std::vector<EventRecord>> PgStore::ReadHistory(int limit, int64_t
     return absl::OkStatus();
   }));
   return events;
+}
+
+absl::StatusOr<std::optional<SchemaRecord>> PgStore::ReadSchemaRecord() {
+  std::optional<SchemaRecord> record;
+  RETURN_IF_ERROR(WithConnection([&](pqxx::connection& conn) {
+    Names names(conn, options_.schema);
+    pqxx::nontransaction tx(conn);
+    if (tx.exec_params1("SELECT to_regclass($1)", names.schema_record)[0].is_null()) {
+      return absl::OkStatus();
+    }
+    pqxx::result rows = tx.exec(absl::StrCat(
+        "SELECT coalesce(fingerprint, ''), coalesce(description, ''), "
+        "(extract(epoch FROM recorded_at) * 1000000)::bigint, coalesce(run_id, '') FROM ",
+        names.schema_record));
+    if (rows.empty()) return absl::OkStatus();
+    record.emplace();
+    record->fingerprint = rows[0][0].as<std::string>();
+    record->description = rows[0][1].as<std::string>();
+    record->recorded_at = FromMicros(rows[0][2]);
+    record->run_id = rows[0][3].as<std::string>();
+    return absl::OkStatus();
+  }));
+  return record;
 }
 
 absl::StatusOr<std::vector<EventRecord>> PgStore::ReadEventsAfter(int64_t after_id, int limit) {

@@ -50,6 +50,7 @@ class PgStore : public Store {
   absl::StatusOr<DatabaseState> ReadState() override;
   absl::StatusOr<std::vector<EventRecord>> ReadHistory(int limit, int64_t version) override;
   absl::StatusOr<std::vector<EventRecord>> ReadEventsAfter(int64_t after_id, int limit) override;
+  absl::StatusOr<std::optional<SchemaRecord>> ReadSchemaRecord() override;
   absl::StatusOr<std::unique_ptr<RunSession>> BeginRun(const LockWaitOptions& options) override;
   absl::Status EnsureBookkeeping() override;
   absl::Status UpsertInstances(const std::vector<InstanceRecord>& instances,

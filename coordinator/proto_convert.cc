@@ -9,7 +9,6 @@
 #include "coordinator/lint.h"
 
 namespace schemagate {
-namespace {
 
 void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
   if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return;
@@ -17,6 +16,8 @@ void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
   out->set_seconds(micros / 1000000);
   out->set_nanos(static_cast<int32_t>((micros % 1000000) * 1000));
 }
+
+namespace {
 
 void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
   const int64_t nanos = absl::ToInt64Nanoseconds(d);

@@ -20,6 +20,9 @@ inline constexpr size_t kMaxNameLength = 128;
 inline constexpr size_t kMaxInstanceIdLength = 253;
 inline constexpr int kMaxChecksums = 100000;
 
+// Leaves `out` unset for an infinite time.
+void SetTime(absl::Time t, google::protobuf::Timestamp* out);
+
 v1::ReadinessState ToProto(ReadinessState state);
 ReadinessState FromProto(v1::ReadinessState state);
 

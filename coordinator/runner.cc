@@ -88,6 +88,44 @@ absl::Status Runner::TakeBackup(RunSession* session, const std::string& run_id,
   return taken.status();
 }
 
+void Runner::RecordSchema(RunSession* session, const std::string& run_id) {
+  if (!options_.describe_schema) return;
+  SchemaRecord record;
+  record.run_id = run_id;
+  absl::StatusOr<SchemaDescription> described = options_.describe_schema();
+  if (described.ok()) {
+    record.fingerprint = described->fingerprint;
+    record.description = described->text;
+  } else {
+    LogWarning("run %s: could not describe the schema for validate's drift check: %s", run_id,
+               described.status().message());
+  }
+  absl::Status recorded = session->RecordSchema(record);
+  if (!recorded.ok()) {
+    LogWarning("run %s: could not record the schema fingerprint: %s", run_id, recorded.message());
+  }
+}
+
+absl::Status Runner::NoteDrift(RunSession* session, const std::string& run_id,
+                               const std::string& actor) {
+  if (!options_.describe_schema) return absl::OkStatus();
+  absl::StatusOr<std::optional<SchemaRecord>> recorded = store_->ReadSchemaRecord();
+  if (!recorded.ok() || !recorded->has_value() || (*recorded)->fingerprint.empty()) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<SchemaDescription> live = options_.describe_schema();
+  if (!live.ok() || live->fingerprint == (*recorded)->fingerprint) return absl::OkStatus();
+  const SchemaDiff diff =
+      DiffSchemas(ParseSchemaDescription((*recorded)->description), *live);
+  EventRecord event;
+  event.kind = "schema_drift";
+  event.run_id = run_id;
+  event.actor = actor;
+  event.message = DescribeDrift(diff, (*recorded)->run_id);
+  LogWarning("run %s: %s", run_id, event.message);
+  return session->RecordEvent(event);
+}
+
 Runner::Runner(Store* store, const MigrationSet* set, RunnerOptions options)
     : store_(store), set_(set), options_(std::move(options)) {}
 
@@ -174,7 +212,10 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
     return outcome;
   }
 
-  if (!request.rehearse) RETURN_IF_ERROR(TakeBackup(session.get(), outcome.run_id, actor, emit));
+  if (!request.rehearse) {
+    RETURN_IF_ERROR(NoteDrift(session.get(), outcome.run_id, actor));
+    RETURN_IF_ERROR(TakeBackup(session.get(), outcome.run_id, actor, emit));
+  }
   ASSIGN_OR_RETURN(const int64_t epoch, session->BumpEpoch());
   if (state.failure) RETURN_IF_ERROR(session->SetFailure(std::nullopt));
   {
@@ -371,6 +412,9 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
   }
 
   if (absl::IsAborted(result)) return result;  // The connection is gone: record nothing.
+  if (!request.rehearse && (outcome.applied > 0 || !result.ok())) {
+    RecordSchema(session.get(), outcome.run_id);
+  }
   EventRecord finish;
   finish.kind = "run_finish";
   finish.run_id = outcome.run_id;
@@ -580,6 +624,7 @@ absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
     LogInfo("run %s: rolled back %s", outcome.run_id, m->Label());
   }
   if (absl::IsAborted(result)) return result;
+  RecordSchema(session.get(), outcome.run_id);
   EventRecord finish;
   finish.kind = "run_finish";
   finish.run_id = outcome.run_id;
@@ -674,6 +719,20 @@ absl::StatusOr<std::string> Runner::Repair(const RepairRequest& request,
   };
   ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session,
                    LockForRun(store_, options_, nullptr, emit));
+  absl::StatusOr<std::string> done = RepairUnderLock(session.get(), request, run_id, actor, emit);
+  // Every action but clearing a failure changes the schema or blesses the
+  // operator's own changes: the schema as it is now is the one to compare with.
+  if (request.action != RepairRequest::Action::kClearFailure && !absl::IsAborted(done.status())) {
+    RecordSchema(session.get(), run_id);
+  }
+  return done;
+}
+
+absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
+                                                    const RepairRequest& request,
+                                                    const std::string& run_id,
+                                                    const std::string& actor,
+                                                    const std::function<void(RunEvent)>& emit) {
   ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
   const Migration* m = set_->Find(request.version);
   const AppliedMigration* row = state.Find(request.version);
@@ -837,6 +896,7 @@ absl::StatusOr<std::string> Runner::Baseline(int64_t version, const std::string&
     RETURN_IF_ERROR(session->MarkApplied(record, event));
     ++marked;
   }
+  RecordSchema(session.get(), run_id);
   std::string message =
       absl::StrCat("baseline: marked ", marked, " migration(s) up to ", version, " applied");
   if (!alembic.empty()) {

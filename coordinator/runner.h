@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "coordinator/migration_set.h"
+#include "coordinator/schema_fingerprint.h"
 #include "coordinator/store.h"
 
 namespace schemagate {
@@ -37,6 +38,12 @@ struct RunnerOptions {
   // pending migrations, rollback); returns "path (bytes)" for history. An
   // error stops the run before anything changes. Unset: no backups.
   std::function<absl::StatusOr<std::string>(const std::string& run_id)> backup;
+  // Describes the user schema (a fresh connection; schema_fingerprint.h).
+  // Called under the lock after every run that changed the schema, and the
+  // result recorded for validate's drift check; before an apply, a
+  // description that differs from the recorded one is logged and recorded
+  // in history as schema_drift. Unset: no schema is recorded.
+  std::function<absl::StatusOr<SchemaDescription>()> describe_schema;
   // Injectable sleep (tests).
   std::function<void(absl::Duration)> sleep = [](absl::Duration d) { absl::SleepFor(d); };
 };
@@ -165,6 +172,20 @@ class Runner {
   // Runs options_.backup, records it (or its failure) in history.
   absl::Status TakeBackup(RunSession* session, const std::string& run_id,
                           const std::string& actor, const std::function<void(RunEvent)>& emit);
+
+  // Repair's work once the lock is held.
+  absl::StatusOr<std::string> RepairUnderLock(RunSession* session, const RepairRequest& request,
+                                              const std::string& run_id, const std::string& actor,
+                                              const std::function<void(RunEvent)>& emit);
+  // Records the schema as this run left it (options_.describe_schema). A
+  // failed description records an empty fingerprint, so that validate does
+  // not compare against a stale one.
+  void RecordSchema(RunSession* session, const std::string& run_id);
+  // Before an apply: compares the live schema with the recorded one and,
+  // when they differ, logs it and records a schema_drift event. Never fails
+  // the run (the drift is the operator's to judge; validate reports it).
+  absl::Status NoteDrift(RunSession* session, const std::string& run_id,
+                         const std::string& actor);
 
   Store* const store_;
   const MigrationSet* const set_;

@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "coordinator/conninfo.h"
@@ -381,6 +382,15 @@ SchemaDescription MakeSchemaDescription(std::vector<std::string> lines) {
   return description;
 }
 
+SchemaDescription ParseSchemaDescription(absl::string_view text) {
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    if (line == kSchemaDescriptionHeader) continue;
+    lines.emplace_back(line);
+  }
+  return MakeSchemaDescription(std::move(lines));
+}
+
 class SchemaDescriber::Session {
  public:
   explicit Session(const std::string& conninfo) : conn(WithKeepalives(conninfo)) {
@@ -446,6 +456,19 @@ SchemaDiff DiffSchemas(const SchemaDescription& expected, const SchemaDescriptio
   std::set_difference(actual.lines.begin(), actual.lines.end(), expected.lines.begin(),
                       expected.lines.end(), std::back_inserter(diff.added), LineLess);
   return diff;
+}
+
+std::string DescribeDrift(const SchemaDiff& diff, const std::string& recorded_run_id) {
+  std::string out = absl::StrCat(
+      "the live schema differs from the one recorded after run ",
+      recorded_run_id.empty() ? "(unknown)" : recorded_run_id, ": ", diff.removed.size(),
+      " line(s) gone or changed, ", diff.added.size(),
+      " new or changed (made outside schemagate?)");
+  const std::string* first = !diff.removed.empty() ? &diff.removed.front()
+                             : !diff.added.empty() ? &diff.added.front()
+                                                   : nullptr;
+  if (first != nullptr) absl::StrAppend(&out, "; first: ", KeyOf(*first));
+  return out;
 }
 
 std::string FormatSchemaDiff(const SchemaDiff& diff, const std::string& expected_label,

@@ -72,6 +72,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace schemagate {
 
@@ -128,6 +129,10 @@ class SchemaDescriber {
 // a snapshot back.
 SchemaDescription MakeSchemaDescription(std::vector<std::string> lines);
 
+// Reads back a description's `text` (as stored after a run, or written by
+// `schemagatectl snapshot`): the header line is skipped.
+SchemaDescription ParseSchemaDescription(absl::string_view text);
+
 // Lines present in only one of two descriptions.
 struct SchemaDiff {
   // In `expected` only: what `actual` lacks ("-" lines).
@@ -138,6 +143,10 @@ struct SchemaDiff {
 };
 
 SchemaDiff DiffSchemas(const SchemaDescription& expected, const SchemaDescription& actual);
+
+// One sentence for logs and history: how many lines differ from the schema
+// recorded after run `recorded_run_id`, and the first object that differs.
+std::string DescribeDrift(const SchemaDiff& diff, const std::string& recorded_run_id);
 
 // A short unified-style rendering:
 //   --- <expected_label>

@@ -103,6 +103,19 @@ struct EventRecord {
   int line = 0;
 };
 
+// The user schema as a run left it (schemagate_fingerprint.h describes
+// it): what `schemagatectl validate` compares the live schema with, to find
+// changes made outside schemagate.
+struct SchemaRecord {
+  // Lower-case hex SHA-256 of `description`; "" when the description could
+  // not be taken (drift is then not checked until the next run).
+  std::string fingerprint;
+  // The readable description, one object a line.
+  std::string description;
+  absl::Time recorded_at;
+  std::string run_id;
+};
+
 // Per-statement settings of a migration.
 struct StatementLimits {
   absl::Duration lock_timeout;
@@ -187,6 +200,9 @@ class RunSession {
   // Appends an event and notifies listeners.
   virtual absl::Status RecordEvent(const EventRecord& event) = 0;
 
+  // Replaces the recorded schema (fingerprint and description).
+  virtual absl::Status RecordSchema(const SchemaRecord& record) = 0;
+
   // Sets (or clears) the hold that keeps automatic runs below a version.
   virtual absl::Status SetHold(std::optional<int64_t> hold_above) = 0;
   // Inserts or updates the row of `record` as applied (with its checksum)
@@ -226,6 +242,10 @@ class Store {
   // Oldest first: the events with id > `after_id`, at most `limit`.
   virtual absl::StatusOr<std::vector<EventRecord>> ReadEventsAfter(int64_t after_id,
                                                                    int limit) = 0;
+
+  // The schema recorded after the last run that changed it; nullopt when
+  // none was recorded (or the bookkeeping does not exist yet).
+  virtual absl::StatusOr<std::optional<SchemaRecord>> ReadSchemaRecord() = 0;
 
   // Creates the bookkeeping schema if missing, under the run lock.
   virtual absl::Status EnsureBookkeeping() = 0;

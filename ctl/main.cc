@@ -201,11 +201,8 @@ int RunValidate(const GlobalFlags& flags) {
   if (!rpc.ok()) return Fail(flags, "validate", rpc);
   if (flags.json()) {
     Print(ToJson(response, true));
-  } else if (response.ok()) {
-    Print("ok: the database matches the migration set\n");
   } else {
-    for (const std::string& problem : response.problems()) Print(absl::StrCat("- ", problem, "\n"));
-    Print(absl::StrCat(response.problems_size(), " problem(s)\n"));
+    Print(RenderValidate(response));
   }
   return response.ok() ? kExitReady : kExitFailed;
 }

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
+#include "coordinator/schema_fingerprint.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace schemagate {
@@ -193,6 +194,36 @@ std::string RenderInstances(const v1::ListInstancesResponse& response) {
                       absl::StrCat(c.instances())});
   }
   if (response.counts_size() > 0) absl::StrAppend(&out, "\n", FormatTable(counts));
+  return out;
+}
+
+std::string RenderValidate(const v1::ValidateResponse& response) {
+  std::string out;
+  if (response.ok()) {
+    out = "ok: the database matches the migration set";
+    if (response.schema().checked()) {
+      absl::StrAppend(&out, "; the live schema matches the one recorded after run ",
+                      response.schema().recorded_run_id(), " (fingerprint ",
+                      response.schema().live_fingerprint().substr(0, 16), ")");
+    }
+    absl::StrAppend(&out, "\n");
+  } else {
+    for (const std::string& problem : response.problems()) absl::StrAppend(&out, "- ", problem, "\n");
+  }
+  const v1::SchemaDriftCheck& schema = response.schema();
+  if (schema.drifted()) {
+    SchemaDiff diff;
+    diff.removed.assign(schema.removed().begin(), schema.removed().end());
+    diff.added.assign(schema.added().begin(), schema.added().end());
+    absl::StrAppend(&out, "\n",
+                    FormatSchemaDiff(diff,
+                                     absl::StrCat("recorded after run ", schema.recorded_run_id(),
+                                                  " at ", FormatTimestamp(schema.recorded_at())),
+                                     "live schema"),
+                    "\n");
+  }
+  if (!schema.note().empty()) absl::StrAppend(&out, "note: ", schema.note(), "\n");
+  if (!response.ok()) absl::StrAppend(&out, response.problems_size(), " problem(s)\n");
   return out;
 }
 

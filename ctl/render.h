@@ -27,6 +27,8 @@ std::string RenderMigrations(const v1::ListMigrationsResponse& response);
 std::string RenderPlan(const v1::PlanResponse& plan);
 std::string RenderHistory(const v1::HistoryResponse& history);
 std::string RenderInstances(const v1::ListInstancesResponse& response);
+// validate: the problems, then the live-schema diff if the schema drifted.
+std::string RenderValidate(const v1::ValidateResponse& response);
 // One line for a live event (watch).
 std::string RenderEvent(const v1::Event& event);
 // One line for a progress message (plain output).

@@ -83,6 +83,9 @@ TEST_F(ToolkitTest, RollbackRunsDownsHoldsAutomaticRunsAndRefusesMissingDowns) {
   EXPECT_EQ(Applied(), "1");
   EXPECT_EQ(Ctl(c2.address(), {"validate"}, &out), 5);
   EXPECT_THAT(out, HasSubstr("held at version 1"));
+  // The rollback recorded the schema it left: no drift.
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("live schema differs")));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("note:")));
   EXPECT_EQ(Ctl(c2.address(), {"apply"}, &out), 0) << out;
   EXPECT_EQ(Applied(), "1,2,3,4");
   EXPECT_EQ(Ctl(c2.address(), {"validate"}, &out), 0) << out;
@@ -111,6 +114,43 @@ TEST_F(ToolkitTest, ValidateNamesAnEditedFileAndStatusShowsTheConflict) {
     absl::SleepFor(absl::Milliseconds(100));
   }
   EXPECT_EQ(Ctl(c.address(), {"validate"}, &out), 0) << out;
+}
+
+TEST_F(ToolkitTest, ValidateFindsSchemaChangedOutsideSchemagateAndRunsRecordIt) {
+  CoordinatorProcess c(db_->url(), dir_.path());
+  for (int i = 0; i < 100 && Applied() != "1,2,3"; ++i) absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_EQ(Applied(), "1,2,3");
+  std::string out;
+  // The run recorded the schema it left: validate compares and agrees.
+  for (int i = 0; i < 50 && Ctl(c.address(), {"validate"}, &out) != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(Ctl(c.address(), {"validate"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("the live schema matches the one recorded after run r-"));
+
+  // Someone changes the schema by hand: validate names the objects.
+  db_->Exec("ALTER TABLE t2 ADD COLUMN sneaky text");
+  db_->Exec("CREATE INDEX t3_id_idx ON t3 (id)");
+  EXPECT_EQ(Ctl(c.address(), {"validate"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("the live schema differs from the one recorded after run r-"));
+  EXPECT_THAT(out, HasSubstr("+table public.t2 column sneaky: text"));
+  EXPECT_THAT(out, HasSubstr("+table public.t3 index t3_id_idx: CREATE INDEX t3_id_idx"));
+  EXPECT_EQ(Ctl(c.address(), {"validate", "--output", "json"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("\"drifted\": true"));
+  EXPECT_THAT(out, HasSubstr("\"checked\": true"));
+
+  // The next run notes the drift in history, then records the schema it leaves.
+  dir_.Write("0004_table_4.up.sql", "CREATE TABLE t4 (id int);\n");
+  CoordinatorProcess c2(db_->url(), dir_.path(), {"--apply", "manual"});
+  EXPECT_EQ(Ctl(c2.address(), {"apply"}, &out), 0) << out;
+  EXPECT_EQ(Ctl(c2.address(), {"history", "--limit", "20"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("schema_drift"));
+  EXPECT_THAT(out, HasSubstr("first: table public.t2 column sneaky"));
+  EXPECT_EQ(Ctl(c2.address(), {"validate"}, &out), 0) << out;
+  // Dropping the hand-made index now is drift again.
+  db_->Exec("DROP INDEX t3_id_idx");
+  EXPECT_EQ(Ctl(c2.address(), {"validate"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("-table public.t3 index t3_id_idx"));
 }
 
 TEST_F(ToolkitTest, ResumeFinishesACutConcurrentIndexAfterDroppingTheInvalidOne) {

@@ -491,4 +491,17 @@ TEST(SchemaDiffTest, ALongChangedLineIsCutAroundTheChange) {
 }
 
 }  // namespace
+TEST(SchemaDescriptionTest, TextReadsBackToTheSameDescription) {
+  const SchemaDescription original = MakeSchemaDescription(
+      {"table public.t column a: integer", "table public.t", "function public.f(): x\\ny"});
+  const SchemaDescription read = ParseSchemaDescription(original.text);
+  EXPECT_EQ(read.fingerprint, original.fingerprint);
+  EXPECT_EQ(read.lines, original.lines);
+  const SchemaDiff diff =
+      DiffSchemas(read, MakeSchemaDescription({"table public.t", "table public.u"}));
+  EXPECT_THAT(DescribeDrift(diff, "r-1"),
+              ::testing::HasSubstr("2 line(s) gone or changed, 1 new or changed"));
+  EXPECT_THAT(DescribeDrift(diff, "r-1"), ::testing::HasSubstr("first: function public.f()"));
+}
+
 }  // namespace schemagate
