@@ -12,6 +12,7 @@
 #include "coordinator/migration_set.h"
 #include "coordinator/pg_store.h"
 #include "coordinator/runner.h"
+#include "coordinator/schema_fingerprint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
@@ -80,7 +81,50 @@ TEST_F(StoreRunnerTest, BookkeepingSchemaIsCreatedIdempotently) {
   absl::StatusOr<DatabaseState> state = store->ReadState();
   ASSERT_TRUE(state.ok());
   EXPECT_TRUE(state->initialized);
-  EXPECT_EQ(db_->Query("SELECT meta_version FROM schemagate.meta"), "2");
+  EXPECT_EQ(db_->Query("SELECT meta_version FROM schemagate.meta"), "3");
+}
+
+TEST_F(StoreRunnerTest, RunsRecordTheSchemaTheyLeaveAndAFailedDescriptionRecordsNoFingerprint) {
+  testing::WriteTrivialMigrations(dir_, 1, 2);
+  MigrationSet set = LoadSet();
+  auto store = NewStore();
+  RunnerOptions options = FastOptions();
+  int described = 0;
+  bool fail = false;
+  options.describe_schema = [&]() -> absl::StatusOr<SchemaDescription> {
+    ++described;
+    if (fail) return absl::UnavailableError("catalogs unreachable");
+    return DescribeSchema(db_->url());
+  };
+  {
+    Runner runner(store.get(), &set, options);
+    absl::StatusOr<RunOutcome> outcome = runner.Apply(RunRequest(), nullptr, nullptr);
+    ASSERT_TRUE(outcome.ok()) << outcome.status();
+    absl::StatusOr<std::optional<SchemaRecord>> record = store->ReadSchemaRecord();
+    ASSERT_TRUE(record.ok()) << record.status();
+    ASSERT_TRUE(record->has_value());
+    EXPECT_EQ((*record)->run_id, outcome->run_id);
+    absl::StatusOr<SchemaDescription> live = DescribeSchema(db_->url());
+    ASSERT_TRUE(live.ok());
+    EXPECT_EQ((*record)->fingerprint, live->fingerprint);
+    EXPECT_EQ(ParseSchemaDescription((*record)->description), *live);
+    // Nothing pending: nothing described, nothing recorded again.
+    const int before = described;
+    ASSERT_TRUE(runner.Apply(RunRequest(), nullptr, nullptr).ok());
+    EXPECT_EQ(described, before);
+  }
+  testing::WriteTrivialMigrations(dir_, 3, 3);
+  set = LoadSet();
+  fail = true;
+  Runner runner(store.get(), &set, options);
+  absl::StatusOr<RunOutcome> outcome = runner.Apply(RunRequest(), nullptr, nullptr);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  absl::StatusOr<std::optional<SchemaRecord>> record = store->ReadSchemaRecord();
+  ASSERT_TRUE(record.ok() && record->has_value());
+  // A stale fingerprint would report drift that is not there.
+  EXPECT_EQ((*record)->fingerprint, "");
+  EXPECT_EQ((*record)->run_id, outcome->run_id);
+  EXPECT_EQ(CountEvents("schema_drift"), 0);
 }
 
 TEST_F(StoreRunnerTest, AppliesPendingMigrationsInOrderWithBookkeeping) {
