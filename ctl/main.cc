@@ -532,7 +532,9 @@ int Main(int argc, char** argv) {
 
   CLI::App* validate = app.add_subcommand(
       "validate", "Compare the set with the database: edited or missing files, dirty rows,\n"
-                  "failures, out-of-order versions; exit 5 on any problem\n"
+                  "failures, out-of-order versions, and the live schema against the one\n"
+                  "recorded after the last run (changes made outside schemagate, as a diff);\n"
+                  "exit 5 on any problem\n"
                   "  e.g. schemagatectl validate");
 
   v1::RepairRequest repair_request;
