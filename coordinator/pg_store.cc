@@ -946,6 +946,12 @@ absl::StatusOr<std::unique_ptr<RunSession>> PgStore::BeginRun(const LockWaitOpti
   int64_t key = 0;
   try {
     conn = Connect(options_.conninfo, "schemagate-run");
+    if (conn->server_version() >= 140000) {
+      // A coordinator killed mid-statement must not leave its backend running
+      // the statement to its end, holding the lock all that while: PostgreSQL
+      // then polls the socket during a long statement and cancels it.
+      pqxx::nontransaction(*conn).exec("SET client_connection_check_interval = '1s'");
+    }
     ASSIGN_OR_RETURN(key, ComputeLockKey(*conn, options_));
   } catch (const std::exception& e) {
     return Unavailable(e);

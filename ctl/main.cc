@@ -9,6 +9,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "agent/channel.h"
@@ -38,7 +39,11 @@ struct GlobalFlags {
 
 // Maps a failed call to an exit code and prints why.
 int Fail(const GlobalFlags& flags, const std::string& what, const grpc::Status& status) {
-  std::fprintf(stderr, "schemagatectl: %s: %s\n", what.c_str(), status.error_message().c_str());
+  // The gRPC code first (FAILED_PRECONDITION, UNAVAILABLE, ...): what scripts
+  // and the docs' troubleshooting table key on.
+  std::fprintf(stderr, "schemagatectl: %s: %s: %s\n", what.c_str(),
+               absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())).c_str(),
+               status.error_message().c_str());
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
       std::fprintf(stderr, "schemagatectl: is schemagated running at %s? (--coordinator)\n",

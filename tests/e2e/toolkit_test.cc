@@ -1,5 +1,6 @@
 // The operator toolkit end to end: dry-run, rehearse, rollback and its
 // hold, validate, repair (resume of a cut CONCURRENTLY), baseline.
+#include <csignal>
 #include <memory>
 #include <string>
 #include <vector>
@@ -185,6 +186,74 @@ TEST_F(ToolkitTest, ResumeFinishesACutConcurrentIndexAfterDroppingTheInvalidOne)
   EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                        "WHERE c.relname = 'accounts_email_key' AND i.indisvalid"),
             "1");
+}
+
+TEST_F(ToolkitTest, KillDuringANoTransactionMigrationLeavesItDirtyUntilRepairResumeFinishesIt) {
+  // Statement 2 builds an index through a function that is slow while the
+  // table `slow` has a row: long enough to kill the coordinator inside it.
+  db_->Exec("CREATE TABLE slow (on_ boolean)");
+  db_->Exec("INSERT INTO slow VALUES (true)");
+  db_->Exec("CREATE TABLE items (id int)");
+  db_->Exec("INSERT INTO items SELECT generate_series(1, 400)");
+  db_->Exec("CREATE FUNCTION slow_key(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ "
+            "BEGIN IF EXISTS (SELECT 1 FROM public.slow) THEN PERFORM pg_sleep(0.1); END IF; "
+            "RETURN i; END $$");
+  dir_.Write("0004_index_items.up.sql",
+             "-- schemagate:no-transaction\n"
+             "CREATE INDEX CONCURRENTLY items_id ON items (id);\n"
+             "CREATE INDEX CONCURRENTLY items_slow_key ON items (slow_key(id));\n");
+  dir_.Write("0005_after.up.sql", "CREATE TABLE after_index (id int);\n");
+  std::string out;
+  {
+    CoordinatorProcess c(db_->url(), dir_.path());
+    bool in_statement_2 = false;
+    for (int i = 0; i < 300 && !in_statement_2; ++i) {
+      in_statement_2 =
+          !db_->Query("SELECT to_regclass('schemagate.migrations')").empty() &&
+          db_->Query("SELECT statements_done FROM schemagate.migrations WHERE version = 4") ==
+              "1" &&
+          db_->Query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                     "'CREATE INDEX CONCURRENTLY items_slow_key%'") == "1";
+      if (!in_statement_2) absl::SleepFor(absl::Milliseconds(50));
+    }
+    ASSERT_TRUE(in_statement_2);
+    c.process().Signal(SIGKILL);
+    c.process().Wait(absl::Seconds(10));
+  }
+  // PostgreSQL cancels the orphaned statement (client_connection_check_interval)
+  // and frees the lock; the row stays dirty.
+  for (int i = 0; i < 100; ++i) {
+    if (db_->Query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                   "'CREATE INDEX CONCURRENTLY items_slow_key%' AND state = 'active'") == "0") {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                       "'CREATE INDEX CONCURRENTLY items_slow_key%' AND state = 'active'"),
+            "0");
+  EXPECT_EQ(db_->Query("SELECT state || ' ' || statements_done FROM schemagate.migrations "
+                       "WHERE version = 4"),
+            "dirty 1");
+  CoordinatorProcess c(db_->url(), dir_.path());
+  // Every later run refuses, naming it: the automatic one and the operator's.
+  EXPECT_EQ(Ctl(c.address(), {"apply"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(out, HasSubstr("migration 4 (index_items) is dirty"));
+  EXPECT_EQ(Ctl(c.address(), {"status"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("DIRTY"));
+  EXPECT_EQ(db_->Query("SELECT to_regclass('public.after_index')"), "");
+  // The operator resumes: the invalid index is dropped and statement 2 runs again.
+  db_->Exec("DELETE FROM slow");
+  EXPECT_EQ(Ctl(c.address(), {"repair", "--resume", "4"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("resumed 4_index_items at statement 2 of 2"));
+  EXPECT_THAT(out, HasSubstr("dropped invalid index items_slow_key"));
+  // The rollout continues by itself.
+  for (int i = 0; i < 100 && Applied() != "1,2,3,4,5"; ++i) absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(Applied(), "1,2,3,4,5");
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE c.relname IN ('items_id', 'items_slow_key') AND i.indisvalid"),
+            "2");
 }
 
 TEST_F(ToolkitTest, BaselineAdoptsAnExistingDatabaseAndNamesAnAlembicRevision) {
