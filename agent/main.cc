@@ -11,6 +11,7 @@
 #include "agent/attach_session.h"
 #include "agent/channel.h"
 #include "agent/exit_codes.h"
+#include "agent/security_flags.h"
 #include "agent/supervisor.h"
 #include "agent/wait_client.h"
 #include "coordinator/flags.h"
@@ -34,6 +35,7 @@ struct CommonFlags {
   std::string instance_id;
   std::string fallback_database_url;
   std::string fallback_schema = "schemagate";
+  ClientSecurityFlags security;
 };
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
@@ -67,6 +69,7 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
                   "Bookkeeping schema for --fallback-database-url")
       ->envname("SCHEMAGATE_SCHEMA")
       ->capture_default_str();
+  AddClientSecurityFlags(cmd, &flags->security);
 }
 
 absl::StatusOr<WaitOptions> BuildOptions(const CommonFlags& flags, absl::Duration default_timeout) {
@@ -79,6 +82,13 @@ absl::StatusOr<WaitOptions> BuildOptions(const CommonFlags& flags, absl::Duratio
   if (!target.ok()) return target.status();
   options.target = *target;
   options.instance_id = flags.instance_id.empty() ? DefaultInstanceId() : flags.instance_id;
+  absl::StatusOr<ClientSecurity> security = LoadClientSecurity(flags.security);
+  if (!security.ok()) return security.status();
+  options.security = *std::move(security);
+  if (std::string warning = CleartextTokenWarning(options.security, options.coordinators);
+      !warning.empty()) {
+    LogWarning("%s", warning);
+  }
   options.timeout = default_timeout;
   if (!flags.timeout.empty()) {
     absl::StatusOr<absl::Duration> timeout = ParseFlagDuration("--timeout", flags.timeout);

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "coordinator/call_guards.h"
 #include "coordinator/coordinator.h"
 #include "schemagate/v1/schemagate.grpc.pb.h"
 
@@ -21,8 +22,11 @@ struct OperatorServiceOptions {
 // Thread-safe.
 class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
  public:
-  OperatorServiceImpl(Coordinator* coordinator, OperatorServiceOptions options)
-      : coordinator_(coordinator), options_(std::move(options)) {}
+  // Every call passes `guards`: the operator token, request limits, and for
+  // WatchEvents the streams-per-client cap.
+  OperatorServiceImpl(Coordinator* coordinator, OperatorServiceOptions options,
+                      CallGuards guards = {})
+      : coordinator_(coordinator), options_(std::move(options)), guards_(guards) {}
 
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const v1::GetStatusRequest* request,
@@ -58,6 +62,7 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
  private:
   Coordinator* const coordinator_;
   const OperatorServiceOptions options_;
+  const CallGuards guards_;
 };
 
 }  // namespace schemagate

@@ -24,18 +24,6 @@ void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
   out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
 }
 
-bool IsPrintable(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
-  });
-}
-
-bool IsHexChecksum(const std::string& s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
 }  // namespace
 
 v1::ReadinessState ToProto(ReadinessState state) {
@@ -68,42 +56,13 @@ ReadinessState FromProto(v1::ReadinessState state) {
 }
 
 absl::Status FromProto(const v1::AppTarget& in, AppTarget* out) {
-  if (in.app().size() > kMaxNameLength || !IsPrintable(in.app())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "target.app must be printable text of at most ", kMaxNameLength, " bytes"));
-  }
-  if (in.app_version().size() > kMaxNameLength || !IsPrintable(in.app_version())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "target.app_version must be printable text of at most ", kMaxNameLength, " bytes"));
-  }
-  if (in.known_version() < 0 || in.required_version() < 0) {
-    return absl::InvalidArgumentError("versions must not be negative");
-  }
-  if (in.known_version() != 0 && in.required_version() > in.known_version()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "required_version ", in.required_version(), " is above known_version ",
-        in.known_version(), "; R can never exceed K"));
-  }
-  if (in.checksums_size() > kMaxChecksums) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("at most ", kMaxChecksums, " checksums per request"));
-  }
+  if (absl::Status valid = ValidateAppTarget(in); !valid.ok()) return valid;
   out->app = in.app();
   out->app_version = in.app_version();
   out->known_version = in.known_version();
   out->required_version = in.required_version();
   out->checksums.clear();
-  for (const auto& [version, checksum] : in.checksums()) {
-    if (version <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("checksum for version ", version, ": versions are positive"));
-    }
-    if (!IsHexChecksum(checksum)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checksum for version ", version, " must be 64 lower-case hex digits (SHA-256)"));
-    }
-    out->checksums[version] = checksum;
-  }
+  for (const auto& [version, checksum] : in.checksums()) out->checksums[version] = checksum;
   return absl::OkStatus();
 }
 
