@@ -399,6 +399,7 @@ int Main(int argc, char** argv) {
         absl::StatusOr<AccessTokens> tokens = ReadTokens(access);
         if (tokens.ok()) {
           policy->SetTokens(*tokens);
+          LogInfo("token files re-read; calls now need the new tokens");
         } else {
           LogError("keeping the old tokens: %s", tokens.status().message());
         }
