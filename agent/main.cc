@@ -101,6 +101,18 @@ absl::StatusOr<WaitOptions> BuildOptions(const CommonFlags& flags, absl::Duratio
   return options;
 }
 
+// Logs why the agent ends, with a hint when a plaintext agent found no
+// coordinator (a TLS coordinator refuses plaintext connections).
+void LogOutcome(const WaitOptions& options, const WaitOutcome& outcome) {
+  if (outcome.exit_code == kExitReady) {
+    LogInfo("%s", outcome.message);
+  } else if (outcome.exit_code == kExitUnreachable && !options.security.tls) {
+    LogError("%s (if the coordinator serves TLS, pass --tls-ca)", outcome.message);
+  } else {
+    LogError("%s", outcome.message);
+  }
+}
+
 int Main(int argc, char** argv) {
   // Before any thread exists: the supervisor's thread takes these signals.
   ProcessSupervisor::BlockSignals();
@@ -153,11 +165,7 @@ int Main(int argc, char** argv) {
     }
     ReadinessClient client;
     WaitOutcome outcome = client.Check(*options);
-    if (outcome.exit_code == kExitReady) {
-      LogInfo("%s", outcome.message);
-    } else {
-      LogError("%s", outcome.message);
-    }
+    LogOutcome(*options, outcome);
     return outcome.exit_code;
   }
 
@@ -179,7 +187,7 @@ int Main(int argc, char** argv) {
     return 128 + sig;
   }
   if (outcome.exit_code != kExitReady) {
-    LogError("%s", outcome.message);
+    LogOutcome(*options, outcome);
     return outcome.exit_code;
   }
   if (command.empty()) return kExitReady;

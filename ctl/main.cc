@@ -50,8 +50,9 @@ int Fail(const GlobalFlags& flags, const std::string& what, const grpc::Status& 
   std::fprintf(stderr, "schemagatectl: %s: %s\n", what.c_str(), status.error_message().c_str());
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
-      std::fprintf(stderr, "schemagatectl: is schemagated running at %s? (--coordinator)\n",
-                   flags.coordinator.c_str());
+      std::fprintf(stderr, "schemagatectl: is schemagated running at %s? (--coordinator)%s\n",
+                   flags.coordinator.c_str(),
+                   flags.security.tls ? "" : " If it serves TLS, pass --tls-ca.");
       return kExitUnreachable;
     case grpc::StatusCode::DEADLINE_EXCEEDED: return kExitTimedOut;
     case grpc::StatusCode::UNAUTHENTICATED:
