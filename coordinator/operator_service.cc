@@ -529,9 +529,8 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::Validate(grpc::CallbackServerCont
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const std::shared_ptr<const Snapshot> snap = coordinator_->snapshot();
   if (!snap->view.database_available) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                 absl::StrCat("cannot reach the database: ",
-                                              snap->view.database_error)));
+    reactor->Finish(ToGrpc(absl::UnavailableError(
+        absl::StrCat("cannot reach the database: ", snap->view.database_error))));
     return reactor;
   }
   for (const std::string& problem : ValidateState(coordinator_->set(), snap->view.db)) {

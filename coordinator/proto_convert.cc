@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/conninfo.h"
 #include "coordinator/lint.h"
 
 namespace schemagate {
@@ -177,7 +178,7 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
   const bool failure_blocks = db.failure && db.Find(db.failure->version) == nullptr;
   if (!view.database_available) {
     out->set_state(v1::DATABASE_UNAVAILABLE);
-    out->set_message(absl::StrCat("cannot reach the database: ", view.database_error));
+    out->set_message(RedactSecrets(absl::StrCat("cannot reach the database: ", view.database_error)));
   } else if (out->dirty_versions_size() > 0) {
     out->set_state(v1::DIRTY);
     out->set_message(absl::StrCat("version ", out->dirty_versions(0),
@@ -286,8 +287,8 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
     }
   }
   if (!view.database_available) {
-    out->set_note(absl::StrCat("the database is unreachable (", view.database_error,
-                               "); the plan assumes the last state seen"));
+    out->set_note(RedactSecrets(absl::StrCat("the database is unreachable (", view.database_error,
+                                             "); the plan assumes the last state seen")));
   } else if (!view.conflicts.empty()) {
     out->set_note("nothing will run: the set disagrees with the database (see status)");
   } else if (view.db.failure && view.db.Find(view.db.failure->version) == nullptr) {
@@ -326,8 +327,10 @@ void BuildInstances(const Snapshot& snapshot, v1::ListInstancesResponse* out) {
 }
 
 grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // Errors may quote a connection string (libpq, pg_dump): never a password.
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+                      RedactSecrets(status.message()));
 }
 
 }  // namespace schemagate

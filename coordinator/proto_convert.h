@@ -43,6 +43,7 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
 // fleet rules give it now, and counts per app version.
 void BuildInstances(const Snapshot& snapshot, v1::ListInstancesResponse* out);
 
+// The status for a client, with every password redacted (RedactSecrets).
 grpc::Status ToGrpc(const absl::Status& status);
 
 }  // namespace schemagate

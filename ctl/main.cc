@@ -47,7 +47,8 @@ struct GlobalFlags {
 
 // Maps a failed call to an exit code and prints why.
 int Fail(const GlobalFlags& flags, const std::string& what, const grpc::Status& status) {
-  std::fprintf(stderr, "schemagatectl: %s: %s\n", what.c_str(), status.error_message().c_str());
+  std::fprintf(stderr, "schemagatectl: %s: %s\n", what.c_str(),
+               RedactSecrets(status.error_message()).c_str());
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
       std::fprintf(stderr, "schemagatectl: is schemagated running at %s? (--coordinator)%s\n",

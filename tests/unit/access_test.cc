@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agent/channel.h"
+#include "coordinator/proto_convert.h"
 #include "coordinator/stream_quota.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -144,6 +145,15 @@ TEST(ClientSecurityTest, FlagsAreCheckedAndTheTokenStaysOutOfMessages) {
   EXPECT_EQ(CleartextTokenWarning(*ok, {"127.0.0.1:50051"}), "");
   EXPECT_THAT(CleartextTokenWarning(*ok, {"127.0.0.1:50051", "sg-1:50051"}),
               HasSubstr("without TLS to sg-1:50051"));
+}
+
+TEST(ToGrpcTest, ErrorsSentToClientsCarryNoPassword) {
+  grpc::Status status = ToGrpc(absl::UnavailableError(
+      "connection to postgres://app:hunter2@db:5432/app failed; password=hunter2"));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), Not(HasSubstr("hunter2")));
+  EXPECT_THAT(status.error_message(), HasSubstr("app:***@db"));
+  EXPECT_TRUE(ToGrpc(absl::OkStatus()).ok());
 }
 
 }  // namespace
