@@ -92,6 +92,27 @@ int EnvInt(const char* name, int fallback) {
   return absl::SimpleAtoi(EnvOr(name), &value) && value > 0 ? value : fallback;
 }
 
+// Attaches as instance "pod-1" and returns how the stream ended (after the
+// first answer, if any, the test hangs up).
+grpc::Status AttachStatus(v1::AgentService::Stub* stub) {
+  grpc::ClientContext context;
+  SetDeadline(&context, absl::Seconds(10));
+  auto stream = stub->Attach(&context);
+  v1::AttachRequest first;
+  first.set_instance_id("pod-1");
+  stream->Write(first);
+  v1::Readiness answer;
+  if (stream->Read(&answer)) {
+    v1::AttachRequest goodbye;
+    goodbye.set_goodbye(true);
+    stream->Write(goodbye);
+    stream->WritesDone();
+    while (stream->Read(&answer)) {
+    }
+  }
+  return stream->Finish();
+}
+
 std::string Joined(const std::vector<std::string>& argv) { return absl::StrJoin(argv, " "); }
 
 class SecurityTest : public ::testing::Test {
@@ -167,6 +188,11 @@ class SecurityTest : public ::testing::Test {
     return stub->GetStatus(&context, v1::GetStatusRequest(), &response).error_code();
   }
 
+  grpc::StatusCode AttachCode(const std::string& token) const {
+    auto stub = v1::AgentService::NewStub(Channel(token));
+    return AttachStatus(stub.get()).error_code();
+  }
+
   grpc::StatusCode CheckCode(const std::string& token) const {
     auto stub = v1::AgentService::NewStub(Channel(token));
     grpc::ClientContext context;
@@ -187,6 +213,8 @@ TEST_F(SecurityTest, CallsWithoutATokenAreUnauthenticated) {
   StartSecureCoordinator();
   EXPECT_EQ(GetStatusCode(""), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(CheckCode(""), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(AttachCode(""), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(AttachCode(kAgentToken), grpc::StatusCode::OK);
   EXPECT_EQ(GetStatusCode(kWrongToken), grpc::StatusCode::UNAUTHENTICATED);
   std::string out;
   EXPECT_EQ(Agent("check", Tls(), &out), 6) << out;
@@ -492,6 +520,8 @@ TEST_F(FloodTest, StreamsOverThePerClientLimitAreResourceExhausted) {
   EXPECT_FALSE(over.open());
   EXPECT_EQ(over.status().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(over.status().error_message(), HasSubstr("--max-streams-per-client"));
+  // Attach counts too.
+  EXPECT_EQ(AttachStatus(agent_stub_.get()).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   // WatchEvents counts too (the operator token).
   ClientSecurity operator_security;
   operator_security.token = kOperatorToken;
