@@ -49,7 +49,7 @@ void AttachSession::Loop() {
       if (stopping_) return;
     }
     const std::string& address = options_.coordinators[index];
-    auto stub = v1::AgentService::NewStub(NewCoordinatorChannel(address));
+    auto stub = v1::AgentService::NewStub(NewCoordinatorChannel(address, options_.security));
     grpc::ClientContext context;
     {
       absl::MutexLock lock(&mu_);

@@ -11,6 +11,7 @@
 #include "agent/attach_session.h"
 #include "agent/channel.h"
 #include "agent/exit_codes.h"
+#include "agent/security_flags.h"
 #include "agent/supervisor.h"
 #include "agent/wait_client.h"
 #include "coordinator/flags.h"
@@ -34,6 +35,7 @@ struct CommonFlags {
   std::string instance_id;
   std::string fallback_database_url;
   std::string fallback_schema = "schemagate";
+  ClientSecurityFlags security;
 };
 
 void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
@@ -67,6 +69,7 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
                   "Bookkeeping schema for --fallback-database-url")
       ->envname("SCHEMAGATE_SCHEMA")
       ->capture_default_str();
+  AddClientSecurityFlags(cmd, &flags->security);
 }
 
 absl::StatusOr<WaitOptions> BuildOptions(const CommonFlags& flags, absl::Duration default_timeout) {
@@ -79,6 +82,13 @@ absl::StatusOr<WaitOptions> BuildOptions(const CommonFlags& flags, absl::Duratio
   if (!target.ok()) return target.status();
   options.target = *target;
   options.instance_id = flags.instance_id.empty() ? DefaultInstanceId() : flags.instance_id;
+  absl::StatusOr<ClientSecurity> security = LoadClientSecurity(flags.security);
+  if (!security.ok()) return security.status();
+  options.security = *std::move(security);
+  if (std::string warning = CleartextTokenWarning(options.security, options.coordinators);
+      !warning.empty()) {
+    LogWarning("%s", warning);
+  }
   options.timeout = default_timeout;
   if (!flags.timeout.empty()) {
     absl::StatusOr<absl::Duration> timeout = ParseFlagDuration("--timeout", flags.timeout);
@@ -89,6 +99,18 @@ absl::StatusOr<WaitOptions> BuildOptions(const CommonFlags& flags, absl::Duratio
   options.fallback_schema = flags.fallback_schema;
   options.log = [](const std::string& line) { LogLine(LogLevel::kInfo, line); };
   return options;
+}
+
+// Logs why the agent ends, with a hint when a plaintext agent found no
+// coordinator (a TLS coordinator refuses plaintext connections).
+void LogOutcome(const WaitOptions& options, const WaitOutcome& outcome) {
+  if (outcome.exit_code == kExitReady) {
+    LogInfo("%s", outcome.message);
+  } else if (outcome.exit_code == kExitUnreachable && !options.security.tls) {
+    LogError("%s (if the coordinator serves TLS, pass --tls-ca)", outcome.message);
+  } else {
+    LogError("%s", outcome.message);
+  }
 }
 
 int Main(int argc, char** argv) {
@@ -143,11 +165,7 @@ int Main(int argc, char** argv) {
     }
     ReadinessClient client;
     WaitOutcome outcome = client.Check(*options);
-    if (outcome.exit_code == kExitReady) {
-      LogInfo("%s", outcome.message);
-    } else {
-      LogError("%s", outcome.message);
-    }
+    LogOutcome(*options, outcome);
     return outcome.exit_code;
   }
 
@@ -169,7 +187,7 @@ int Main(int argc, char** argv) {
     return 128 + sig;
   }
   if (outcome.exit_code != kExitReady) {
-    LogError("%s", outcome.message);
+    LogOutcome(*options, outcome);
     return outcome.exit_code;
   }
   if (command.empty()) return kExitReady;

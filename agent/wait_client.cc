@@ -95,7 +95,7 @@ WaitOutcome ReadinessClient::Wait(const WaitOptions& options) {
   bool have_state = false;
   while (absl::Now() < deadline) {
     const std::string& address = options.coordinators[index];
-    auto stub = v1::AgentService::NewStub(NewCoordinatorChannel(address));
+    auto stub = v1::AgentService::NewStub(NewCoordinatorChannel(address, options.security));
     grpc::ClientContext context;
     SetDeadline(&context, deadline - absl::Now());
     {
@@ -198,7 +198,7 @@ WaitOutcome ReadinessClient::Check(const WaitOptions& options) {
   const size_t start = RandomStart(options.coordinators.size());
   for (size_t i = 0; i < options.coordinators.size() && absl::Now() < deadline; ++i) {
     const std::string& address = options.coordinators[(start + i) % options.coordinators.size()];
-    auto stub = v1::AgentService::NewStub(NewCoordinatorChannel(address));
+    auto stub = v1::AgentService::NewStub(NewCoordinatorChannel(address, options.security));
     grpc::ClientContext context;
     SetDeadline(&context, std::min(kCheckCallTimeout, deadline - absl::Now()));
     v1::Readiness response;

@@ -12,6 +12,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/channel.h"
 #include "coordinator/readiness.h"
 #include "grpcpp/client_context.h"
 
@@ -22,6 +23,8 @@ struct WaitOptions {
   std::vector<std::string> coordinators;
   AppTarget target;
   std::string instance_id;
+  // TLS and token for every call (also the Attach stream).
+  ClientSecurity security;
   absl::Duration timeout = absl::Minutes(5);
   // Treat FAILED, INCOMPATIBLE and MISMATCH like any other state: keep
   // waiting until the timeout (an operator may fix the set meanwhile).

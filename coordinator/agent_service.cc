@@ -8,25 +8,10 @@
 #include "coordinator/log.h"
 #include "coordinator/proto_convert.h"
 #include "coordinator/reactors.h"
+#include "coordinator/request_limits.h"
 
 namespace schemagate {
 namespace {
-
-absl::Status ValidateInstanceId(const std::string& id, bool required) {
-  if (required && id.empty()) {
-    return absl::InvalidArgumentError("instance_id is required (the pod or host name)");
-  }
-  if (id.size() > kMaxInstanceIdLength) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("instance_id is longer than ", kMaxInstanceIdLength, " bytes"));
-  }
-  for (char c : id) {
-    if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f) {
-      return absl::InvalidArgumentError("instance_id must be printable with no spaces");
-    }
-  }
-  return absl::OkStatus();
-}
 
 // Streams an app's readiness and keeps only the latest answer: while a
 // write is in flight new states replace each other in `pending_`, so a slow
@@ -122,9 +107,16 @@ class ReadinessStream : public Base, public StateObserver {
     this->Finish(status);
   }
 
+  // Keeps the stream counted against its client's cap while it is open.
+  void HoldSlot(std::unique_ptr<StreamQuota::Slot> slot) { slot_ = std::move(slot); }
+  // REQUIRES: called from OnDone (no reaction runs after it).
+  void ReleaseSlot() { slot_.reset(); }
+
   Coordinator* const coordinator_;
 
  private:
+  std::unique_ptr<StreamQuota::Slot> slot_;
+
   bool TakePendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (write_in_flight_ || !pending_ || finishing_) return false;
     in_flight_ = std::move(*pending_);
@@ -153,8 +145,10 @@ class WaitStream : public ReadinessStream<grpc::ServerWriteReactor<v1::Readiness
   WaitStream(Coordinator* coordinator, bool follow)
       : ReadinessStream(coordinator, /*end_on_answer=*/!follow, /*attached=*/false) {}
 
-  void Start(std::shared_ptr<WaitStream> self, AppTarget target) {
+  void Start(std::shared_ptr<WaitStream> self, AppTarget target,
+             std::unique_ptr<StreamQuota::Slot> slot) {
     self_ = self;
+    HoldSlot(std::move(slot));
     coordinator_->AddObserver(self);
     Begin(std::move(target));
   }
@@ -165,6 +159,7 @@ class WaitStream : public ReadinessStream<grpc::ServerWriteReactor<v1::Readiness
 
   void OnDone() override {
     coordinator_->RemoveObserver(this);
+    ReleaseSlot();
     std::shared_ptr<WaitStream> keep = std::move(self_);  // May delete this on return.
   }
 
@@ -182,8 +177,9 @@ class AttachStream
   explicit AttachStream(Coordinator* coordinator)
       : ReadinessStream(coordinator, /*end_on_answer=*/false, /*attached=*/true) {}
 
-  void Start(std::shared_ptr<AttachStream> self) {
+  void Start(std::shared_ptr<AttachStream> self, std::unique_ptr<StreamQuota::Slot> slot) {
     self_ = self;
+    HoldSlot(std::move(slot));
     StartRead(&request_);
   }
 
@@ -202,8 +198,8 @@ class AttachStream
     }
     if (!registered_) {
       AppTarget target;
-      absl::Status valid = FromProto(request_.target(), &target);
-      if (valid.ok()) valid = ValidateInstanceId(request_.instance_id(), /*required=*/true);
+      absl::Status valid = ValidateAttachRequest(request_);
+      if (valid.ok()) valid = FromProto(request_.target(), &target);
       if (!valid.ok()) {
         EndStream(ToGrpc(valid));
         return;
@@ -233,6 +229,7 @@ class AttachStream
   void OnDone() override {
     Detach(/*clean=*/false);
     coordinator_->RemoveObserver(this);
+    ReleaseSlot();
     std::shared_ptr<AttachStream> keep = std::move(self_);  // May delete this on return.
   }
 
@@ -259,11 +256,12 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Check(grpc::CallbackServerContext* c
                                                   const v1::CheckRequest* request,
                                                   v1::Readiness* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status admitted =
+      guards_.Admit(*context, AccessRole::kAgent, ValidateCheckRequest(*request));
   AppTarget target;
-  absl::Status valid = FromProto(request->target(), &target);
-  if (valid.ok()) valid = ValidateInstanceId(request->instance_id(), /*required=*/false);
-  if (!valid.ok()) {
-    reactor->Finish(ToGrpc(valid));
+  if (admitted.ok()) admitted = ToGrpc(FromProto(request->target(), &target));
+  if (!admitted.ok()) {
+    reactor->Finish(admitted);
     return reactor;
   }
   ToProto(coordinator_->Evaluate(target), coordinator_->options().coordinator_id, response);
@@ -273,19 +271,29 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Check(grpc::CallbackServerContext* c
 
 grpc::ServerWriteReactor<v1::Readiness>* AgentServiceImpl::Wait(
     grpc::CallbackServerContext* context, const v1::WaitRequest* request) {
+  grpc::Status admitted =
+      guards_.Admit(*context, AccessRole::kAgent, ValidateWaitRequest(*request));
   AppTarget target;
-  absl::Status valid = FromProto(request->target(), &target);
-  if (valid.ok()) valid = ValidateInstanceId(request->instance_id(), /*required=*/false);
-  if (!valid.ok()) return new FinishedWriter<v1::Readiness>(ToGrpc(valid));
+  if (admitted.ok()) admitted = ToGrpc(FromProto(request->target(), &target));
+  if (!admitted.ok()) return new FinishedWriter<v1::Readiness>(admitted);
+  absl::StatusOr<std::unique_ptr<StreamQuota::Slot>> slot = guards_.AcquireStream(*context);
+  if (!slot.ok()) return new FinishedWriter<v1::Readiness>(ToGrpc(slot.status()));
   auto stream = std::make_shared<WaitStream>(coordinator_, request->follow());
-  stream->Start(stream, std::move(target));
+  stream->Start(stream, std::move(target), std::move(*slot));
   return stream.get();
 }
 
 grpc::ServerBidiReactor<v1::AttachRequest, v1::Readiness>* AgentServiceImpl::Attach(
-    grpc::CallbackServerContext*) {
+    grpc::CallbackServerContext* context) {
+  // The first message is validated when it arrives (ValidateAttachRequest).
+  grpc::Status admitted = guards_.Admit(*context, AccessRole::kAgent);
+  if (!admitted.ok()) return new FinishedBidi<v1::AttachRequest, v1::Readiness>(admitted);
+  absl::StatusOr<std::unique_ptr<StreamQuota::Slot>> slot = guards_.AcquireStream(*context);
+  if (!slot.ok()) {
+    return new FinishedBidi<v1::AttachRequest, v1::Readiness>(ToGrpc(slot.status()));
+  }
   auto stream = std::make_shared<AttachStream>(coordinator_);
-  stream->Start(stream);
+  stream->Start(stream, std::move(*slot));
   return stream.get();
 }
 

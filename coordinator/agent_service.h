@@ -4,6 +4,7 @@
 #ifndef SCHEMAGATE_COORDINATOR_AGENT_SERVICE_H_
 #define SCHEMAGATE_COORDINATOR_AGENT_SERVICE_H_
 
+#include "coordinator/call_guards.h"
 #include "coordinator/coordinator.h"
 #include "schemagate/v1/schemagate.grpc.pb.h"
 
@@ -12,7 +13,9 @@ namespace schemagate {
 // Thread-safe; every reaction returns without blocking.
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  explicit AgentServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
+  // Every call passes `guards` (token, request limits, streams per client).
+  explicit AgentServiceImpl(Coordinator* coordinator, CallGuards guards = {})
+      : coordinator_(coordinator), guards_(guards) {}
 
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
                                   const v1::CheckRequest* request,
@@ -24,6 +27,7 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
 
  private:
   Coordinator* const coordinator_;
+  const CallGuards guards_;
 };
 
 }  // namespace schemagate

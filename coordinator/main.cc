@@ -10,6 +10,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/access.h"
 #include "coordinator/backup.h"
 #include "coordinator/conninfo.h"
 #include "coordinator/coordinator.h"
@@ -20,7 +21,9 @@
 #include "coordinator/migration_set.h"
 #include "coordinator/pg_store.h"
 #include "coordinator/schema_fingerprint.h"
+#include "coordinator/request_limits.h"
 #include "coordinator/server.h"
+#include "coordinator/stream_quota.h"
 
 namespace schemagate {
 namespace {
@@ -28,6 +31,84 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
+
+struct AccessFlags {
+  std::string tls_cert, tls_key, tls_client_ca;
+  std::string operator_token_file, agent_token_file;
+};
+
+// Reads the token files (again on SIGHUP). Refuses an unreadable or empty
+// file rather than starting open.
+absl::StatusOr<AccessTokens> ReadTokens(const AccessFlags& flags) {
+  AccessTokens tokens;
+  if (!flags.operator_token_file.empty()) {
+    absl::StatusOr<std::string> token =
+        ReadTokenFile("--operator-token-file", flags.operator_token_file);
+    if (!token.ok()) return token.status();
+    tokens.operator_token = *token;
+  }
+  if (!flags.agent_token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile("--agent-token-file", flags.agent_token_file);
+    if (!token.ok()) return token.status();
+    tokens.agent_token = *token;
+  }
+  if (!tokens.agent_token.empty() && tokens.agent_token == tokens.operator_token) {
+    return absl::InvalidArgumentError(
+        "--agent-token-file and --operator-token-file hold the same token; give agents their "
+        "own");
+  }
+  return tokens;
+}
+
+// TLS into `server`, tokens into `policy`; INVALID_ARGUMENT for a usage error.
+absl::Status ConfigureAccess(const AccessFlags& flags, const std::string& listen,
+                             AccessPolicy* policy, ServerOptions* server) {
+  if (flags.tls_cert.empty() != flags.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together; give both");
+  }
+  if (!flags.tls_client_ca.empty() && flags.tls_cert.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key");
+  }
+  if (!flags.agent_token_file.empty() && flags.operator_token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--agent-token-file needs --operator-token-file too (otherwise nobody could call the "
+        "operator service)");
+  }
+  if (!flags.tls_cert.empty()) {
+    for (auto [flag, path, out] :
+         {std::make_tuple("--tls-cert", &flags.tls_cert, &server->tls_cert_pem),
+          std::make_tuple("--tls-key", &flags.tls_key, &server->tls_key_pem),
+          std::make_tuple("--tls-client-ca", &flags.tls_client_ca, &server->tls_client_ca_pem)}) {
+      if (path->empty()) continue;
+      absl::StatusOr<std::string> pem = ReadPemFile(flag, *path);
+      if (!pem.ok()) return pem.status();
+      *out = *pem;
+    }
+  }
+  absl::StatusOr<AccessTokens> tokens = ReadTokens(flags);
+  if (!tokens.ok()) return tokens.status();
+  policy->SetTokens(*tokens);
+  const bool tls = !flags.tls_cert.empty();
+  const bool loopback = IsLoopbackHost(AddressHost(listen));
+  if (policy->enabled() && !tls && !loopback) {
+    LogWarning("tokens are checked but --listen %s is not loopback and TLS is off: tokens "
+               "travel in clear text; add --tls-cert and --tls-key",
+               listen);
+  }
+  if (!policy->enabled() && !loopback) {
+    LogWarning("no --operator-token-file: anyone who reaches %s can apply, roll back and "
+               "repair migrations",
+               listen);
+  }
+  LogInfo("access: %s, %s", tls ? (flags.tls_client_ca.empty() ? "TLS" : "mutual TLS")
+                                : "plaintext (no TLS)",
+          !policy->enabled()
+              ? "no tokens (every call allowed)"
+              : (tokens->agent_token.empty() ? "operator token required"
+                                             : "operator and agent tokens required"));
+  return absl::OkStatus();
+}
 
 std::string DefaultCoordinatorId() {
   char host[256] = {0};
@@ -51,6 +132,9 @@ int Main(int argc, char** argv) {
   std::string metrics_listen, lint_mode = "error", backup_dir, backup_command;
   std::string lock_timeout = "5s", statement_timeout = "0", resync = "10s", grace, lease = "30s";
   int lock_retries = 5;
+  int max_streams_per_client = kDefaultMaxStreamsPerClient;
+  int max_request_bytes = kDefaultMaxRequestBytes;
+  AccessFlags access;
   bool reflection = false, verbose = false;
   app.add_option("--database-url", database_url,
                  "PostgreSQL URL or key=value conninfo (direct connection, not a transaction "
@@ -117,6 +201,33 @@ int Main(int argc, char** argv) {
                  "Your own backup instead of pg_dump: run with /bin/sh -c, must write "
                  "$SCHEMAGATE_BACKUP_PATH (also given: SCHEMAGATE_DATABASE_URL, SCHEMAGATE_RUN_ID)")
       ->envname("SCHEMAGATE_BACKUP_COMMAND");
+  app.add_option("--tls-cert", access.tls_cert,
+                 "Serve TLS with this PEM certificate (chain); needs --tls-key")
+      ->envname("SCHEMAGATE_TLS_CERT");
+  app.add_option("--tls-key", access.tls_key, "PEM private key of --tls-cert")
+      ->envname("SCHEMAGATE_TLS_KEY");
+  app.add_option("--tls-client-ca", access.tls_client_ca,
+                 "Mutual TLS: require client certificates signed by this PEM CA bundle")
+      ->envname("SCHEMAGATE_TLS_CLIENT_CA");
+  app.add_option("--operator-token-file", access.operator_token_file,
+                 "File holding the operator token (opens every RPC); with it every call but "
+                 "health needs a token. Re-read on SIGHUP")
+      ->envname("SCHEMAGATE_OPERATOR_TOKEN_FILE");
+  app.add_option("--agent-token-file", access.agent_token_file,
+                 "File holding the agent token (opens the agent service only). Re-read on "
+                 "SIGHUP")
+      ->envname("SCHEMAGATE_AGENT_TOKEN_FILE");
+  app.add_option("--max-streams-per-client", max_streams_per_client,
+                 "Open Wait/Attach/WatchEvents streams one client host may hold "
+                 "(RESOURCE_EXHAUSTED above); 0 = unlimited")
+      ->envname("SCHEMAGATE_MAX_STREAMS_PER_CLIENT")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--max-request-bytes", max_request_bytes,
+                 "Largest request message accepted (RESOURCE_EXHAUSTED above)")
+      ->envname("SCHEMAGATE_MAX_REQUEST_BYTES")
+      ->check(CLI::Range(4096, 64 << 20))
+      ->capture_default_str();
   app.add_flag("--reflection", reflection, "Serve gRPC server reflection")
       ->envname("SCHEMAGATE_REFLECTION");
   app.add_option("--log-format", log_format, "text or json")
@@ -249,6 +360,16 @@ int Main(int argc, char** argv) {
   server_options.listen = listen;
   server_options.reflection = reflection;
   server_options.rpc_metrics = &rpc_metrics;
+  server_options.max_streams_per_client = max_streams_per_client;
+  server_options.max_request_bytes = max_request_bytes;
+  // The policy the server checks; SIGHUP swaps its tokens.
+  auto policy = std::make_shared<AccessPolicy>();
+  server_options.access = policy;
+  if (absl::Status configured = ConfigureAccess(access, listen, policy.get(), &server_options);
+      !configured.ok()) {
+    LogError("refusing to start: %s", configured.message());
+    return kExitUsage;
+  }
   absl::StatusOr<std::unique_ptr<CoordinatorServer>> server =
       CoordinatorServer::Start(&coordinator, operator_options, server_options);
   if (!server.ok()) {
@@ -276,8 +397,18 @@ int Main(int argc, char** argv) {
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) == 0) {
     if (signal_number == SIGHUP) {
-      LogInfo("SIGHUP: re-reading the database state");
+      LogInfo("SIGHUP: re-reading the database state%s",
+              policy->enabled() ? " and the token files" : "");
       coordinator.RequestRefresh();
+      if (policy->enabled()) {
+        absl::StatusOr<AccessTokens> tokens = ReadTokens(access);
+        if (tokens.ok()) {
+          policy->SetTokens(*tokens);
+          LogInfo("token files re-read; calls now need the new tokens");
+        } else {
+          LogError("keeping the old tokens: %s", tokens.status().message());
+        }
+      }
       continue;
     }
     break;

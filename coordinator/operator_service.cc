@@ -9,12 +9,21 @@
 #include "coordinator/log.h"
 #include "coordinator/proto_convert.h"
 #include "coordinator/reactors.h"
+#include "coordinator/request_limits.h"
 
 namespace schemagate {
 namespace {
 
 constexpr int kDefaultHistoryLimit = 100;
-constexpr int kMaxHistoryLimit = 10000;
+
+// Finishes a unary call refused by its guards; nullptr when it may go on.
+grpc::ServerUnaryReactor* Refused(grpc::CallbackServerContext* context,
+                                  const grpc::Status& admitted) {
+  if (admitted.ok()) return nullptr;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(admitted);
+  return reactor;
+}
 
 // Streams a run's progress. Every progress message matters, so they queue
 // (a run produces a handful per migration); one write is in flight at a
@@ -108,7 +117,8 @@ class EventStream : public grpc::ServerWriteReactor<v1::Event>, public StateObse
   static constexpr size_t kMaxQueued = 10000;
   static constexpr int kBatch = 500;
 
-  EventStream(Coordinator* coordinator, int64_t after) : coordinator_(coordinator), cursor_(after) {}
+  EventStream(Coordinator* coordinator, int64_t after, std::unique_ptr<StreamQuota::Slot> slot)
+      : coordinator_(coordinator), slot_(std::move(slot)), cursor_(after) {}
 
   void Start(std::shared_ptr<EventStream> self) {
     self_ = self;
@@ -159,6 +169,7 @@ class EventStream : public grpc::ServerWriteReactor<v1::Event>, public StateObse
 
   void OnDone() override {
     coordinator_->RemoveObserver(this);
+    slot_.reset();
     std::shared_ptr<EventStream> keep = std::move(self_);
   }
 
@@ -224,6 +235,8 @@ class EventStream : public grpc::ServerWriteReactor<v1::Event>, public StateObse
   }
 
   Coordinator* const coordinator_;
+  // Counts this stream against its client's cap; released in OnDone.
+  std::unique_ptr<StreamQuota::Slot> slot_;
   std::shared_ptr<EventStream> self_;
   absl::Mutex mu_;
   int64_t cursor_ ABSL_GUARDED_BY(mu_);
@@ -236,7 +249,7 @@ class EventStream : public grpc::ServerWriteReactor<v1::Event>, public StateObse
 };
 
 std::string Actor(const grpc::CallbackServerContext* context, const std::string& given) {
-  if (!given.empty()) return given.substr(0, kMaxNameLength);
+  if (!given.empty()) return given;  // ValidateActor bounded it.
   return absl::StrCat("operator@", context->peer());
 }
 
@@ -296,6 +309,9 @@ void CheckSchemaDrift(Store* store,
 grpc::ServerUnaryReactor* OperatorServiceImpl::GetStatus(grpc::CallbackServerContext* context,
                                                          const v1::GetStatusRequest*,
                                                          v1::Status* response) {
+  if (auto* refused = Refused(context, guards_.Admit(*context, AccessRole::kOperator))) {
+    return refused;
+  }
   BuildStatus(*coordinator_->snapshot(), coordinator_->options(), options_.schema,
               options_.database, response);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -306,6 +322,9 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::GetStatus(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListMigrations(
     grpc::CallbackServerContext* context, const v1::ListMigrationsRequest*,
     v1::ListMigrationsResponse* response) {
+  if (auto* refused = Refused(context, guards_.Admit(*context, AccessRole::kOperator))) {
+    return refused;
+  }
   BuildMigrations(*coordinator_->snapshot(), response);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
@@ -315,6 +334,10 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListMigrations(
 grpc::ServerUnaryReactor* OperatorServiceImpl::Plan(grpc::CallbackServerContext* context,
                                                     const v1::PlanRequest* request,
                                                     v1::PlanResponse* response) {
+  if (auto* refused = Refused(context, guards_.Admit(*context, AccessRole::kOperator,
+                                                     ValidatePlanRequest(*request)))) {
+    return refused;
+  }
   absl::Status status = BuildPlan(*coordinator_->snapshot(), coordinator_->options().runner,
                                   *request, response);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -324,9 +347,11 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::Plan(grpc::CallbackServerContext*
 
 grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
     grpc::CallbackServerContext* context, const v1::ApplyRequest* request) {
+  grpc::Status admitted =
+      guards_.Admit(*context, AccessRole::kOperator, ValidateApplyRequest(*request));
+  if (!admitted.ok()) return new FinishedWriter<v1::RunProgress>(admitted);
   const MigrationSet& set = coordinator_->set();
-  if (request->target_version() < 0 ||
-      (request->target_version() != 0 && set.Find(request->target_version()) == nullptr)) {
+  if (request->target_version() != 0 && set.Find(request->target_version()) == nullptr) {
     return new FinishedWriter<v1::RunProgress>(grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
         absl::StrCat("target version ", request->target_version(),
@@ -405,13 +430,11 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
 grpc::ServerUnaryReactor* OperatorServiceImpl::History(grpc::CallbackServerContext* context,
                                                        const v1::HistoryRequest* request,
                                                        v1::HistoryResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (request->limit() < 0 || request->limit() > kMaxHistoryLimit || request->version() < 0) {
-    reactor->Finish(grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("limit must be 0..", kMaxHistoryLimit, " and version not negative")));
-    return reactor;
+  if (auto* refused = Refused(context, guards_.Admit(*context, AccessRole::kOperator,
+                                                     ValidateHistoryRequest(*request)))) {
+    return refused;
   }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const int limit = request->limit() == 0 ? kDefaultHistoryLimit : request->limit();
   const int64_t version = request->version();
   Coordinator* coordinator = coordinator_;
@@ -430,10 +453,9 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::History(grpc::CallbackServerConte
 
 grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Rollback(
     grpc::CallbackServerContext* context, const v1::RollbackRequest* request) {
-  if (request->target_version() < 0) {
-    return new FinishedWriter<v1::RunProgress>(grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT, "target_version must not be negative"));
-  }
+  grpc::Status admitted =
+      guards_.Admit(*context, AccessRole::kOperator, ValidateRollbackRequest(*request));
+  if (!admitted.ok()) return new FinishedWriter<v1::RunProgress>(admitted);
   RollbackRequest rollback;
   rollback.target_version = request->target_version();
   rollback.actor = Actor(context, request->actor());
@@ -479,6 +501,10 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Rollback(
 grpc::ServerUnaryReactor* OperatorServiceImpl::Repair(grpc::CallbackServerContext* context,
                                                       const v1::RepairRequest* request,
                                                       v1::RepairResponse* response) {
+  if (auto* refused = Refused(context, guards_.Admit(*context, AccessRole::kOperator,
+                                                     ValidateRepairRequest(*request)))) {
+    return refused;
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   RepairRequest repair;
   repair.version = request->version();
@@ -498,11 +524,6 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::Repair(grpc::CallbackServerContex
                                    "action must be CLEAR_DIRTY, MARK_APPLIED, MARK_NOT_APPLIED, "
                                    "RESUME or CLEAR_FAILURE"));
       return reactor;
-  }
-  if (repair.action != RepairRequest::Action::kClearFailure && repair.version <= 0) {
-    reactor->Finish(
-        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "version must be a positive version"));
-    return reactor;
   }
   LogInfo("repair requested by %s: action %d version %d", repair.actor,
           static_cast<int>(repair.action), repair.version);
@@ -526,12 +547,11 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::Repair(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* OperatorServiceImpl::Baseline(grpc::CallbackServerContext* context,
                                                         const v1::BaselineRequest* request,
                                                         v1::BaselineResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (request->version() <= 0) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 "version must be a positive version of the set"));
-    return reactor;
+  if (auto* refused = Refused(context, guards_.Admit(*context, AccessRole::kOperator,
+                                                     ValidateBaselineRequest(*request)))) {
+    return refused;
   }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const int64_t version = request->version();
   const std::string actor = Actor(context, request->actor());
   auto message = std::make_shared<std::string>();
@@ -554,12 +574,14 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::Baseline(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* OperatorServiceImpl::Validate(grpc::CallbackServerContext* context,
                                                         const v1::ValidateRequest*,
                                                         v1::ValidateResponse* response) {
+  if (auto* refused = Refused(context, guards_.Admit(*context, AccessRole::kOperator))) {
+    return refused;
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const std::shared_ptr<const Snapshot> snap = coordinator_->snapshot();
   if (!snap->view.database_available) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                 absl::StrCat("cannot reach the database: ",
-                                              snap->view.database_error)));
+    reactor->Finish(ToGrpc(absl::UnavailableError(
+        absl::StrCat("cannot reach the database: ", snap->view.database_error))));
     return reactor;
   }
   for (const std::string& problem : ValidateState(coordinator_->set(), snap->view.db)) {
@@ -592,6 +614,9 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::Validate(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListInstances(
     grpc::CallbackServerContext* context, const v1::ListInstancesRequest*,
     v1::ListInstancesResponse* response) {
+  if (auto* refused = Refused(context, guards_.Admit(*context, AccessRole::kOperator))) {
+    return refused;
+  }
   BuildInstances(*coordinator_->snapshot(), response);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
@@ -600,15 +625,16 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListInstances(
 
 grpc::ServerWriteReactor<v1::Event>* OperatorServiceImpl::WatchEvents(
     grpc::CallbackServerContext* context, const v1::WatchEventsRequest* request) {
-  if (request->after_event_id() < 0) {
-    return new FinishedWriter<v1::Event>(
-        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "after_event_id must not be negative"));
-  }
+  grpc::Status admitted =
+      guards_.Admit(*context, AccessRole::kOperator, ValidateWatchEventsRequest(*request));
+  if (!admitted.ok()) return new FinishedWriter<v1::Event>(admitted);
+  absl::StatusOr<std::unique_ptr<StreamQuota::Slot>> slot = guards_.AcquireStream(*context);
+  if (!slot.ok()) return new FinishedWriter<v1::Event>(ToGrpc(slot.status()));
   // 0 means "from now on".
   const int64_t after = request->after_event_id() > 0
                             ? request->after_event_id()
                             : coordinator_->snapshot()->view.db.last_event_id;
-  auto stream = std::make_shared<EventStream>(coordinator_, after);
+  auto stream = std::make_shared<EventStream>(coordinator_, after, std::move(*slot));
   stream->Start(stream);
   return stream.get();
 }

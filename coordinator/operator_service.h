@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 
+#include "coordinator/call_guards.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/schema_fingerprint.h"
 #include "schemagate/v1/schemagate.grpc.pb.h"
@@ -26,8 +27,11 @@ struct OperatorServiceOptions {
 // Thread-safe.
 class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
  public:
-  OperatorServiceImpl(Coordinator* coordinator, OperatorServiceOptions options)
-      : coordinator_(coordinator), options_(std::move(options)) {}
+  // Every call passes `guards`: the operator token, request limits, and for
+  // WatchEvents the streams-per-client cap.
+  OperatorServiceImpl(Coordinator* coordinator, OperatorServiceOptions options,
+                      CallGuards guards = {})
+      : coordinator_(coordinator), options_(std::move(options)), guards_(guards) {}
 
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const v1::GetStatusRequest* request,
@@ -63,6 +67,7 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
  private:
   Coordinator* const coordinator_;
   const OperatorServiceOptions options_;
+  const CallGuards guards_;
 };
 
 }  // namespace schemagate

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/conninfo.h"
 #include "coordinator/lint.h"
 
 namespace schemagate {
@@ -23,18 +24,6 @@ void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
   const int64_t nanos = absl::ToInt64Nanoseconds(d);
   out->set_seconds(nanos / 1000000000);
   out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
-}
-
-bool IsPrintable(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
-  });
-}
-
-bool IsHexChecksum(const std::string& s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
 }
 
 }  // namespace
@@ -69,42 +58,13 @@ ReadinessState FromProto(v1::ReadinessState state) {
 }
 
 absl::Status FromProto(const v1::AppTarget& in, AppTarget* out) {
-  if (in.app().size() > kMaxNameLength || !IsPrintable(in.app())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "target.app must be printable text of at most ", kMaxNameLength, " bytes"));
-  }
-  if (in.app_version().size() > kMaxNameLength || !IsPrintable(in.app_version())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "target.app_version must be printable text of at most ", kMaxNameLength, " bytes"));
-  }
-  if (in.known_version() < 0 || in.required_version() < 0) {
-    return absl::InvalidArgumentError("versions must not be negative");
-  }
-  if (in.known_version() != 0 && in.required_version() > in.known_version()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "required_version ", in.required_version(), " is above known_version ",
-        in.known_version(), "; R can never exceed K"));
-  }
-  if (in.checksums_size() > kMaxChecksums) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("at most ", kMaxChecksums, " checksums per request"));
-  }
+  if (absl::Status valid = ValidateAppTarget(in); !valid.ok()) return valid;
   out->app = in.app();
   out->app_version = in.app_version();
   out->known_version = in.known_version();
   out->required_version = in.required_version();
   out->checksums.clear();
-  for (const auto& [version, checksum] : in.checksums()) {
-    if (version <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("checksum for version ", version, ": versions are positive"));
-    }
-    if (!IsHexChecksum(checksum)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checksum for version ", version, " must be 64 lower-case hex digits (SHA-256)"));
-    }
-    out->checksums[version] = checksum;
-  }
+  for (const auto& [version, checksum] : in.checksums()) out->checksums[version] = checksum;
   return absl::OkStatus();
 }
 
@@ -219,7 +179,7 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
   const bool failure_blocks = db.failure && db.Find(db.failure->version) == nullptr;
   if (!view.database_available) {
     out->set_state(v1::DATABASE_UNAVAILABLE);
-    out->set_message(absl::StrCat("cannot reach the database: ", view.database_error));
+    out->set_message(RedactSecrets(absl::StrCat("cannot reach the database: ", view.database_error)));
   } else if (out->dirty_versions_size() > 0) {
     out->set_state(v1::DIRTY);
     out->set_message(absl::StrCat("version ", out->dirty_versions(0),
@@ -328,8 +288,8 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
     }
   }
   if (!view.database_available) {
-    out->set_note(absl::StrCat("the database is unreachable (", view.database_error,
-                               "); the plan assumes the last state seen"));
+    out->set_note(RedactSecrets(absl::StrCat("the database is unreachable (", view.database_error,
+                                             "); the plan assumes the last state seen")));
   } else if (!view.conflicts.empty()) {
     out->set_note("nothing will run: the set disagrees with the database (see status)");
   } else if (view.db.failure && view.db.Find(view.db.failure->version) == nullptr) {
@@ -368,8 +328,10 @@ void BuildInstances(const Snapshot& snapshot, v1::ListInstancesResponse* out) {
 }
 
 grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // Errors may quote a connection string (libpq, pg_dump): never a password.
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+                      RedactSecrets(status.message()));
 }
 
 }  // namespace schemagate

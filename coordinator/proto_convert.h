@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/readiness.h"
+#include "coordinator/request_limits.h"
 #include "coordinator/runner.h"
 #include "coordinator/store.h"
 #include "grpcpp/support/status.h"
@@ -15,18 +16,14 @@
 
 namespace schemagate {
 
-// Limits on what a request may carry.
-inline constexpr size_t kMaxNameLength = 128;
-inline constexpr size_t kMaxInstanceIdLength = 253;
-inline constexpr int kMaxChecksums = 100000;
-
 // Leaves `out` unset for an infinite time.
 void SetTime(absl::Time t, google::protobuf::Timestamp* out);
 
 v1::ReadinessState ToProto(ReadinessState state);
 ReadinessState FromProto(v1::ReadinessState state);
 
-// Validates and converts an agent's target. INVALID_ARGUMENT says what is wrong.
+// Validates (ValidateAppTarget) and converts an agent's target.
+// INVALID_ARGUMENT says what is wrong.
 absl::Status FromProto(const v1::AppTarget& in, AppTarget* out);
 void ToProto(const AppTarget& in, v1::AppTarget* out);
 
@@ -49,6 +46,7 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
 // fleet rules give it now, and counts per app version.
 void BuildInstances(const Snapshot& snapshot, v1::ListInstancesResponse* out);
 
+// The status for a client, with every password redacted (RedactSecrets).
 grpc::Status ToGrpc(const absl::Status& status);
 
 }  // namespace schemagate

@@ -16,6 +16,15 @@ class FinishedWriter : public grpc::ServerWriteReactor<Response> {
   void OnDone() override { delete this; }
 };
 
+// A bidirectional-streaming reactor that ends the call at once with `status`
+// (used to refuse a caller before reading anything).
+template <typename Request, typename Response>
+class FinishedBidi : public grpc::ServerBidiReactor<Request, Response> {
+ public:
+  explicit FinishedBidi(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace schemagate
 
 #endif  // SCHEMAGATE_COORDINATOR_REACTORS_H_

@@ -2,7 +2,8 @@
 // standard health service (SERVING while the database answers) and, on
 // request, server reflection. Keepalive and MAX_CONNECTION_AGE are set so
 // that long-lived streams notice dead peers and a load balancer can
-// rebalance them.
+// rebalance them. With TLS options it serves TLS (or mutual TLS) only; with
+// an AccessPolicy holding tokens every call but health needs a token.
 #ifndef SCHEMAGATE_COORDINATOR_SERVER_H_
 #define SCHEMAGATE_COORDINATOR_SERVER_H_
 
@@ -11,10 +12,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "coordinator/access.h"
 #include "coordinator/agent_service.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/metrics.h"
 #include "coordinator/operator_service.h"
+#include "coordinator/request_limits.h"
+#include "coordinator/stream_quota.h"
 #include "grpcpp/server.h"
 
 namespace schemagate {
@@ -27,7 +31,24 @@ struct ServerOptions {
   absl::Duration keepalive_timeout = absl::Seconds(10);
   absl::Duration max_connection_age = absl::Minutes(5);
   absl::Duration max_connection_age_grace = absl::Seconds(30);
+  // Largest response message.
   int max_message_bytes = 4 << 20;
+  // Largest request message (RESOURCE_EXHAUSTED above it).
+  int max_request_bytes = kDefaultMaxRequestBytes;
+  // Open Wait, Attach and WatchEvents streams one client host may hold;
+  // <= 0: unlimited.
+  int max_streams_per_client = kDefaultMaxStreamsPerClient;
+  // A connection that has not finished its HTTP/2 (and TLS) handshake
+  // within this long is closed (slow or idle clients).
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  // TLS, as PEM text. Empty certificate: plaintext.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  // Non-empty: mutual TLS, clients need a certificate signed by this CA.
+  std::string tls_client_ca_pem;
+  // Tokens; nullptr or no token: every call allowed. Shared so the caller
+  // can rotate the tokens while the server runs.
+  std::shared_ptr<const AccessPolicy> access;
   // Where RPC counts and latencies go; nullptr: not recorded.
   RpcMetrics* rpc_metrics = nullptr;
 };
@@ -48,9 +69,12 @@ class CoordinatorServer {
   void Shutdown(absl::Duration deadline);
 
  private:
-  CoordinatorServer(Coordinator* coordinator, OperatorServiceOptions operator_options);
+  CoordinatorServer(Coordinator* coordinator, OperatorServiceOptions operator_options,
+                    const ServerOptions& options);
 
   Coordinator* const coordinator_;
+  const std::shared_ptr<const AccessPolicy> access_;
+  StreamQuota streams_;
   AgentServiceImpl agent_service_;
   OperatorServiceImpl operator_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "agent/channel.h"
 #include "agent/exit_codes.h"
+#include "agent/security_flags.h"
 #include "coordinator/flags.h"
 #include "coordinator/lint.h"
 #include "coordinator/migration_set.h"
@@ -34,7 +35,15 @@ struct GlobalFlags {
   std::string coordinator = "127.0.0.1:50051";
   std::string output = "text";
   std::string timeout = "10s";
+  ClientSecurityFlags security_flags;
+  // Loaded from security_flags before any call.
+  ClientSecurity security;
   bool json() const { return output == "json"; }
+  // The first address of --coordinator.
+  std::string address() const {
+    std::vector<std::string> list = SplitCoordinators(coordinator);
+    return list.empty() ? coordinator : list.front();
+  }
 };
 
 // Maps a failed call to an exit code and prints why.
@@ -43,11 +52,12 @@ int Fail(const GlobalFlags& flags, const std::string& what, const grpc::Status& 
   // and the docs' troubleshooting table key on.
   std::fprintf(stderr, "schemagatectl: %s: %s: %s\n", what.c_str(),
                absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())).c_str(),
-               status.error_message().c_str());
+               RedactSecrets(status.error_message()).c_str());
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
-      std::fprintf(stderr, "schemagatectl: is schemagated running at %s? (--coordinator)\n",
-                   flags.coordinator.c_str());
+      std::fprintf(stderr, "schemagatectl: is schemagated running at %s? (--coordinator)%s\n",
+                   flags.coordinator.c_str(),
+                   flags.security.tls ? "" : " If it serves TLS, pass --tls-ca.");
       return kExitUnreachable;
     case grpc::StatusCode::DEADLINE_EXCEEDED: return kExitTimedOut;
     case grpc::StatusCode::UNAUTHENTICATED:
@@ -63,19 +73,19 @@ class Client {
  public:
   explicit Client(const GlobalFlags& flags)
       : flags_(flags),
-        stub_(v1::OperatorService::NewStub(
-            NewCoordinatorChannel(SplitCoordinators(flags.coordinator).empty()
-                                      ? flags.coordinator
-                                      : SplitCoordinators(flags.coordinator).front()))) {}
+        channel_(NewCoordinatorChannel(flags.address(), flags.security)),
+        stub_(v1::OperatorService::NewStub(channel_)) {}
 
   absl::Duration timeout() const {
     absl::StatusOr<absl::Duration> d = ParseFlagDuration("--timeout", flags_.timeout);
     return d.ok() ? *d : absl::Seconds(10);
   }
   v1::OperatorService::Stub* stub() { return stub_.get(); }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
  private:
   const GlobalFlags& flags_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::OperatorService::Stub> stub_;
 };
 
@@ -309,9 +319,7 @@ int RunWatch(const GlobalFlags& flags, int64_t after, const std::string& for_dur
 // The standard gRPC health check: SERVING while the coordinator's database answers.
 int RunHealth(const GlobalFlags& flags, const std::string& service) {
   Client client(flags);
-  auto stub = grpc::health::v1::Health::NewStub(NewCoordinatorChannel(
-      SplitCoordinators(flags.coordinator).empty() ? flags.coordinator
-                                                   : SplitCoordinators(flags.coordinator)[0]));
+  auto stub = grpc::health::v1::Health::NewStub(client.channel());
   grpc::ClientContext context;
   SetDeadline(&context, client.timeout());
   grpc::health::v1::HealthCheckRequest request;
@@ -488,6 +496,7 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
   app.add_option("--timeout", flags.timeout, "Deadline of each call")->capture_default_str();
+  AddClientSecurityFlags(&app, &flags.security_flags);
 
   CLI::App* status = app.add_subcommand(
       "status", "Show the rollout state; exit 0 only if every migration is applied\n"
@@ -660,6 +669,18 @@ int Main(int argc, char** argv) {
   if (absl::StatusOr<absl::Duration> d = ParseFlagDuration("--timeout", flags.timeout); !d.ok()) {
     std::fprintf(stderr, "schemagatectl: %s\n", std::string(d.status().message()).c_str());
     return kExitUsage;
+  }
+  if (absl::StatusOr<ClientSecurity> security = LoadClientSecurity(flags.security_flags);
+      security.ok()) {
+    flags.security = *std::move(security);
+  } else {
+    std::fprintf(stderr, "schemagatectl: %s\n", std::string(security.status().message()).c_str());
+    return kExitUsage;
+  }
+  if (std::string warning =
+          CleartextTokenWarning(flags.security, SplitCoordinators(flags.coordinator));
+      !warning.empty()) {
+    std::fprintf(stderr, "schemagatectl: warning: %s\n", warning.c_str());
   }
   if (status->parsed()) return RunStatus(flags);
   if (migrations->parsed()) return RunMigrations(flags);

@@ -9,7 +9,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libpqxx-dev libpq-dev libpg-query-dev
   libgtest-dev libgmock-dev googletest
-  libcli11-dev libssl-dev
+  libcli11-dev libssl-dev openssl
   postgresql postgresql-client
   python3 python3-grpcio python3-protobuf python3-yaml
   curl procps iproute2

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -475,7 +476,16 @@ TEST_F(EndToEndTest, MetricsShowPendingHeadAndWaitingAgentsDuringARun) {
   ChildProcess apply(Ctl(coordinator.address(), {"apply"}));
   ASSERT_TRUE(apply.WaitForLog("applying 2_slow", absl::Seconds(20))) << apply.Log();
   std::string metrics;
-  ASSERT_EQ(RunBinary({"/usr/bin/curl", "-sf", url}, &metrics), 0) << url;
+  // The snapshot follows migration 1's commit by its notification: wait for
+  // it (well within the 3 s of the slow migration).
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_EQ(RunBinary({"/usr/bin/curl", "-sf", url}, &metrics), 0) << url;
+    if (absl::StrContains(metrics, "schemagate_applied_version 1\n") &&
+        absl::StrContains(metrics, "state=\"MIGRATING\",app=\"web\",app_version=\"7.1\"} 3\n")) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
   EXPECT_THAT(metrics, HasSubstr("schemagate_migrations_pending 2\n"));
   EXPECT_THAT(metrics, HasSubstr("schemagate_applied_version 1\n"));
   EXPECT_THAT(metrics, HasSubstr("schemagate_head_version 3\n"));

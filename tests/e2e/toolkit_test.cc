@@ -163,9 +163,11 @@ TEST_F(ToolkitTest, ResumeFinishesACutConcurrentIndexAfterDroppingTheInvalidOne)
              "CREATE UNIQUE INDEX CONCURRENTLY accounts_email_key ON accounts (email);\n");
   CoordinatorProcess c(db_->url(), dir_.path());
   std::string out;
-  for (int i = 0; i < 100; ++i) {
-    if (!db_->Query("SELECT to_regclass('schemagate.migrations')").empty() &&
-        db_->Query("SELECT count(*) FROM schemagate.migrations WHERE state = 'dirty'") == "1") {
+  // The row is dirty from before statement 1; wait for statement 2's failure.
+  for (int i = 0; i < 200; ++i) {
+    if (!db_->Query("SELECT to_regclass('schemagate.events')").empty() &&
+        db_->Query("SELECT count(*) FROM schemagate.events WHERE kind = 'failure' AND "
+                   "version = 4") == "1") {
       break;
     }
     absl::SleepFor(absl::Milliseconds(50));
