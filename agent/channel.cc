@@ -74,6 +74,21 @@ absl::StatusOr<ClientSecurity> LoadClientSecurity(const ClientSecurityFlags& fla
     if (!pem.ok()) return pem.status();
     *out = *pem;
   }
+  if (!flags.tls_cert.empty()) {
+    if (absl::Status checked =
+            CheckCertificateAndKey("--tls-cert", flags.tls_cert, security.cert_chain_pem,
+                                   "--tls-key", flags.tls_key, security.private_key_pem);
+        !checked.ok()) {
+      return checked;
+    }
+  }
+  if (!flags.tls_ca.empty()) {
+    if (absl::Status checked =
+            CheckCertificateBundle("--tls-ca", flags.tls_ca, security.root_certs_pem);
+        !checked.ok()) {
+      return checked;
+    }
+  }
   if (!flags.token.empty() && !flags.token_file.empty()) {
     return absl::InvalidArgumentError("give --token or --token-file, not both");
   }

@@ -108,6 +108,10 @@ void LogOutcome(const WaitOptions& options, const WaitOutcome& outcome) {
     LogInfo("%s", outcome.message);
   } else if (outcome.exit_code == kExitUnreachable && !options.security.tls) {
     LogError("%s (if the coordinator serves TLS, pass --tls-ca)", outcome.message);
+  } else if (outcome.exit_code == kExitUnreachable && options.security.cert_chain_pem.empty()) {
+    LogError("%s (if the coordinator requires client certificates, pass --tls-cert and "
+             "--tls-key)",
+             outcome.message);
   } else {
     LogError("%s", outcome.message);
   }

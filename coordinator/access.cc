@@ -2,8 +2,10 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -12,8 +14,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "openssl/bio.h"
 #include "openssl/crypto.h"
+#include "openssl/err.h"
+#include "openssl/evp.h"
+#include "openssl/pem.h"
 #include "openssl/sha.h"
+#include "openssl/x509.h"
 
 namespace schemagate {
 namespace {
@@ -29,6 +36,12 @@ bool SameDigest(const std::array<unsigned char, 32>& a, const std::array<unsigne
 }
 
 absl::StatusOr<std::string> ReadWholeFile(absl::string_view flag, const std::string& path) {
+  // A directory opens as a stream and reads as empty: say what it is.
+  struct stat info;
+  if (stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": ", path, " is a directory; give the file inside it"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::InvalidArgumentError(
@@ -131,6 +144,69 @@ absl::StatusOr<std::string> ReadPemFile(absl::string_view flag, const std::strin
         absl::StrCat(flag, ": ", path, " is not a PEM file (no '-----BEGIN' line)"));
   }
   return content;
+}
+
+namespace {
+
+struct BioFree {
+  void operator()(BIO* bio) const { BIO_free(bio); }
+};
+struct X509Free {
+  void operator()(X509* cert) const { X509_free(cert); }
+};
+struct KeyFree {
+  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
+};
+
+std::unique_ptr<BIO, BioFree> MemoryBio(const std::string& pem) {
+  return std::unique_ptr<BIO, BioFree>(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
+
+// The first certificate of `pem`, or null.
+std::unique_ptr<X509, X509Free> FirstCertificate(const std::string& pem) {
+  auto bio = MemoryBio(pem);
+  std::unique_ptr<X509, X509Free> cert(
+      bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  ERR_clear_error();
+  return cert;
+}
+
+}  // namespace
+
+absl::Status CheckCertificateAndKey(absl::string_view cert_flag, const std::string& cert_path,
+                                    const std::string& cert_pem, absl::string_view key_flag,
+                                    const std::string& key_path, const std::string& key_pem) {
+  std::unique_ptr<X509, X509Free> cert = FirstCertificate(cert_pem);
+  if (!cert) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        cert_flag, ": ", cert_path, " holds no PEM certificate ('-----BEGIN CERTIFICATE-----')"));
+  }
+  auto bio = MemoryBio(key_pem);
+  std::unique_ptr<EVP_PKEY, KeyFree> key(
+      bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+  ERR_clear_error();
+  if (!key) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        key_flag, ": ", key_path,
+        " holds no unencrypted PEM private key ('-----BEGIN PRIVATE KEY-----' or similar)"));
+  }
+  const int matches = X509_check_private_key(cert.get(), key.get());
+  ERR_clear_error();
+  if (matches != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(key_flag, " ", key_path,
+                                                   " does not match the certificate of ",
+                                                   cert_flag, " ", cert_path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckCertificateBundle(absl::string_view flag, const std::string& path,
+                                    const std::string& pem) {
+  if (!FirstCertificate(pem)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, ": ", path, " holds no PEM certificate ('-----BEGIN CERTIFICATE-----')"));
+  }
+  return absl::OkStatus();
 }
 
 std::string AddressHost(absl::string_view address) {

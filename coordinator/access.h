@@ -75,6 +75,18 @@ absl::StatusOr<std::string> ReadTokenFile(absl::string_view flag, const std::str
 // unreadable or empty file is INVALID_ARGUMENT.
 absl::StatusOr<std::string> ReadPemFile(absl::string_view flag, const std::string& path);
 
+// Checks PEM text with OpenSSL before gRPC gets it, so that a wrong file is
+// a usage error naming the flag and path, not a failed listen or handshake:
+// `cert_pem` must hold a certificate (the first one is the leaf), `key_pem`
+// a private key, and the key must belong to the leaf. INVALID_ARGUMENT
+// otherwise (the message never quotes the file's content).
+absl::Status CheckCertificateAndKey(absl::string_view cert_flag, const std::string& cert_path,
+                                    const std::string& cert_pem, absl::string_view key_flag,
+                                    const std::string& key_path, const std::string& key_pem);
+// `pem` must hold at least one certificate (a CA bundle).
+absl::Status CheckCertificateBundle(absl::string_view flag, const std::string& path,
+                                    const std::string& pem);
+
 // The host part of "host:port", "[v6]:port" or a bare host.
 std::string AddressHost(absl::string_view address);
 // localhost, 127.0.0.0/8 or ::1: traffic that never leaves the machine.

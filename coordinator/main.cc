@@ -85,6 +85,19 @@ absl::Status ConfigureAccess(const AccessFlags& flags, const std::string& listen
       if (!pem.ok()) return pem.status();
       *out = *pem;
     }
+    if (absl::Status checked =
+            CheckCertificateAndKey("--tls-cert", flags.tls_cert, server->tls_cert_pem, "--tls-key",
+                                   flags.tls_key, server->tls_key_pem);
+        !checked.ok()) {
+      return checked;
+    }
+    if (!flags.tls_client_ca.empty()) {
+      if (absl::Status checked = CheckCertificateBundle("--tls-client-ca", flags.tls_client_ca,
+                                                        server->tls_client_ca_pem);
+          !checked.ok()) {
+        return checked;
+      }
+    }
   }
   absl::StatusOr<AccessTokens> tokens = ReadTokens(flags);
   if (!tokens.ok()) return tokens.status();
@@ -221,7 +234,7 @@ int Main(int argc, char** argv) {
                  "Open Wait/Attach/WatchEvents streams one client host may hold "
                  "(RESOURCE_EXHAUSTED above); 0 = unlimited")
       ->envname("SCHEMAGATE_MAX_STREAMS_PER_CLIENT")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(0, 1 << 30))
       ->capture_default_str();
   app.add_option("--max-request-bytes", max_request_bytes,
                  "Largest request message accepted (RESOURCE_EXHAUSTED above)")

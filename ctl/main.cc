@@ -57,7 +57,11 @@ int Fail(const GlobalFlags& flags, const std::string& what, const grpc::Status& 
     case grpc::StatusCode::UNAVAILABLE:
       std::fprintf(stderr, "schemagatectl: is schemagated running at %s? (--coordinator)%s\n",
                    flags.coordinator.c_str(),
-                   flags.security.tls ? "" : " If it serves TLS, pass --tls-ca.");
+                   !flags.security.tls ? " If it serves TLS, pass --tls-ca."
+                   : flags.security.cert_chain_pem.empty()
+                       ? " If it requires client certificates (mutual TLS), pass --tls-cert "
+                         "and --tls-key."
+                       : "");
       return kExitUnreachable;
     case grpc::StatusCode::DEADLINE_EXCEEDED: return kExitTimedOut;
     case grpc::StatusCode::UNAUTHENTICATED:

@@ -275,7 +275,9 @@ TEST_F(SecurityTest, PlaintextWrongCaAndMissingClientCertificateFail) {
   EXPECT_NE(Ctl("status", With(wrong_ca, {"--token", kOperatorToken}), &out), 0) << out;
   // Mutual TLS: the right CA but no client certificate.
   EXPECT_EQ(Agent("check", {"--tls-ca", certs_.ca, "--token", kAgentToken}, &out), 7) << out;
-  EXPECT_NE(Ctl("status", {"--tls-ca", certs_.ca, "--token", kOperatorToken}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("pass --tls-cert and --tls-key"));
+  EXPECT_EQ(Ctl("status", {"--tls-ca", certs_.ca, "--token", kOperatorToken}, &out), 7) << out;
+  EXPECT_THAT(out, HasSubstr("pass --tls-cert and --tls-key"));
   // And with everything right it answers.
   EXPECT_EQ(Ctl("migrations", With(Tls(), {"--token", kOperatorToken}), &out), 0) << out;
 }
@@ -330,6 +332,17 @@ TEST_F(SecurityTest, UnusableAccessFlagsRefuseToStart) {
       {{"--tls-cert", certs_.server_cert}, "--tls-cert and --tls-key go together"},
       {{"--tls-client-ca", certs_.ca}, "needs --tls-cert"},
       {{"--tls-cert", operator_file_, "--tls-key", certs_.server_key}, "not a PEM file"},
+      // PEM, but the wrong thing: a usage error (2), not a failed listen (1).
+      {{"--tls-cert", certs_.server_cert, "--tls-key", certs_.client_key},
+       "--tls-key " + certs_.client_key + " does not match the certificate of --tls-cert"},
+      {{"--tls-cert", certs_.server_key, "--tls-key", certs_.server_key},
+       "--tls-cert: " + certs_.server_key + " holds no PEM certificate"},
+      {{"--tls-cert", certs_.server_cert, "--tls-key", certs_.server_cert},
+       "--tls-key: " + certs_.server_cert + " holds no unencrypted PEM private key"},
+      {{"--tls-cert", certs_.server_cert, "--tls-key", certs_.server_key, "--tls-client-ca",
+        certs_.client_key},
+       "--tls-client-ca: " + certs_.client_key + " holds no PEM certificate"},
+      {{"--operator-token-file", secrets_.path()}, secrets_.path() + " is a directory"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> argv = {BinaryPath("schemagated"), "--database-url",

@@ -85,6 +85,21 @@ TEST(ReadTokenFileTest, TrimsTheNewlineAndRefusesEmptyOrMissingFiles) {
   ASSERT_FALSE(spaced.ok());
   EXPECT_THAT(std::string(spaced.status().message()), Not(HasSubstr("words-secret")));
   EXPECT_FALSE(ReadPemFile("--tls-cert", dir.Write("p", "not a certificate")).ok());
+  absl::StatusOr<std::string> directory = ReadTokenFile("--operator-token-file", dir.path());
+  ASSERT_FALSE(directory.ok());
+  EXPECT_THAT(std::string(directory.status().message()), HasSubstr("is a directory"));
+}
+
+TEST(CheckCertificateTest, RefusesPemThatIsNotACertificateOrAKeyOfIt) {
+  const std::string junk = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";
+  absl::Status status = CheckCertificateAndKey("--tls-cert", "c.pem", junk, "--tls-key", "k.pem",
+                                               "-----BEGIN PRIVATE KEY-----\n");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("--tls-cert: c.pem holds no PEM certificate"));
+  EXPECT_THAT(std::string(status.message()), Not(HasSubstr("bm90")));
+  status = CheckCertificateBundle("--tls-ca", "ca.pem", "-----BEGIN PRIVATE KEY-----\n");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("--tls-ca: ca.pem holds no PEM certificate"));
 }
 
 TEST(AddressTest, HostsAndLoopback) {
