@@ -18,7 +18,11 @@ What is checked, one line per check, then "N passed, N failed":
         ENV, compose environment and env files, Kubernetes env, the systemd
         EnvironmentFile example) names a flag of a binary run there;
   ref   files the deployment refers to exist: compose build targets, env
-        files and bind mounts, kustomization resources and patches;
+        files, bind mounts and secrets, kustomization resources and patches;
+        a compose override file (compose.NAME.yaml beside compose.yaml) is
+        checked merged onto compose.yaml, as `docker compose -f compose.yaml
+        -f compose.NAME.yaml` runs it; secret files that are generated
+        (git-ignored) and absent are skipped;
   rule  PrometheusRule specs pass `promtool check rules`, and the alert unit
         tests beside them `promtool test rules` (skipped without promtool);
   libs  deploy/docker/runtime-packages.txt, with the packages they depend on,
@@ -344,6 +348,15 @@ def compose_checks(repo, rel, path, doc, dockerfiles, results):
             environment = dict(e.split("=", 1) if "=" in e else (e, "") for e in environment)
         env.update({k: "" if v is None else str(v) for k, v in environment.items()})
         envs.append(("%s %s environment" % (rel, name), env, context))
+        # Compose secrets: each one a service names is defined at the top.
+        defined = (doc or {}).get("secrets") or {}
+        for entry in service.get("secrets") or []:
+            secret = entry.get("source") if isinstance(entry, dict) else entry
+            if secret in defined:
+                results.ok("ref", "%s %s" % (rel, name), "secret %s" % secret)
+            else:
+                results.fail("ref", "%s %s" % (rel, name), "secret %s" % secret,
+                             "not defined under the top-level secrets:")
 
         fix = lambda v: interpolate_compose(v, {})  # noqa: E731  (defaults of ${VAR:-x})
         image_entry, image_cmd = None, None
@@ -416,7 +429,62 @@ def compose_checks(repo, rel, path, doc, dockerfiles, results):
                 cmds = []
             for cmd in cmds:
                 commands.append(Command("%s %s healthcheck" % (rel, name), cmd, context))
+    for secret, spec in ((doc or {}).get("secrets") or {}).items():
+        file = (spec or {}).get("file") if isinstance(spec, dict) else None
+        if not file:
+            continue
+        full = os.path.normpath(os.path.join(base_dir, file))
+        if os.path.exists(full):
+            results.ok("ref", rel, "secret %s file %s" % (secret, file))
+        else:
+            # Secrets are made on the machine that runs compose (a script
+            # beside the file, into a git-ignored folder), never committed.
+            results.skip("ref", rel, "secret %s file %s not present (generated, git-ignored)"
+                         % (secret, file))
     return commands, envs
+
+
+# Compose override files (compose.NAME.yaml beside compose.yaml) are only
+# meaningful merged onto the base file, as `docker compose -f compose.yaml
+# -f compose.NAME.yaml` merges them: mappings merge, environment variables
+# merge by name, command/entrypoint/healthcheck test are replaced, other
+# sequences are appended.
+COMPOSE_REPLACED = ("command", "entrypoint", "test")
+
+
+def compose_environment(value):
+    if isinstance(value, list):
+        return dict(e.split("=", 1) if "=" in e else (e, None) for e in value)
+    return dict(value or {})
+
+
+def merge_compose(base, override, key=None):
+    if key == "environment":
+        merged = compose_environment(base)
+        merged.update(compose_environment(override))
+        return merged
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for k, v in override.items():
+            merged[k] = merge_compose(base[k], v, k) if k in base else v
+        return merged
+    if isinstance(base, list) and isinstance(override, list) and key not in COMPOSE_REPLACED:
+        return base + [v for v in override if v not in base]
+    return override
+
+
+def compose_override_base(path):
+    """The compose.yaml an override file applies to, or None."""
+    base = os.path.basename(path)
+    if base in ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"):
+        return None
+    if not re.match(r"^(docker-)?compose\.[A-Za-z0-9_.-]+\.ya?ml$", base):
+        return None
+    for name in ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"):
+        candidate = os.path.join(os.path.dirname(path), name)
+        if os.path.exists(candidate):
+            return candidate
+    return None
 
 
 def read_env_file(path):
@@ -912,7 +980,21 @@ def main(argv=None):
                     os.path.basename(os.path.dirname(path)) == "compose"
                     or os.path.basename(path) in ("compose.yaml", "compose.yml",
                                                   "docker-compose.yml", "docker-compose.yaml")):
-                c, e = compose_checks(repo, rel(path), path, doc, dockerfiles, results)
+                base = compose_override_base(path)
+                if base is not None:
+                    base_docs = yaml_docs.get(base) or []
+                    if not base_docs:
+                        results.fail("ref", rel(path), "override of %s" % rel(base),
+                                     "the base file did not parse")
+                        continue
+                    merged = merge_compose(base_docs[0], doc)
+                    label = "%s + %s" % (rel(base), os.path.basename(path))
+                    results.ok("ref", rel(path), "override of %s" % rel(base),
+                               "checked merged, as `docker compose -f %s -f %s`" % (
+                                   os.path.basename(base), os.path.basename(path)))
+                    c, e = compose_checks(repo, label, base, merged, dockerfiles, results)
+                else:
+                    c, e = compose_checks(repo, rel(path), path, doc, dockerfiles, results)
                 commands += c
                 envs += e
             elif doc.get("kind") == "Kustomization" or os.path.basename(path).startswith("kustomization."):
