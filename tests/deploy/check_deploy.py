@@ -13,7 +13,8 @@ What is checked, one line per check, then "N passed, N failed":
         entrypoint/command (joined with the image's ENTRYPOINT/CMD when the
         service builds one of our Dockerfile stages) and healthcheck tests;
         Kubernetes command/args of containers and init containers, exec probes
-        and lifecycle hooks; systemd ExecStart= and friends;
+        and lifecycle hooks; systemd ExecStart= and friends (in the unit and
+        its drop-ins, UNIT.d/*.conf);
   env   every SCHEMAGATE_* variable set next to those command lines (Dockerfile
         ENV, compose environment and env files, Kubernetes env, the systemd
         EnvironmentFile example) names a flag of a binary run there;
@@ -567,6 +568,53 @@ def k8s_commands(rel, doc, image_entrypoints):
     return commands, envs
 
 
+# Kustomize strategic merge patches (files named in a kustomization's
+# patches:) hold only what they change: they are checked merged onto the
+# resource they patch (same kind and name), the way kustomize merges them for
+# the parts that matter here: mappings merge, a null deletes, lists of named
+# items (containers, env, volumes) merge by name, volumeMounts by mountPath,
+# other lists are replaced.
+def patch_paths(path, doc):
+    base_dir = os.path.dirname(path)
+    refs = [p["path"] for p in doc.get("patches") or [] if isinstance(p, dict) and p.get("path")]
+    refs += [p for p in doc.get("patchesStrategicMerge") or [] if isinstance(p, str)]
+    return {os.path.normpath(os.path.join(base_dir, r)) for r in refs}
+
+
+def merge_key(items):
+    for key in ("name", "mountPath", "containerPort", "port"):
+        if items and all(isinstance(i, dict) and key in i for i in items):
+            return key
+    return None
+
+
+def strategic_merge(base, patch):
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for k, v in patch.items():
+            if v is None:
+                merged.pop(k, None)
+            elif k in base:
+                merged[k] = strategic_merge(base[k], v)
+            else:
+                merged[k] = v
+        return merged
+    if isinstance(base, list) and isinstance(patch, list):
+        key = merge_key(base + patch)
+        if key is None:
+            return patch
+        merged = list(base)
+        for item in patch:
+            for i, existing in enumerate(merged):
+                if existing.get(key) == item.get(key):
+                    merged[i] = strategic_merge(existing, item)
+                    break
+            else:
+                merged.append(item)
+        return merged
+    return patch
+
+
 def kustomization_refs(repo, rel, path, doc, results):
     base_dir = os.path.dirname(path)
     entries = [("resources", r) for r in doc.get("resources") or []]
@@ -594,8 +642,20 @@ def kustomization_refs(repo, rel, path, doc, results):
 
 # --- systemd ----------------------------------------------------------------------------
 def systemd_commands(repo, rel, path, results):
+    """The unit, then its drop-ins (UNIT.d/*.conf beside it), which run in
+    the unit's context: their Environment= lines are checked against the
+    unit's ExecStart."""
     commands, envs = [], []
     context = rel
+    for file in [path] + sorted(glob.glob(path + ".d/*.conf")):
+        c, e = systemd_file(repo, os.path.relpath(file, repo), file, context, results)
+        commands += c
+        envs += e
+    return commands, envs
+
+
+def systemd_file(repo, rel, path, context, results):
+    commands, envs = [], []
     text = open(path, encoding="utf-8").read().replace("\\\n", " ")
     for number, line in enumerate(text.splitlines(), 1):
         m = re.match(r"^\s*(Exec(?:Start|StartPre|StartPost|Reload|Stop|StopPost|Condition))\s*=\s*(.*)$", line)
@@ -972,10 +1032,34 @@ def main(argv=None):
                 if stage.name and stage.entrypoint and binary_of(stage.entrypoint[0]):
                     # images built from this stage are called schemagate/<stage>
                     image_entrypoints[stage.name] = stage.entrypoint
+    patches = set()
+    for path, docs in yaml_docs.items():
+        for doc in docs:
+            if isinstance(doc, dict) and (doc.get("kind") == "Kustomization"
+                                          or os.path.basename(path).startswith("kustomization.")):
+                patches |= patch_paths(path, doc)
+    resources = {}   # (kind, name) -> (path, doc) of a resource that is not a patch
+    for path, docs in yaml_docs.items():
+        if path in patches:
+            continue
+        for doc in docs:
+            if isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc:
+                key = (doc["kind"], (doc.get("metadata") or {}).get("name"))
+                resources.setdefault(key, (path, doc))
     for path, docs in yaml_docs.items():
         for doc in docs:
             if not isinstance(doc, dict):
                 continue
+            if path in patches and "apiVersion" in doc and "kind" in doc:
+                key = (doc["kind"], (doc.get("metadata") or {}).get("name"))
+                if key in resources:
+                    base_path, base_doc = resources[key]
+                    label = "%s (merged onto %s)" % (rel(path), rel(base_path))
+                    results.ok("ref", rel(path), "patches %s/%s of %s" % (key[0], key[1], rel(base_path)))
+                    c, e = k8s_commands(label, strategic_merge(base_doc, doc), image_entrypoints)
+                    commands += c
+                    envs += e
+                    continue
             if "services" in doc and (
                     os.path.basename(os.path.dirname(path)) == "compose"
                     or os.path.basename(path) in ("compose.yaml", "compose.yml",
