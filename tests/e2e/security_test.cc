@@ -282,6 +282,57 @@ TEST_F(SecurityTest, PlaintextWrongCaAndMissingClientCertificateFail) {
   EXPECT_EQ(Ctl("migrations", With(Tls(), {"--token", kOperatorToken}), &out), 0) << out;
 }
 
+// The deployment examples (deploy/k8s/overlays/tls, deploy/compose/
+// compose.tls.yaml) configure everything through SCHEMAGATE_* variables, and
+// the probes and health checks run schemagatectl inside the coordinator's
+// container, where SCHEMAGATE_TLS_CERT/KEY are the coordinator's own
+// certificate: schemagatectl then presents it as its client certificate.
+TEST_F(SecurityTest, TheDeploymentExamplesVariablesWork) {
+  StartSecureCoordinator();
+  const std::map<std::string, std::string> coordinator_container = {
+      {"SCHEMAGATE_COORDINATOR", coordinator_->address()},
+      {"SCHEMAGATE_TLS_CERT", certs_.server_cert},
+      {"SCHEMAGATE_TLS_KEY", certs_.server_key},
+      {"SCHEMAGATE_TLS_CLIENT_CA", certs_.ca},
+      {"SCHEMAGATE_OPERATOR_TOKEN_FILE", operator_file_},
+      {"SCHEMAGATE_AGENT_TOKEN_FILE", agent_file_},
+      {"SCHEMAGATE_TLS_CA", certs_.ca},
+      {"SCHEMAGATE_TOKEN_FILE", operator_file_}};
+  std::string out;
+  // The app container: its own client certificate and the agent token. It
+  // waits until the set is applied, so that status below is CURRENT.
+  const std::map<std::string, std::string> app_container = {
+      {"SCHEMAGATE_COORDINATOR", coordinator_->address()},
+      {"SCHEMAGATE_TLS_CA", certs_.ca},
+      {"SCHEMAGATE_TLS_CERT", certs_.client_cert},
+      {"SCHEMAGATE_TLS_KEY", certs_.client_key},
+      {"SCHEMAGATE_TOKEN_FILE", agent_file_}};
+  EXPECT_EQ(RunBinary({BinaryPath("schemagate-agent"), "wait", "--timeout", "20s"}, &out,
+                      absl::Seconds(30), app_container),
+            0)
+      << out;
+  EXPECT_EQ(RunBinary({BinaryPath("schemagate-agent"), "check"}, &out, absl::Seconds(30),
+                      app_container),
+            0)
+      << out;
+  // The exec probe and the Compose/Docker health check.
+  EXPECT_EQ(RunBinary({BinaryPath("schemagatectl"), "health", "--timeout", "3s"}, &out,
+                      absl::Seconds(30), coordinator_container),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("SERVING"));
+  // kubectl exec deploy/schemagate -- schemagatectl status
+  EXPECT_EQ(RunBinary({BinaryPath("schemagatectl"), "status"}, &out, absl::Seconds(30),
+                      coordinator_container),
+            0)
+      << out;
+  EXPECT_EQ(RunBinary({BinaryPath("schemagatectl"), "status"}, &out, absl::Seconds(30),
+                      app_container),
+            6)
+      << out;
+  EXPECT_THAT(out, HasSubstr("PERMISSION_DENIED"));
+}
+
 TEST_F(SecurityTest, NoTokenOrDatabasePasswordAppearsInAnyOutput) {
   StartSecureCoordinator();
   std::string out;
