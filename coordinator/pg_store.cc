@@ -83,6 +83,28 @@ struct Names {
   std::string schema, meta, migrations, events, instances;
 };
 
+// The run lock is a session lock, so the run connection must be a session
+// of its own. PgBouncer (in any pool mode) answers the client's startup
+// itself and sends a cancel key of its own making, so the backend pid libpq
+// reports (PQbackendPID, from that key) is not the pid of the server session
+// that runs the queries. On a direct connection, or through a proxy that only
+// forwards bytes, the two are always the same. This needs no query that
+// could fail on PostgreSQL (`SHOW pool_mode` is an error there) and no luck
+// with which pooled backend serves a transaction (comparing pg_backend_pid()
+// across transactions passes whenever the pool hands back the same one).
+absl::Status RequireDirectSession(pqxx::connection& conn) {
+  pqxx::nontransaction tx(conn);
+  const int server_pid = tx.exec1("SELECT pg_backend_pid()")[0].as<int>();
+  if (server_pid == conn.backendpid()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "refusing to run: --database-url goes through a connection pooler such as PgBouncer "
+      "(the session's backend pid ", server_pid, " is not the ", conn.backendpid(),
+      " the connection announced); the run lock is a session advisory lock, which PgBouncer "
+      "pool_mode=transaction hands to whichever pooled server connection took it, so it "
+      "neither protects the run nor is released when the run ends. Point schemagated's "
+      "--database-url at PostgreSQL directly (apps may keep using PgBouncer)"));
+}
+
 absl::StatusOr<int64_t> ComputeLockKey(pqxx::connection& conn, const PgStoreOptions& options) {
   if (options.lock_key) return *options.lock_key;
   pqxx::nontransaction tx(conn);
@@ -901,6 +923,7 @@ absl::StatusOr<std::unique_ptr<RunSession>> PgStore::BeginRun(const LockWaitOpti
   int64_t key = 0;
   try {
     conn = Connect(options_.conninfo, "schemagate-run");
+    RETURN_IF_ERROR(RequireDirectSession(*conn));
     ASSIGN_OR_RETURN(key, ComputeLockKey(*conn, options_));
   } catch (const std::exception& e) {
     return Unavailable(e);
