@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +53,65 @@ std::string WithDatabase(const std::string& url, const std::string& database) {
   const size_t query = url.find('?', slash);
   return absl::StrCat(url.substr(0, slash + 1), database,
                       query == std::string::npos ? "" : url.substr(query));
+}
+
+std::string WithHostPort(const std::string& conninfo, const std::string& host, int port) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (options == nullptr) {
+    ADD_FAILURE() << "cannot parse " << conninfo << ": " << (error ? error : "out of memory");
+    PQfreemem(error);
+    return conninfo;
+  }
+  std::string out = absl::StrCat("host=", host, " port=", port);
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    const std::string key = o->keyword;
+    if (o->val == nullptr || key == "host" || key == "hostaddr" || key == "port") continue;
+    std::string value;
+    for (const char c : std::string(o->val)) {
+      if (c == '\\' || c == '\'') value += '\\';
+      value += c;
+    }
+    absl::StrAppend(&out, " ", key, "='", value, "'");
+  }
+  PQconninfoFree(options);
+  return out;
+}
+
+int PortOf(const std::string& conninfo) {
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), nullptr);
+  int port = 5432;
+  for (PQconninfoOption* o = options; o != nullptr && o->keyword != nullptr; ++o) {
+    if (std::string(o->keyword) == "port" && o->val != nullptr) (void)absl::SimpleAtoi(o->val, &port);
+  }
+  PQconninfoFree(options);
+  return port;
+}
+
+int EnvInt(const char* name, int fallback) {
+  int value = 0;
+  return absl::SimpleAtoi(EnvOr(name), &value) && value > 0 ? value : fallback;
+}
+
+std::optional<std::string> TryQuery(const std::string& url, const std::string& sql) {
+  try {
+    pqxx::connection conn(url);
+    pqxx::nontransaction tx(conn);
+    pqxx::result r = tx.exec(sql);
+    if (r.empty() || r[0][0].is_null()) return std::string();
+    return r[0][0].as<std::string>();
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
 }
 
 TestDatabase::TestDatabase() {
@@ -311,6 +372,34 @@ bool PrivatePostgres::Stop() { return PgCtl({"stop", "-m", "fast"}) == 0; }
 std::string PrivatePostgres::Url(const std::string& database) const {
   return absl::StrCat("postgres://postgres@127.0.0.1:", port_, "/", database);
 }
+
+PgBouncer::PgBouncer(const std::string& server_host, int server_port,
+                     const std::string& pool_mode) {
+  const std::string binary = EnvOr("SCHEMAGATE_PGBOUNCER", "/usr/sbin/pgbouncer");
+  if (access(binary.c_str(), X_OK) != 0) return;
+  port_ = FreePort();
+  dir_.Write("users.txt", "\"postgres\" \"\"\n");
+  const std::string ini = dir_.Write(
+      "pgbouncer.ini",
+      absl::StrCat("[databases]\n* = host=", server_host, " port=", server_port,
+                   "\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = ", port_,
+                   "\nunix_socket_dir = ", dir_.path(), "\nauth_type = trust\nauth_file = ",
+                   dir_.path(), "/users.txt\npool_mode = ", pool_mode,
+                   "\ndefault_pool_size = 4\nmax_client_conn = 100\n"
+                   "ignore_startup_parameters = extra_float_digits\n"));
+  std::vector<std::string> argv = {binary};
+  if (geteuid() == 0) {
+    // PgBouncer refuses to run as root; -u switches user after reading the ini.
+    RunBinary({"/bin/chown", "-R", "postgres", dir_.path()}, nullptr);
+    argv.insert(argv.end(), {"-u", "postgres"});
+  }
+  argv.push_back(ini);
+  process_ = std::make_unique<ChildProcess>(argv);
+  ok_ = process_->WaitForLog("process up", absl::Seconds(20));
+  if (!ok_) ADD_FAILURE() << "pgbouncer did not start:\n" << process_->Log();
+}
+
+std::string PgBouncer::Log() const { return process_ ? process_->Log() : ""; }
 
 int FreePort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);

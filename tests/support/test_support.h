@@ -6,8 +6,10 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,24 @@ class TestDatabase {
 
 // Replaces the database name of a postgres:// URL.
 std::string WithDatabase(const std::string& url, const std::string& database);
+
+// `conninfo` (URL or key=value) as key=value conninfo with host and port
+// replaced, e.g. to go through a TcpProxy or a PgBouncer.
+std::string WithHostPort(const std::string& conninfo, const std::string& host, int port);
+// The port `conninfo` names (5432 if none).
+int PortOf(const std::string& conninfo);
+
+// An integer from the environment (counts for soak runs), or `fallback`
+// when unset or not a positive number.
+int EnvInt(const char* name, int fallback);
+
+// First column of the first row of `sql` on a fresh connection to `url`
+// ("" for NULL / no rows), or nullopt on any error (server down, missing
+// table): for polling a database that a fault may have taken away.
+std::optional<std::string> TryQuery(const std::string& url, const std::string& sql);
+
+// Polls `condition` every 20 ms until it holds; false on timeout.
+bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout);
 
 // A temporary directory removed after the test.
 class TempDir {
@@ -130,6 +150,24 @@ class PrivatePostgres {
   std::string dir_;
   int port_ = 0;
   bool ok_ = false;
+};
+
+// PgBouncer (Debian's pgbouncer) on a free loopback port in front of a
+// PostgreSQL server, trusting every user, with the given pool_mode.
+class PgBouncer {
+ public:
+  PgBouncer(const std::string& server_host, int server_port,
+            const std::string& pool_mode = "transaction");
+  // False if the pgbouncer binary is missing or it did not start.
+  bool ok() const { return ok_; }
+  int port() const { return port_; }
+  std::string Log() const;
+
+ private:
+  TempDir dir_;
+  int port_ = 0;
+  bool ok_ = false;
+  std::unique_ptr<ChildProcess> process_;
 };
 
 // A loopback port that was free a moment ago.

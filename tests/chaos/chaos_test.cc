@@ -1,0 +1,560 @@
+// Faults end to end: the real binaries against a real PostgreSQL while the
+// running coordinator is killed with SIGKILL, PostgreSQL restarts, the run
+// connection is cut, a long transaction holds a table lock, or PgBouncer
+// sits in between.
+//
+// Counts are small by default (CI). Soak: SCHEMAGATE_CHAOS_ROUNDS sets the
+// kill -9 rounds (e.g. 100), SCHEMAGATE_CHAOS_FAULT_ROUNDS the rounds of the
+// connection cut and the PostgreSQL restart, SCHEMAGATE_CHAOS_SEED replays
+// the kill points of an earlier run (every run prints its seed).
+//
+// Every migration of the audited sets writes a 'begin' and an 'end' row with
+// pg_backend_pid() and clock_timestamp() into chaos_audit, so PostgreSQL
+// itself shows which session ran what, when, and that it committed once.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <pqxx/pqxx>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/tcp_proxy.h"
+#include "tests/support/test_support.h"
+
+namespace schemagate {
+namespace {
+
+using ::schemagate::testing::AdminUrl;
+using ::schemagate::testing::BinaryPath;
+using ::schemagate::testing::ChildProcess;
+using ::schemagate::testing::CoordinatorProcess;
+using ::schemagate::testing::EnvInt;
+using ::schemagate::testing::RunBinary;
+using ::schemagate::testing::TempDir;
+using ::schemagate::testing::TestDatabase;
+using ::schemagate::testing::TryQuery;
+using ::schemagate::testing::WaitUntil;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kCreateAudit[] =
+    "CREATE TABLE chaos_audit (version int NOT NULL, step text NOT NULL, pid int NOT NULL,"
+    " at timestamptz NOT NULL DEFAULT clock_timestamp())";
+
+// Migration k: an audit row, a pause (the window a fault hits), a table of
+// its own, and a closing audit row.
+void WriteAuditedMigrations(const TempDir& dir, int count, int pause_ms) {
+  for (int k = 1; k <= count; ++k) {
+    dir.Write(absl::StrFormat("%04d_chaos_%d.up.sql", k, k),
+              absl::StrFormat(
+                  "INSERT INTO chaos_audit (version, step, pid) VALUES (%d, 'begin', "
+                  "pg_backend_pid());\n"
+                  "SELECT pg_sleep(%.3f), 'chaos %d';\n"
+                  "CREATE TABLE chaos_%d (id bigint PRIMARY KEY);\n"
+                  "INSERT INTO chaos_audit (version, step, pid) VALUES (%d, 'end', "
+                  "pg_backend_pid());\n",
+                  k, pause_ms / 1000.0, k, k, k));
+  }
+}
+
+std::string Query(const std::string& url, const std::string& sql) {
+  return TryQuery(url, sql).value_or("<error>");
+}
+
+int QueryInt(const std::string& url, const std::string& sql) {
+  int n = -1;
+  return absl::SimpleAtoi(Query(url, sql), &n) ? n : -1;
+}
+
+// The pid of the session running migration k's pause, once it runs.
+std::string PausePid(const std::string& url, int k) {
+  return TryQuery(url, absl::StrFormat("SELECT pid FROM pg_stat_activity WHERE state = 'active'"
+                                       " AND query LIKE '%%''chaos %d''%%' AND pid <> "
+                                       "pg_backend_pid()",
+                                       k))
+      .value_or("");
+}
+
+bool WaitForPause(const std::string& url, int k, std::string* pid = nullptr) {
+  return WaitUntil(
+      [&] {
+        const std::string found = PausePid(url, k);
+        if (pid != nullptr) *pid = found;
+        return !found.empty();
+      },
+      absl::Seconds(60));
+}
+
+// The id of the coordinator whose run is under way (the last run_start).
+std::string RunningCoordinator(const std::string& url) {
+  return TryQuery(url,
+                  "SELECT actor FROM schemagate.events WHERE kind = 'run_start' "
+                  "ORDER BY id DESC LIMIT 1")
+      .value_or("");
+}
+
+// Every migration applied once and clean; its work committed exactly once,
+// by one session.
+void ExpectEachAppliedExactlyOnce(const std::string& url, int count) {
+  const std::string n = absl::StrCat(count);
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.migrations WHERE state = 'applied'"), n);
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.migrations WHERE state <> 'applied'"),
+            "0");
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM chaos_audit"), absl::StrCat(2 * count));
+  EXPECT_EQ(Query(url,
+                  "SELECT count(*) FROM (SELECT version FROM chaos_audit GROUP BY version"
+                  " HAVING count(*) FILTER (WHERE step = 'begin') = 1"
+                  " AND count(*) FILTER (WHERE step = 'end') = 1"
+                  " AND count(DISTINCT pid) = 1) once"),
+            n);
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.events WHERE kind = 'apply'"), n);
+  EXPECT_EQ(Query(url, "SELECT count(DISTINCT version) FROM schemagate.events WHERE kind = 'apply'"),
+            n);
+}
+
+std::vector<std::string> Ctl(const std::string& coordinator, std::vector<std::string> args) {
+  args.insert(args.begin(), BinaryPath("schemagatectl"));
+  args.insert(args.end(), {"--coordinator", coordinator});
+  return args;
+}
+
+// `schemagate-agent wait` for the whole set; 0 once the schema is READY.
+int AgentWait(const std::string& coordinator, const std::string& dir, std::string* out,
+              const std::string& timeout = "90s") {
+  return RunBinary({BinaryPath("schemagate-agent"), "wait", "--coordinator", coordinator,
+                    "--migrations-dir", dir, "--timeout", timeout},
+                   out, absl::Seconds(120));
+}
+
+class ChaosTest : public ::testing::Test {
+ protected:
+  void SetUp() override { SG_REQUIRE_DATABASE(); }
+};
+
+// Where in a run the coordinator holding the lock is killed.
+enum class KillPoint {
+  kAtStart,      // as soon as it serves: before, while or just after it takes the lock
+  kInStatement,  // inside migration k's pause, `delay` into it
+  kAfterCommit,  // `delay` after migration k committed (between migrations)
+  kAnyTime,      // `delay` after the run started
+};
+
+struct KillPlan {
+  KillPoint point;
+  int version = 0;
+  absl::Duration delay;
+};
+
+std::string Describe(const KillPlan& plan) {
+  switch (plan.point) {
+    case KillPoint::kAtStart: return "at start";
+    case KillPoint::kInStatement:
+      return absl::StrFormat("in migration %d, %dms into its pause", plan.version,
+                             absl::ToInt64Milliseconds(plan.delay));
+    case KillPoint::kAfterCommit:
+      return absl::StrFormat("%dms after migration %d committed", absl::ToInt64Milliseconds(plan.delay),
+                             plan.version);
+    case KillPoint::kAnyTime:
+      return absl::StrFormat("%dms into the run", absl::ToInt64Milliseconds(plan.delay));
+  }
+  return "?";
+}
+
+constexpr int kKillMigrations = 5;
+constexpr int kKillPauseMs = 150;
+
+// Kill points of round `round`: the kind cycles so that even the five CI
+// rounds cover every kind; version and delay come from the seeded rng.
+KillPlan PlanRound(int round, std::mt19937_64& rng) {
+  KillPlan plan;
+  plan.point = static_cast<KillPoint>(round % 4);
+  std::uniform_int_distribution<int> version(1, kKillMigrations);
+  std::uniform_int_distribution<int> between(1, kKillMigrations - 1);
+  switch (plan.point) {
+    case KillPoint::kAtStart: break;
+    case KillPoint::kInStatement:
+      plan.version = version(rng);
+      plan.delay = absl::Milliseconds(std::uniform_int_distribution<int>(0, kKillPauseMs - 20)(rng));
+      break;
+    case KillPoint::kAfterCommit:
+      plan.version = between(rng);
+      plan.delay = absl::Milliseconds(std::uniform_int_distribution<int>(0, 20)(rng));
+      break;
+    case KillPoint::kAnyTime:
+      plan.delay = absl::Milliseconds(
+          std::uniform_int_distribution<int>(0, kKillMigrations * kKillPauseMs)(rng));
+      break;
+  }
+  return plan;
+}
+
+struct KillRoundResult {
+  bool killed_mid_run = false;  // the victim had started a run
+  int applied_by_victim = 0;
+  absl::Duration standby_finished;  // from the kill to the standby's READY
+};
+
+KillRoundResult RunKillRound(const KillPlan& plan) {
+  KillRoundResult result;
+  TestDatabase db;
+  db.Exec(kCreateAudit);
+  TempDir dir;
+  WriteAuditedMigrations(dir, kKillMigrations, kKillPauseMs);
+  // Two replicas started together, as a rollout starts them.
+  std::map<std::string, std::unique_ptr<CoordinatorProcess>> replicas;
+  for (const char* id : {"a", "b"}) {
+    replicas[id] = std::make_unique<CoordinatorProcess>(
+        db.url(), dir.path(), std::vector<std::string>{"--id", id, "--resync-interval", "1s"},
+        absl::StrCat("127.0.0.1:", testing::FreePort()), /*wait_until_serving=*/false);
+  }
+  const std::string url = db.url();
+  std::string victim;
+  switch (plan.point) {
+    case KillPoint::kAtStart:
+      EXPECT_TRUE(replicas["a"]->process().WaitForLog("serving on", absl::Seconds(30)));
+      victim = RunningCoordinator(url);
+      if (victim.empty()) victim = "a";
+      break;
+    case KillPoint::kInStatement:
+      EXPECT_TRUE(WaitForPause(url, plan.version)) << Describe(plan);
+      absl::SleepFor(plan.delay);  // The fault's timing, not a synchronisation.
+      victim = RunningCoordinator(url);
+      break;
+    case KillPoint::kAfterCommit:
+      EXPECT_TRUE(WaitUntil(
+          [&] {
+            return Query(url, absl::StrCat("SELECT count(*) FROM schemagate.migrations "
+                                           "WHERE version = ",
+                                           plan.version)) == "1";
+          },
+          absl::Seconds(60)));
+      absl::SleepFor(plan.delay);
+      victim = RunningCoordinator(url);
+      break;
+    case KillPoint::kAnyTime:
+      EXPECT_TRUE(WaitUntil([&] { return !RunningCoordinator(url).empty(); }, absl::Seconds(60)));
+      absl::SleepFor(plan.delay);
+      victim = RunningCoordinator(url);
+      break;
+  }
+  if (victim != "a" && victim != "b") {
+    ADD_FAILURE() << "no running coordinator found (" << victim << ") " << Describe(plan);
+    return result;
+  }
+  const std::string survivor = victim == "a" ? "b" : "a";
+  ChildProcess& killed = replicas[victim]->process();
+  killed.Signal(SIGKILL);
+  EXPECT_EQ(killed.Wait(absl::Seconds(10)), 128 + SIGKILL);
+  const absl::Time kill_time = absl::Now();
+  result.killed_mid_run = !RunningCoordinator(url).empty();
+  std::string out;
+  EXPECT_EQ(AgentWait(replicas[survivor]->address(), dir.path(), &out), 0)
+      << Describe(plan) << ": " << out << "\nsurvivor log:\n"
+      << replicas[survivor]->process().Log();
+  result.standby_finished = absl::Now() - kill_time;
+  ExpectEachAppliedExactlyOnce(url, kKillMigrations);
+  int applied = 0;
+  (void)absl::SimpleAtoi(
+      Query(url, absl::StrCat("SELECT count(*) FROM schemagate.migrations WHERE applied_by = '",
+                              victim, "'")),
+      &applied);
+  result.applied_by_victim = applied;
+  EXPECT_TRUE(replicas[survivor]->process().running());
+  EXPECT_THAT(replicas[survivor]->process().Log(), Not(HasSubstr(" ERROR ")));
+  return result;
+}
+
+// Acceptance: kill -9 of the coordinator running the migrations, at
+// different points of a run; the standby finishes every time, each
+// migration is applied once, nothing is dirty.
+TEST_F(ChaosTest, KillNineOfTheRunningCoordinatorAtRandomPointsTheStandbyFinishes) {
+  const int rounds = EnvInt("SCHEMAGATE_CHAOS_ROUNDS", 5);
+  const uint64_t seed = static_cast<uint64_t>(
+      EnvInt("SCHEMAGATE_CHAOS_SEED", static_cast<int>(std::random_device{}() & 0x7FFFFFFF)));
+  std::fprintf(stderr, "kill -9 chaos: %d round(s), SCHEMAGATE_CHAOS_SEED=%llu\n", rounds,
+               static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  int passed = 0, mid_run = 0;
+  std::map<int, int> by_victim_progress;
+  absl::Duration slowest, total;
+  for (int round = 0; round < rounds; ++round) {
+    const KillPlan plan = PlanRound(round, rng);
+    SCOPED_TRACE(absl::StrCat("round ", round + 1, ": killed ", Describe(plan)));
+    const KillRoundResult r = RunKillRound(plan);
+    if (HasFailure()) break;
+    ++passed;
+    mid_run += r.killed_mid_run;
+    ++by_victim_progress[r.applied_by_victim];
+    slowest = std::max(slowest, r.standby_finished);
+    total += r.standby_finished;
+    std::fprintf(stderr,
+                 "round %d: killed %s; %d of %d applied before the kill; the standby finished "
+                 "%lldms after it\n",
+                 round + 1, Describe(plan).c_str(), r.applied_by_victim, kKillMigrations,
+                 static_cast<long long>(absl::ToInt64Milliseconds(r.standby_finished)));
+  }
+  std::string progress;
+  for (const auto& [applied, n] : by_victim_progress) {
+    absl::StrAppend(&progress, progress.empty() ? "" : ", ", applied, " applied: ", n);
+  }
+  std::fprintf(stderr,
+               "kill -9 chaos summary: %d/%d round(s) passed (seed %llu); %d killed mid-run; "
+               "migrations the victim had applied {%s}; standby finished in mean %lldms, "
+               "max %lldms\n",
+               passed, rounds, static_cast<unsigned long long>(seed), mid_run, progress.c_str(),
+               static_cast<long long>(passed ? absl::ToInt64Milliseconds(total / passed) : 0),
+               static_cast<long long>(absl::ToInt64Milliseconds(slowest)));
+  EXPECT_EQ(passed, rounds);
+}
+
+// A cut no-transaction migration is not silently dirty: the standby reports
+// it (agents exit 5, status DIRTY) and an operator's resume finishes it.
+TEST_F(ChaosTest, KillNineInsideANoTransactionMigrationIsReportedDirtyAndResumable) {
+  TestDatabase db;
+  TempDir dir;
+  dir.Write("0001_accounts.up.sql", "CREATE TABLE accounts (id bigint PRIMARY KEY);\n");
+  dir.Write("0002_accounts_index.up.sql",
+            "-- schemagate:no-transaction\n"
+            "SELECT pg_sleep(1), 'chaos 2';\n"
+            "CREATE INDEX CONCURRENTLY accounts_id_desc ON accounts (id DESC);\n");
+  CoordinatorProcess a(db.url(), dir.path(), {"--id", "a"});
+  CoordinatorProcess b(db.url(), dir.path(), {"--id", "b"});
+  ASSERT_TRUE(WaitForPause(db.url(), 2));
+  const std::string victim = RunningCoordinator(db.url());
+  ASSERT_TRUE(victim == "a" || victim == "b") << victim;
+  CoordinatorProcess& killed = victim == "a" ? a : b;
+  CoordinatorProcess& survivor = victim == "a" ? b : a;
+  killed.process().Signal(SIGKILL);
+  ASSERT_EQ(killed.process().Wait(absl::Seconds(10)), 128 + SIGKILL);
+
+  std::string out;
+  EXPECT_EQ(AgentWait(survivor.address(), dir.path(), &out, "30s"), 5) << out;
+  EXPECT_THAT(out, HasSubstr("dirty"));
+  EXPECT_EQ(db.Query("SELECT state || ':' || statements_done FROM schemagate.migrations "
+                     "WHERE version = 2"),
+            "dirty:0");
+  EXPECT_EQ(RunBinary(Ctl(survivor.address(), {"status"}), &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("DIRTY"));
+  EXPECT_EQ(RunBinary(Ctl(survivor.address(), {"repair", "--resume", "2"}), &out), 0) << out;
+  EXPECT_EQ(AgentWait(survivor.address(), dir.path(), &out, "30s"), 0) << out;
+  EXPECT_EQ(db.Query("SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_id_desc'"), "1");
+}
+
+// The run connection is cut mid-migration (a TCP proxy closes both sides):
+// PostgreSQL ends that session, rolls back its transaction and frees the
+// lock; the run stops with ABORTED and no statement of it runs afterwards,
+// neither on that connection nor on another. An operator's next run applies
+// the rest, each migration once.
+TEST_F(ChaosTest, CutRunConnectionAbortsTheRunAndNoStatementRunsAfterTheLockIsLost) {
+  const int rounds = EnvInt("SCHEMAGATE_CHAOS_FAULT_ROUNDS", 1);
+  constexpr int kMigrations = 4;
+  for (int round = 0; round < rounds && !HasFailure(); ++round) {
+    SCOPED_TRACE(absl::StrCat("cut round ", round + 1));
+    TestDatabase db;
+    db.Exec(kCreateAudit);
+    TempDir dir;
+    WriteAuditedMigrations(dir, kMigrations, 300);
+    const int cut_in = 2 + round % (kMigrations - 1);  // the migration the cut hits
+    testing::TcpProxy proxy("127.0.0.1", testing::PortOf(AdminUrl()));
+    ASSERT_GT(proxy.port(), 0);
+    CoordinatorProcess coordinator(testing::WithHostPort(db.url(), "127.0.0.1", proxy.port()),
+                                   dir.path(), {"--apply", "manual", "--id", "cut"});
+    ChildProcess apply(Ctl(coordinator.address(), {"apply"}));
+    std::string run_pid;
+    ASSERT_TRUE(WaitForPause(db.url(), cut_in, &run_pid)) << apply.Log();
+    const std::string lock_holders =
+        "SELECT string_agg(pid::text, ',') FROM pg_locks WHERE locktype = 'advisory' AND granted";
+    ASSERT_EQ(db.Query(lock_holders), run_pid);
+
+    proxy.Cut();
+    // PostgreSQL's side: the session ends (after its pause), and the lock with it.
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          return Query(db.url(), absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ",
+                                              run_pid)) == "0";
+        },
+        absl::Seconds(30)));
+    const std::string lock_lost_at = db.Query("SELECT clock_timestamp()::text");
+    EXPECT_EQ(db.Query(lock_holders), "");
+    EXPECT_EQ(apply.Wait(absl::Seconds(30)), 1) << apply.Log();
+    EXPECT_THAT(apply.Log(), HasSubstr("the run was cut off (lock or connection lost)"));
+    EXPECT_THAT(apply.Log(), HasSubstr("lost the run connection"));
+
+    // Back online; the coordinator reconnects its reads but, with the
+    // lock lost, never resumes that run on a new connection.
+    proxy.Resume();
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          std::string out;
+          return RunBinary(Ctl(coordinator.address(), {"status"}), &out) == 1 &&
+                 out.find("BEHIND") != std::string::npos;
+        },
+        absl::Seconds(30)));
+    const std::string after_cut =
+        absl::StrCat("SELECT count(*) FROM chaos_audit WHERE at >= '", lock_lost_at, "'");
+    EXPECT_EQ(db.Query(after_cut), "0");
+    // Only the migrations before the cut committed, all by the lost session;
+    // the one it was in left nothing.
+    EXPECT_EQ(db.Query("SELECT count(*) FROM schemagate.migrations"), absl::StrCat(cut_in - 1));
+    EXPECT_EQ(db.Query(absl::StrCat("SELECT count(*) FROM chaos_audit WHERE pid <> ", run_pid)),
+              "0");
+    EXPECT_EQ(db.Query(absl::StrCat("SELECT count(*) FROM chaos_audit WHERE version >= ", cut_in)),
+              "0");
+
+    // The operator retries: a new run, a new session and lock, the rest once.
+    std::string out;
+    EXPECT_EQ(RunBinary(Ctl(coordinator.address(), {"apply"}), &out), 0) << out;
+    ExpectEachAppliedExactlyOnce(db.url(), kMigrations);
+    EXPECT_EQ(db.Query(absl::StrCat("SELECT count(*) FROM chaos_audit WHERE pid = ", run_pid,
+                                    " AND at >= '", lock_lost_at, "'")),
+              "0");
+    EXPECT_EQ(db.Query(absl::StrCat("SELECT count(DISTINCT version) FROM chaos_audit WHERE pid <> ",
+                                    run_pid, " AND at > '", lock_lost_at, "'")),
+              absl::StrCat(kMigrations - cut_in + 1));
+    EXPECT_EQ(db.Query("SELECT count(*) FROM schemagate.events WHERE kind = 'run_start'"), "2");
+    EXPECT_GE(proxy.relayed(), 3);
+  }
+}
+
+// PostgreSQL restarted (fast shutdown) while a migration runs: the run is
+// cut, the coordinator reconnects and retries on its own, and every
+// migration ends up applied once.
+TEST_F(ChaosTest, PostgresRestartedMidRunTheCoordinatorRetriesAndAppliesEachMigrationOnce) {
+  const int rounds = EnvInt("SCHEMAGATE_CHAOS_FAULT_ROUNDS", 1);
+  testing::PrivatePostgres pg;
+  ASSERT_TRUE(pg.ok());
+  constexpr int kMigrations = 4;
+  for (int round = 0; round < rounds && !HasFailure(); ++round) {
+    SCOPED_TRACE(absl::StrCat("restart round ", round + 1));
+    const std::string name = absl::StrCat("chaos_restart_", round);
+    ASSERT_TRUE(TryQuery(pg.Url(), absl::StrCat("CREATE DATABASE ", name)).has_value());
+    const std::string url = pg.Url(name);
+    ASSERT_TRUE(TryQuery(url, kCreateAudit).has_value());
+    TempDir dir;
+    WriteAuditedMigrations(dir, kMigrations, 300);
+    CoordinatorProcess coordinator(url, dir.path(), {"--resync-interval", "1s"});
+    ASSERT_TRUE(WaitForPause(url, 1 + round % kMigrations)) << coordinator.process().Log();
+    ASSERT_TRUE(pg.Stop());
+    ASSERT_TRUE(pg.Start());
+    std::string out;
+    EXPECT_EQ(AgentWait(coordinator.address(), dir.path(), &out), 0)
+        << out << coordinator.process().Log();
+    ExpectEachAppliedExactlyOnce(url, kMigrations);
+    EXPECT_THAT(coordinator.process().Log(), HasSubstr("automatic run stopped"));
+    EXPECT_TRUE(coordinator.process().running());
+  }
+}
+
+// A long transaction holds a lock the migration needs: the migration's
+// lock_timeout trips and it retries with backoff, so the application's
+// queries on that table wait at most about lock_timeout instead of the
+// whole long transaction; once it ends the migration applies, and history
+// shows the retries.
+TEST_F(ChaosTest, LockContentionTripsLockTimeoutRetriesAndAppQueriesNeverWaitLonger) {
+  TestDatabase db;
+  db.Exec("CREATE TABLE accounts (id bigint PRIMARY KEY, email text)");
+  db.Exec("INSERT INTO accounts SELECT g, 'user' || g FROM generate_series(1, 100) g");
+  TempDir dir;
+  dir.Write("0001_accounts_note.up.sql",
+            "-- schemagate:lock-timeout=200ms\nALTER TABLE accounts ADD COLUMN note text;\n");
+  const absl::Duration kLockTimeout = absl::Milliseconds(200);
+
+  // A reporting query left open: ACCESS SHARE on accounts, which the
+  // migration's ACCESS EXCLUSIVE must wait for.
+  pqxx::connection holder(db.url());
+  pqxx::work long_tx(holder);
+  long_tx.exec("SELECT count(*) FROM accounts");
+
+  // The application: one short query after another, each timed.
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> slowest_us{0}, queries{0}, blocked{0};
+  std::thread app([&] {
+    pqxx::connection conn(db.url());
+    while (!stop) {
+      const absl::Time start = absl::Now();
+      pqxx::nontransaction tx(conn);
+      tx.exec("SELECT email FROM accounts WHERE id = 42");
+      const int64_t us = absl::ToInt64Microseconds(absl::Now() - start);
+      slowest_us = std::max<int64_t>(slowest_us, us);
+      ++queries;
+      if (us > 50000) ++blocked;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  });
+
+  CoordinatorProcess coordinator(db.url(), dir.path(), {"--lock-retries", "10"});
+  const std::string retries =
+      "SELECT count(*) FROM schemagate.events WHERE kind = 'lock_timeout' AND version = 1"
+      " AND sqlstate = '55P03'";
+  EXPECT_TRUE(WaitUntil([&] { return QueryInt(db.url(), retries) >= 2; }, absl::Seconds(60)))
+      << coordinator.process().Log();
+  EXPECT_EQ(db.Query("SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"),
+            "0");
+  long_tx.commit();
+
+  std::string out;
+  EXPECT_EQ(AgentWait(coordinator.address(), dir.path(), &out, "60s"), 0) << out;
+  stop = true;
+  app.join();
+  EXPECT_EQ(db.Query("SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"),
+            "1");
+  // The app really queued behind the migration (it is not a vacuous bound),
+  // but never for much longer than the lock_timeout.
+  EXPECT_GE(blocked.load(), 1) << queries << " queries";
+  EXPECT_LT(absl::Microseconds(slowest_us.load()), kLockTimeout + absl::Seconds(1))
+      << "slowest application query while the migration waited for its lock";
+  std::fprintf(stderr,
+               "lock contention: %lld app queries, %lld queued behind the migration, slowest "
+               "%lldms (lock_timeout 200ms); %s lock_timeout retries\n",
+               static_cast<long long>(queries.load()), static_cast<long long>(blocked.load()),
+               static_cast<long long>(slowest_us.load() / 1000), db.Query(retries).c_str());
+  EXPECT_EQ(RunBinary(Ctl(coordinator.address(), {"history"}), &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("lock_timeout"));
+  EXPECT_EQ(db.Query("SELECT count(*) FROM schemagate.events WHERE kind = 'apply'"), "1");
+}
+
+// PgBouncer in transaction pooling mode in front of PostgreSQL: the session
+// lock would not protect the run, so schemagated refuses to run through it,
+// saying why; pointed at PostgreSQL directly the same set applies.
+TEST_F(ChaosTest, PgBouncerTransactionPoolingIsDetectedAndRefused) {
+  testing::PgBouncer bouncer("127.0.0.1", testing::PortOf(AdminUrl()), "transaction");
+  if (!bouncer.ok()) {
+    if (std::getenv("CI") != nullptr) FAIL() << "pgbouncer missing: run deploy/install-deps.sh";
+    GTEST_SKIP() << "pgbouncer not installed";
+  }
+  TestDatabase db;
+  TempDir dir;
+  testing::WriteTrivialMigrations(dir, 1, 2);
+  CoordinatorProcess pooled(testing::WithHostPort(db.url(), "127.0.0.1", bouncer.port()),
+                            dir.path(), {"--apply", "manual"});
+  std::string out;
+  EXPECT_EQ(RunBinary(Ctl(pooled.address(), {"apply"}), &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("refusing to run: --database-url goes through a connection pooler "
+                             "such as PgBouncer"));
+  EXPECT_THAT(out, HasSubstr("pool_mode=transaction"));
+  EXPECT_EQ(db.Query("SELECT to_regclass('schemagate.migrations')"), "");
+  // Automatic runs say the same in the log, and still run nothing.
+  CoordinatorProcess automatic(testing::WithHostPort(db.url(), "127.0.0.1", bouncer.port()),
+                               dir.path());
+  EXPECT_TRUE(automatic.process().WaitForLog("PgBouncer", absl::Seconds(30)))
+      << automatic.process().Log();
+  EXPECT_EQ(db.Query("SELECT to_regclass('schemagate.migrations')"), "");
+
+  CoordinatorProcess direct(db.url(), dir.path());
+  EXPECT_EQ(AgentWait(direct.address(), dir.path(), &out, "30s"), 0) << out;
+}
+
+}  // namespace
+}  // namespace schemagate
