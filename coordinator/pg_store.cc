@@ -97,7 +97,7 @@ absl::Status RequireDirectSession(pqxx::connection& conn) {
   const int server_pid = tx.exec1("SELECT pg_backend_pid()")[0].as<int>();
   if (server_pid == conn.backendpid()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
-      "refusing to run: --database-url goes through a connection pooler such as PgBouncer "
+      "--database-url goes through a connection pooler such as PgBouncer "
       "(the session's backend pid ", server_pid, " is not the ", conn.backendpid(),
       " the connection announced); the run lock is a session advisory lock, which PgBouncer "
       "pool_mode=transaction hands to whichever pooled server connection took it, so it "
@@ -753,6 +753,15 @@ absl::StatusOr<int64_t> ParseLockKey(const std::string& text) {
   return DeriveLockKey(text, "");
 }
 
+absl::Status CheckDirectSession(const std::string& conninfo) {
+  try {
+    std::unique_ptr<pqxx::connection> conn = Connect(conninfo, "schemagate-check");
+    return RequireDirectSession(*conn);
+  } catch (const std::exception& e) {
+    return Unavailable(e);
+  }
+}
+
 PgStore::PgStore(PgStoreOptions options) : options_(std::move(options)) {}
 PgStore::~PgStore() = default;
 
@@ -923,7 +932,9 @@ absl::StatusOr<std::unique_ptr<RunSession>> PgStore::BeginRun(const LockWaitOpti
   int64_t key = 0;
   try {
     conn = Connect(options_.conninfo, "schemagate-run");
-    RETURN_IF_ERROR(RequireDirectSession(*conn));
+    if (absl::Status direct = RequireDirectSession(*conn); !direct.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat("refusing to run: ", direct.message()));
+    }
     ASSIGN_OR_RETURN(key, ComputeLockKey(*conn, options_));
   } catch (const std::exception& e) {
     return Unavailable(e);
