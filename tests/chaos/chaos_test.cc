@@ -322,34 +322,39 @@ TEST_F(ChaosTest, KillNineOfTheRunningCoordinatorAtRandomPointsTheStandbyFinishe
 // A cut no-transaction migration is not silently dirty: the standby reports
 // it (agents exit 5, status DIRTY) and an operator's resume finishes it.
 TEST_F(ChaosTest, KillNineInsideANoTransactionMigrationIsReportedDirtyAndResumable) {
-  TestDatabase db;
-  TempDir dir;
-  dir.Write("0001_accounts.up.sql", "CREATE TABLE accounts (id bigint PRIMARY KEY);\n");
-  dir.Write("0002_accounts_index.up.sql",
-            "-- schemagate:no-transaction\n"
-            "SELECT pg_sleep(1), 'chaos 2';\n"
-            "CREATE INDEX CONCURRENTLY accounts_id_desc ON accounts (id DESC);\n");
-  CoordinatorProcess a(db.url(), dir.path(), {"--id", "a"});
-  CoordinatorProcess b(db.url(), dir.path(), {"--id", "b"});
-  ASSERT_TRUE(WaitForPause(db.url(), 2));
-  const std::string victim = RunningCoordinator(db.url());
-  ASSERT_TRUE(victim == "a" || victim == "b") << victim;
-  CoordinatorProcess& killed = victim == "a" ? a : b;
-  CoordinatorProcess& survivor = victim == "a" ? b : a;
-  killed.process().Signal(SIGKILL);
-  ASSERT_EQ(killed.process().Wait(absl::Seconds(10)), 128 + SIGKILL);
+  const int rounds = EnvInt("SCHEMAGATE_CHAOS_FAULT_ROUNDS", 1);
+  for (int round = 0; round < rounds && !HasFailure(); ++round) {
+    SCOPED_TRACE(absl::StrCat("no-transaction round ", round + 1));
+    TestDatabase db;
+    TempDir dir;
+    dir.Write("0001_accounts.up.sql", "CREATE TABLE accounts (id bigint PRIMARY KEY);\n");
+    dir.Write("0002_accounts_index.up.sql",
+              "-- schemagate:no-transaction\n"
+              "SELECT pg_sleep(1), 'chaos 2';\n"
+              "CREATE INDEX CONCURRENTLY accounts_id_desc ON accounts (id DESC);\n");
+    CoordinatorProcess a(db.url(), dir.path(), {"--id", "a"});
+    CoordinatorProcess b(db.url(), dir.path(), {"--id", "b"});
+    ASSERT_TRUE(WaitForPause(db.url(), 2));
+    const std::string victim = RunningCoordinator(db.url());
+    ASSERT_TRUE(victim == "a" || victim == "b") << victim;
+    CoordinatorProcess& killed = victim == "a" ? a : b;
+    CoordinatorProcess& survivor = victim == "a" ? b : a;
+    killed.process().Signal(SIGKILL);
+    ASSERT_EQ(killed.process().Wait(absl::Seconds(10)), 128 + SIGKILL);
 
-  std::string out;
-  EXPECT_EQ(AgentWait(survivor.address(), dir.path(), &out, "30s"), 5) << out;
-  EXPECT_THAT(out, HasSubstr("dirty"));
-  EXPECT_EQ(db.Query("SELECT state || ':' || statements_done FROM schemagate.migrations "
-                     "WHERE version = 2"),
-            "dirty:0");
-  EXPECT_EQ(RunBinary(Ctl(survivor.address(), {"status"}), &out), 5) << out;
-  EXPECT_THAT(out, HasSubstr("DIRTY"));
-  EXPECT_EQ(RunBinary(Ctl(survivor.address(), {"repair", "--resume", "2"}), &out), 0) << out;
-  EXPECT_EQ(AgentWait(survivor.address(), dir.path(), &out, "30s"), 0) << out;
-  EXPECT_EQ(db.Query("SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_id_desc'"), "1");
+    std::string out;
+    EXPECT_EQ(AgentWait(survivor.address(), dir.path(), &out, "30s"), 5) << out;
+    EXPECT_THAT(out, HasSubstr("dirty"));
+    EXPECT_EQ(db.Query("SELECT state || ':' || statements_done FROM schemagate.migrations "
+                       "WHERE version = 2"),
+              "dirty:0");
+    EXPECT_EQ(RunBinary(Ctl(survivor.address(), {"status"}), &out), 5) << out;
+    EXPECT_THAT(out, HasSubstr("DIRTY"));
+    EXPECT_EQ(RunBinary(Ctl(survivor.address(), {"repair", "--resume", "2"}), &out), 0) << out;
+    EXPECT_EQ(AgentWait(survivor.address(), dir.path(), &out, "30s"), 0) << out;
+    EXPECT_EQ(db.Query("SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_id_desc'"),
+              "1");
+  }
 }
 
 // The run connection is cut mid-migration (a TCP proxy closes both sides):
@@ -526,8 +531,10 @@ TEST_F(ChaosTest, LockContentionTripsLockTimeoutRetriesAndAppQueriesNeverWaitLon
 }
 
 // PgBouncer in transaction pooling mode in front of PostgreSQL: the session
-// lock would not protect the run, so schemagated refuses to run through it,
-// saying why; pointed at PostgreSQL directly the same set applies.
+// lock would not protect the run, so schemagated refuses it, saying why:
+// at start-up, and before every run (for a database that only became
+// reachable through the pooler later). Pointed at PostgreSQL directly the
+// same set applies.
 TEST_F(ChaosTest, PgBouncerTransactionPoolingIsDetectedAndRefused) {
   testing::PgBouncer bouncer("127.0.0.1", testing::PortOf(AdminUrl()), "transaction");
   if (!bouncer.ok()) {
@@ -537,19 +544,35 @@ TEST_F(ChaosTest, PgBouncerTransactionPoolingIsDetectedAndRefused) {
   TestDatabase db;
   TempDir dir;
   testing::WriteTrivialMigrations(dir, 1, 2);
-  CoordinatorProcess pooled(testing::WithHostPort(db.url(), "127.0.0.1", bouncer.port()),
-                            dir.path(), {"--apply", "manual"});
+  const std::string pooled_url = testing::WithHostPort(db.url(), "127.0.0.1", bouncer.port());
+  const std::string refusal =
+      "--database-url goes through a connection pooler such as PgBouncer (the session's "
+      "backend pid";
   std::string out;
-  EXPECT_EQ(RunBinary(Ctl(pooled.address(), {"apply"}), &out), 5) << out;
-  EXPECT_THAT(out, HasSubstr("refusing to run: --database-url goes through a connection pooler "
-                             "such as PgBouncer"));
+  EXPECT_EQ(RunBinary({BinaryPath("schemagated"), "--database-url", pooled_url,
+                       "--migrations-dir", dir.path(), "--listen", "127.0.0.1:0"},
+                      &out, absl::Seconds(30)),
+            2)
+      << out;
+  EXPECT_THAT(out, HasSubstr(absl::StrCat("refusing to start: ", refusal)));
   EXPECT_THAT(out, HasSubstr("pool_mode=transaction"));
   EXPECT_EQ(db.Query("SELECT to_regclass('schemagate.migrations')"), "");
-  // Automatic runs say the same in the log, and still run nothing.
-  CoordinatorProcess automatic(testing::WithHostPort(db.url(), "127.0.0.1", bouncer.port()),
-                               dir.path());
-  EXPECT_TRUE(automatic.process().WaitForLog("PgBouncer", absl::Seconds(30)))
-      << automatic.process().Log();
+
+  // PgBouncer unreachable at start-up (a proxy in front of it is cut), then
+  // back: the coordinator serves, and each run refuses before the lock.
+  testing::TcpProxy proxy("127.0.0.1", bouncer.port());
+  proxy.Cut();
+  CoordinatorProcess coordinator(testing::WithHostPort(db.url(), "127.0.0.1", proxy.port()),
+                                 dir.path(), {"--apply", "manual"},
+                                 absl::StrCat("127.0.0.1:", testing::FreePort()),
+                                 /*wait_until_serving=*/false);
+  ASSERT_TRUE(coordinator.process().WaitForLog("serving on", absl::Seconds(30)))
+      << coordinator.process().Log();
+  proxy.Resume();
+  ASSERT_TRUE(coordinator.process().WaitForLog("database reachable", absl::Seconds(60)))
+      << coordinator.process().Log();
+  EXPECT_EQ(RunBinary(Ctl(coordinator.address(), {"apply"}), &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr(absl::StrCat("refusing to run: ", refusal)));
   EXPECT_EQ(db.Query("SELECT to_regclass('schemagate.migrations')"), "");
 
   CoordinatorProcess direct(db.url(), dir.path());
