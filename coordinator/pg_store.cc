@@ -64,7 +64,8 @@ std::unique_ptr<pqxx::connection> Connect(const std::string& conninfo,
                                           const char* application_name) {
   auto conn = std::make_unique<pqxx::connection>(WithKeepalives(conninfo));
   pqxx::nontransaction tx(*conn);
-  tx.exec(absl::StrCat("SET application_name = ", tx.quote(application_name)));
+  tx.exec(absl::StrCat("SET application_name = ", tx.quote(application_name), "; ",
+                       ServerKeepaliveSql()));
   return conn;
 }
 

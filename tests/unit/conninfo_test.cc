@@ -52,5 +52,11 @@ TEST(ConninfoTest, KeepsTheUsersOwnSettings) {
   EXPECT_THAT(url, Not(HasSubstr("keepalives_idle=5")));
 }
 
+TEST(ConninfoTest, TheServersEndGetsTheSameKeepalives) {
+  EXPECT_EQ(ServerKeepaliveSql(),
+            "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; "
+            "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000");
+}
+
 }  // namespace
 }  // namespace schemagate
