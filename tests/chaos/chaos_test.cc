@@ -433,6 +433,81 @@ TEST_F(ChaosTest, CutRunConnectionAbortsTheRunAndNoStatementRunsAfterTheLockIsLo
   }
 }
 
+// The running coordinator's host drops off the network (the link of its
+// network namespace goes down: no FIN, no RST, packets just vanish). With
+// keepalives and tcp_user_timeout on both ends of the run session,
+// PostgreSQL ends that session within seconds, which rolls back the
+// migration in flight and frees the lock; the standby finishes the run; the
+// cut-off coordinator's own end gives up (ABORTED) and, back online, does
+// not resume the run.
+TEST_F(ChaosTest, PartitionedCoordinatorLosesTheLockWithinSecondsAndTheStandbyFinishes) {
+  testing::NetworkNamespace ns;
+  if (!ns.ok()) GTEST_SKIP() << "needs root for a network namespace (ip netns)";
+  testing::PrivatePostgres pg(ns.host_address());
+  ASSERT_TRUE(pg.ok());
+  constexpr int kMigrations = 4;
+  ASSERT_TRUE(TryQuery(pg.Url(), "CREATE DATABASE chaos_partition").has_value());
+  const std::string url = pg.Url("chaos_partition");
+  ASSERT_TRUE(TryQuery(url, kCreateAudit).has_value());
+  TempDir dir;
+  WriteAuditedMigrations(dir, kMigrations, 1000);
+  // The coordinator that runs first reaches PostgreSQL over the veth link.
+  std::vector<std::string> argv = {BinaryPath("schemagated"), "--database-url",
+                                   testing::WithHostPort(url, ns.host_address(), testing::PortOf(url)),
+                                   "--migrations-dir", dir.path(), "--listen", "127.0.0.1:0",
+                                   "--id", "a", "--resync-interval", "1s"};
+  ChildProcess a(ns.Inside(argv));
+  std::string run_pid;
+  ASSERT_TRUE(WaitForPause(url, 2, &run_pid)) << a.Log();
+  ASSERT_EQ(RunningCoordinator(url), "a");
+  CoordinatorProcess b(url, dir.path(), {"--id", "b"});
+
+  ASSERT_TRUE(ns.SetLinkUp(false));
+  const absl::Time cut = absl::Now();
+  // PostgreSQL's side: the session of the vanished coordinator ends.
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        return Query(url, absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ",
+                                       run_pid)) == "0";
+      },
+      absl::Seconds(60)))
+      << "PostgreSQL kept the partitioned session (and its lock)";
+  const absl::Duration server_noticed = absl::Now() - cut;
+  std::string out;
+  EXPECT_EQ(AgentWait(b.address(), dir.path(), &out), 0) << out << b.process().Log();
+  const absl::Duration standby_done = absl::Now() - cut;
+  ExpectEachAppliedExactlyOnce(url, kMigrations);
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.migrations WHERE applied_by = 'a'"), "1");
+  // The cut-off coordinator's end: its run stops with ABORTED.
+  EXPECT_TRUE(a.WaitForLog("lost the run connection", absl::Seconds(60))) << a.Log();
+  const absl::Duration client_noticed = absl::Now() - cut;
+
+  // Back online: it reconnects and finds nothing left to do.
+  ASSERT_TRUE(ns.SetLinkUp(true));
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        const std::string log = a.Log();
+        size_t n = 0;
+        for (size_t at = log.find("database reachable"); at != std::string::npos;
+             at = log.find("database reachable", at + 1)) {
+          ++n;
+        }
+        return n >= 2;
+      },
+      absl::Seconds(60)))
+      << a.Log();
+  ExpectEachAppliedExactlyOnce(url, kMigrations);
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.events WHERE kind = 'run_start' AND "
+                       "actor = 'a'"),
+            "1");
+  std::fprintf(stderr,
+               "partition: PostgreSQL ended the cut-off session after %lldms, the standby was "
+               "done after %lldms, the cut-off coordinator gave up after %lldms\n",
+               static_cast<long long>(absl::ToInt64Milliseconds(server_noticed)),
+               static_cast<long long>(absl::ToInt64Milliseconds(standby_done)),
+               static_cast<long long>(absl::ToInt64Milliseconds(client_noticed)));
+}
+
 // PostgreSQL restarted (fast shutdown) while a migration runs: the run is
 // cut, the coordinator reconnects and retries on its own, and every
 // migration ends up applied once.

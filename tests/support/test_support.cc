@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -325,7 +326,8 @@ std::vector<std::string> AsPostgres(std::vector<std::string> argv) {
 
 }  // namespace
 
-PrivatePostgres::PrivatePostgres() {
+PrivatePostgres::PrivatePostgres(const std::string& extra_listen) {
+  if (!extra_listen.empty()) listen_ = absl::StrCat("127.0.0.1,", extra_listen);
   std::string pattern =
       (std::filesystem::temp_directory_path() / "schemagate-pg-XXXXXX").string();
   if (mkdtemp(pattern.data()) == nullptr) return;
@@ -340,6 +342,10 @@ PrivatePostgres::PrivatePostgres() {
                 &out, absl::Seconds(120)) != 0) {
     ADD_FAILURE() << "initdb failed: " << out;
     return;
+  }
+  if (!extra_listen.empty()) {
+    std::ofstream hba(dir_ + "/data/pg_hba.conf", std::ios::app);
+    hba << "host all all " << extra_listen << "/32 trust\nhost all all 10.200.0.0/16 trust\n";
   }
   ok_ = Start();
 }
@@ -364,13 +370,60 @@ int PrivatePostgres::PgCtl(const std::vector<std::string>& args) {
 bool PrivatePostgres::Start() {
   return PgCtl({"start", "-l", dir_ + "/server.log", "-o",
                 absl::StrCat("-p ", port_, " -k ", dir_,
-                             " -c listen_addresses=127.0.0.1 -c fsync=off")}) == 0;
+                             " -c listen_addresses=", listen_, " -c fsync=off")}) == 0;
 }
 
 bool PrivatePostgres::Stop() { return PgCtl({"stop", "-m", "fast"}) == 0; }
 
 std::string PrivatePostgres::Url(const std::string& database) const {
   return absl::StrCat("postgres://postgres@127.0.0.1:", port_, "/", database);
+}
+
+NetworkNamespace::NetworkNamespace() {
+  if (geteuid() != 0) return;
+  // A /30 per namespace, from the pid and a random byte: parallel tests differ.
+  static std::mt19937 rng(std::random_device{}());
+  const int block = static_cast<int>((getpid() * 7 + rng()) % 16000);
+  const std::string prefix = absl::StrCat("10.200.", block / 64, ".");
+  host_address_ = absl::StrCat(prefix, (block % 64) * 4 + 1);
+  ns_address_ = absl::StrCat(prefix, (block % 64) * 4 + 2);
+  name_ = absl::StrCat("sgchaos-", RandomSuffix().substr(0, 8));
+  host_if_ = absl::StrCat("sgh", name_.substr(8));
+  const std::string ns_if = absl::StrCat("sgn", name_.substr(8));
+  const std::string ip = "/usr/sbin/ip";
+  for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
+           {ip, "netns", "add", name_},
+           {ip, "link", "add", host_if_, "type", "veth", "peer", "name", ns_if},
+           {ip, "link", "set", ns_if, "netns", name_},
+           {ip, "addr", "add", host_address_ + "/30", "dev", host_if_},
+           {ip, "link", "set", host_if_, "up"},
+           {ip, "-n", name_, "addr", "add", ns_address_ + "/30", "dev", ns_if},
+           {ip, "-n", name_, "link", "set", ns_if, "up"},
+           {ip, "-n", name_, "link", "set", "lo", "up"}}) {
+    std::string out;
+    if (RunBinary(argv, &out, absl::Seconds(20)) != 0) {
+      std::fprintf(stderr, "network namespace: %s: %s\n", absl::StrJoin(argv, " ").c_str(),
+                   out.c_str());
+      return;
+    }
+  }
+  ok_ = true;
+}
+
+NetworkNamespace::~NetworkNamespace() {
+  if (name_.empty()) return;
+  RunBinary({"/usr/sbin/ip", "link", "del", host_if_}, nullptr);
+  RunBinary({"/usr/sbin/ip", "netns", "del", name_}, nullptr);
+}
+
+std::vector<std::string> NetworkNamespace::Inside(const std::vector<std::string>& argv) const {
+  std::vector<std::string> out = {"/usr/sbin/ip", "netns", "exec", name_};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+bool NetworkNamespace::SetLinkUp(bool up) {
+  return RunBinary({"/usr/sbin/ip", "link", "set", host_if_, up ? "up" : "down"}, nullptr) == 0;
 }
 
 PgBouncer::PgBouncer(const std::string& server_host, int server_port,

@@ -136,7 +136,9 @@ class CoordinatorProcess {
 // initdb and pg_ctl run as the postgres user.
 class PrivatePostgres {
  public:
-  PrivatePostgres();
+  // `extra_listen` (e.g. a NetworkNamespace's host address) is listened on
+  // besides 127.0.0.1, trusting every client.
+  explicit PrivatePostgres(const std::string& extra_listen = "");
   ~PrivatePostgres();
   bool ok() const { return ok_; }
   bool Start();
@@ -148,7 +150,30 @@ class PrivatePostgres {
  private:
   int PgCtl(const std::vector<std::string>& args);
   std::string dir_;
+  std::string listen_ = "127.0.0.1";
   int port_ = 0;
+  bool ok_ = false;
+};
+
+// A network namespace joined to this one by a veth pair (host side
+// host_address(), namespace side ns_address(), a /30 of 10.200.0.0/16), for
+// cutting a process off the network without closing its sockets: with the
+// link down, packets vanish and nobody is told, as in a partition or a
+// crashed host. Needs root (ip netns); ok() is false otherwise.
+class NetworkNamespace {
+ public:
+  NetworkNamespace();
+  ~NetworkNamespace();
+  bool ok() const { return ok_; }
+  const std::string& host_address() const { return host_address_; }
+  const std::string& ns_address() const { return ns_address_; }
+  // `argv` run inside the namespace (same pid: ip netns exec execs it).
+  std::vector<std::string> Inside(const std::vector<std::string>& argv) const;
+  // Takes the link down (packets dropped silently) or up again.
+  bool SetLinkUp(bool up);
+
+ private:
+  std::string name_, host_if_, host_address_, ns_address_;
   bool ok_ = false;
 };
 
