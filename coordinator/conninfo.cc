@@ -102,6 +102,8 @@ constexpr char kKeepaliveIdle[] = "5";
 constexpr char kKeepaliveInterval[] = "2";
 constexpr char kKeepaliveCount[] = "3";
 constexpr char kTcpUserTimeoutMs[] = "10000";
+// How often PostgreSQL checks, during a statement, that the client is still there.
+constexpr char kClientCheckInterval[] = "2s";
 
 std::string WithKeepalives(absl::string_view conninfo) {
   static const std::vector<std::pair<absl::string_view, absl::string_view>>
@@ -129,7 +131,12 @@ std::string ServerKeepaliveSql() {
   return absl::StrCat("SET tcp_keepalives_idle = ", kKeepaliveIdle,
                       "; SET tcp_keepalives_interval = ", kKeepaliveInterval,
                       "; SET tcp_keepalives_count = ", kKeepaliveCount,
-                      "; SET tcp_user_timeout = ", kTcpUserTimeoutMs);
+                      "; SET tcp_user_timeout = ", kTcpUserTimeoutMs,
+                      // PostgreSQL 14+: also check for a closed client socket
+                      // while a statement runs, instead of only when it ends.
+                      "; SELECT set_config('client_connection_check_interval', '",
+                      kClientCheckInterval, "', false) WHERE current_setting('server_version_num')"
+                      "::int >= 140000");
 }
 
 }  // namespace schemagate

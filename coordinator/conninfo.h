@@ -26,7 +26,10 @@ std::string WithKeepalives(absl::string_view conninfo);
 // server's let PostgreSQL end the session of a coordinator that vanished
 // (host down, partition) within seconds, which frees its run lock for a
 // standby instead of after the kernel's default of hours. PostgreSQL ignores
-// them on Unix-domain sockets.
+// them on Unix-domain sockets. On PostgreSQL 14+ also sets
+// client_connection_check_interval, so that a killed coordinator's long
+// statement is cancelled (and the lock freed) within seconds rather than
+// when the statement ends.
 std::string ServerKeepaliveSql();
 
 }  // namespace schemagate
