@@ -357,6 +357,51 @@ TEST_F(ChaosTest, KillNineInsideANoTransactionMigrationIsReportedDirtyAndResumab
   }
 }
 
+// kill -9 while a long statement runs: PostgreSQL notices the closed
+// client socket during the statement (client_connection_check_interval),
+// cancels it and frees the lock, so the standby takes over in seconds
+// instead of after the statement would have ended (60 s here).
+TEST_F(ChaosTest, KillNineDuringALongStatementFreesTheLockWithoutWaitingForItsEnd) {
+  TestDatabase db;
+  db.Exec(kCreateAudit);
+  db.Exec("CREATE TABLE chaos_release (released boolean)");
+  TempDir dir;
+  WriteAuditedMigrations(dir, 1, 10);
+  // Long for the first try only: the test releases it once it has killed.
+  dir.Write("0002_chaos_long.up.sql",
+            "INSERT INTO chaos_audit (version, step, pid) VALUES (2, 'begin', pg_backend_pid());\n"
+            "SELECT pg_sleep(CASE WHEN EXISTS (SELECT 1 FROM chaos_release) THEN 0 ELSE 60 END),"
+            " 'chaos 2';\n"
+            "INSERT INTO chaos_audit (version, step, pid) VALUES (2, 'end', pg_backend_pid());\n");
+  CoordinatorProcess a(db.url(), dir.path(), {"--id", "a"});
+  CoordinatorProcess b(db.url(), dir.path(), {"--id", "b"});
+  std::string run_pid;
+  ASSERT_TRUE(WaitForPause(db.url(), 2, &run_pid));
+  const std::string victim = RunningCoordinator(db.url());
+  ASSERT_TRUE(victim == "a" || victim == "b") << victim;
+  CoordinatorProcess& killed = victim == "a" ? a : b;
+  CoordinatorProcess& survivor = victim == "a" ? b : a;
+  db.Exec("INSERT INTO chaos_release VALUES (true)");
+  killed.process().Signal(SIGKILL);
+  ASSERT_EQ(killed.process().Wait(absl::Seconds(10)), 128 + SIGKILL);
+  const absl::Time kill_time = absl::Now();
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        return Query(db.url(), absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ",
+                                            run_pid)) == "0";
+      },
+      absl::Seconds(20)))
+      << "the killed coordinator's statement kept running, and its session the lock";
+  const absl::Duration freed = absl::Now() - kill_time;
+  std::string out;
+  EXPECT_EQ(AgentWait(survivor.address(), dir.path(), &out, "50s"), 0) << out;
+  ExpectEachAppliedExactlyOnce(db.url(), 2);
+  std::fprintf(stderr, "kill -9 in a 60 s statement: PostgreSQL freed the lock after %lldms, "
+               "the standby was done after %lldms\n",
+               static_cast<long long>(absl::ToInt64Milliseconds(freed)),
+               static_cast<long long>(absl::ToInt64Milliseconds(absl::Now() - kill_time)));
+}
+
 // The run connection is cut mid-migration (a TCP proxy closes both sides):
 // PostgreSQL ends that session, rolls back its transaction and frees the
 // lock; the run stops with ABORTED and no statement of it runs afterwards,
