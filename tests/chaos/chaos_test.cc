@@ -58,14 +58,13 @@ constexpr char kCreateAudit[] =
 void WriteAuditedMigrations(const TempDir& dir, int count, int pause_ms) {
   for (int k = 1; k <= count; ++k) {
     dir.Write(absl::StrFormat("%04d_chaos_%d.up.sql", k, k),
-              absl::StrFormat(
-                  "INSERT INTO chaos_audit (version, step, pid) VALUES (%d, 'begin', "
-                  "pg_backend_pid());\n"
-                  "SELECT pg_sleep(%.3f), 'chaos %d';\n"
-                  "CREATE TABLE chaos_%d (id bigint PRIMARY KEY);\n"
-                  "INSERT INTO chaos_audit (version, step, pid) VALUES (%d, 'end', "
-                  "pg_backend_pid());\n",
-                  k, pause_ms / 1000.0, k, k, k));
+              absl::StrFormat("INSERT INTO chaos_audit (version, step, pid) VALUES (%d, 'begin', "
+                              "pg_backend_pid());\n"
+                              "SELECT pg_sleep(%.3f), 'chaos %d';\n"
+                              "CREATE TABLE chaos_%d (id bigint PRIMARY KEY);\n"
+                              "INSERT INTO chaos_audit (version, step, pid) VALUES (%d, 'end', "
+                              "pg_backend_pid());\n",
+                              k, pause_ms / 1000.0, k, k, k));
   }
 }
 
@@ -110,8 +109,7 @@ std::string RunningCoordinator(const std::string& url) {
 void ExpectEachAppliedExactlyOnce(const std::string& url, int count) {
   const std::string n = absl::StrCat(count);
   EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.migrations WHERE state = 'applied'"), n);
-  EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.migrations WHERE state <> 'applied'"),
-            "0");
+  EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.migrations WHERE state <> 'applied'"), "0");
   EXPECT_EQ(Query(url, "SELECT count(*) FROM chaos_audit"), absl::StrCat(2 * count));
   EXPECT_EQ(Query(url,
                   "SELECT count(*) FROM (SELECT version FROM chaos_audit GROUP BY version"
@@ -120,8 +118,8 @@ void ExpectEachAppliedExactlyOnce(const std::string& url, int count) {
                   " AND count(DISTINCT pid) = 1) once"),
             n);
   EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.events WHERE kind = 'apply'"), n);
-  EXPECT_EQ(Query(url, "SELECT count(DISTINCT version) FROM schemagate.events WHERE kind = 'apply'"),
-            n);
+  EXPECT_EQ(
+      Query(url, "SELECT count(DISTINCT version) FROM schemagate.events WHERE kind = 'apply'"), n);
 }
 
 std::vector<std::string> Ctl(const std::string& coordinator, std::vector<std::string> args) {
@@ -159,13 +157,14 @@ struct KillPlan {
 
 std::string Describe(const KillPlan& plan) {
   switch (plan.point) {
-    case KillPoint::kAtStart: return "at start";
+    case KillPoint::kAtStart:
+      return "at start";
     case KillPoint::kInStatement:
       return absl::StrFormat("in migration %d, %dms into its pause", plan.version,
                              absl::ToInt64Milliseconds(plan.delay));
     case KillPoint::kAfterCommit:
-      return absl::StrFormat("%dms after migration %d committed", absl::ToInt64Milliseconds(plan.delay),
-                             plan.version);
+      return absl::StrFormat("%dms after migration %d committed",
+                             absl::ToInt64Milliseconds(plan.delay), plan.version);
     case KillPoint::kAnyTime:
       return absl::StrFormat("%dms into the run", absl::ToInt64Milliseconds(plan.delay));
   }
@@ -183,10 +182,12 @@ KillPlan PlanRound(int round, std::mt19937_64& rng) {
   std::uniform_int_distribution<int> version(1, kKillMigrations);
   std::uniform_int_distribution<int> between(1, kKillMigrations - 1);
   switch (plan.point) {
-    case KillPoint::kAtStart: break;
+    case KillPoint::kAtStart:
+      break;
     case KillPoint::kInStatement:
       plan.version = version(rng);
-      plan.delay = absl::Milliseconds(std::uniform_int_distribution<int>(0, kKillPauseMs - 20)(rng));
+      plan.delay =
+          absl::Milliseconds(std::uniform_int_distribution<int>(0, kKillPauseMs - 20)(rng));
       break;
     case KillPoint::kAfterCommit:
       plan.version = between(rng);
@@ -396,7 +397,8 @@ TEST_F(ChaosTest, KillNineDuringALongStatementFreesTheLockWithoutWaitingForItsEn
   std::string out;
   EXPECT_EQ(AgentWait(survivor.address(), dir.path(), &out, "50s"), 0) << out;
   ExpectEachAppliedExactlyOnce(db.url(), 2);
-  std::fprintf(stderr, "kill -9 in a 60 s statement: PostgreSQL freed the lock after %lldms, "
+  std::fprintf(stderr,
+               "kill -9 in a 60 s statement: PostgreSQL freed the lock after %lldms, "
                "the standby was done after %lldms\n",
                static_cast<long long>(absl::ToInt64Milliseconds(freed)),
                static_cast<long long>(absl::ToInt64Milliseconds(absl::Now() - kill_time)));
@@ -491,66 +493,80 @@ TEST_F(ChaosTest, PartitionedCoordinatorLosesTheLockWithinSecondsAndTheStandbyFi
   testing::PrivatePostgres pg(ns.host_address());
   ASSERT_TRUE(pg.ok());
   constexpr int kMigrations = 4;
-  ASSERT_TRUE(TryQuery(pg.Url(), "CREATE DATABASE chaos_partition").has_value());
-  const std::string url = pg.Url("chaos_partition");
-  ASSERT_TRUE(TryQuery(url, kCreateAudit).has_value());
-  TempDir dir;
-  WriteAuditedMigrations(dir, kMigrations, 1000);
-  // The coordinator that runs first reaches PostgreSQL over the veth link.
-  std::vector<std::string> argv = {BinaryPath("schemagated"), "--database-url",
-                                   testing::WithHostPort(url, ns.host_address(), testing::PortOf(url)),
-                                   "--migrations-dir", dir.path(), "--listen", "127.0.0.1:0",
-                                   "--id", "a", "--resync-interval", "1s"};
-  ChildProcess a(ns.Inside(argv));
-  std::string run_pid;
-  ASSERT_TRUE(WaitForPause(url, 2, &run_pid)) << a.Log();
-  ASSERT_EQ(RunningCoordinator(url), "a");
-  CoordinatorProcess b(url, dir.path(), {"--id", "b"});
+  const int rounds = EnvInt("SCHEMAGATE_CHAOS_FAULT_ROUNDS", 1);
+  for (int round = 0; round < rounds && !HasFailure(); ++round) {
+    SCOPED_TRACE(absl::StrCat("partition round ", round + 1));
+    const std::string name = absl::StrCat("chaos_partition_", round);
+    ASSERT_TRUE(TryQuery(pg.Url(), absl::StrCat("CREATE DATABASE ", name)).has_value());
+    const std::string url = pg.Url(name);
+    ASSERT_TRUE(TryQuery(url, kCreateAudit).has_value());
+    TempDir dir;
+    WriteAuditedMigrations(dir, kMigrations, 1000);
+    // The coordinator that runs first reaches PostgreSQL over the veth link.
+    std::vector<std::string> argv = {
+        BinaryPath("schemagated"),
+        "--database-url",
+        testing::WithHostPort(url, ns.host_address(), testing::PortOf(url)),
+        "--migrations-dir",
+        dir.path(),
+        "--listen",
+        "127.0.0.1:0",
+        "--id",
+        "a",
+        "--resync-interval",
+        "1s"};
+    ChildProcess a(ns.Inside(argv));
+    std::string run_pid;
+    ASSERT_TRUE(WaitForPause(url, 2, &run_pid)) << a.Log();
+    ASSERT_EQ(RunningCoordinator(url), "a");
+    CoordinatorProcess b(url, dir.path(), {"--id", "b"});
 
-  ASSERT_TRUE(ns.SetLinkUp(false));
-  const absl::Time cut = absl::Now();
-  // PostgreSQL's side: the session of the vanished coordinator ends.
-  EXPECT_TRUE(WaitUntil(
-      [&] {
-        return Query(url, absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ",
-                                       run_pid)) == "0";
-      },
-      absl::Seconds(60)))
-      << "PostgreSQL kept the partitioned session (and its lock)";
-  const absl::Duration server_noticed = absl::Now() - cut;
-  std::string out;
-  EXPECT_EQ(AgentWait(b.address(), dir.path(), &out), 0) << out << b.process().Log();
-  const absl::Duration standby_done = absl::Now() - cut;
-  ExpectEachAppliedExactlyOnce(url, kMigrations);
-  EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.migrations WHERE applied_by = 'a'"), "1");
-  // The cut-off coordinator's end: its run stops with ABORTED.
-  EXPECT_TRUE(a.WaitForLog("lost the run connection", absl::Seconds(60))) << a.Log();
-  const absl::Duration client_noticed = absl::Now() - cut;
+    ASSERT_TRUE(ns.SetLinkUp(false));
+    const absl::Time cut = absl::Now();
+    // PostgreSQL's side: the session of the vanished coordinator ends.
+    EXPECT_TRUE(WaitUntil(
+        [&] {
+          return Query(url, absl::StrCat("SELECT count(*) FROM pg_stat_activity WHERE pid = ",
+                                         run_pid)) == "0";
+        },
+        absl::Seconds(60)))
+        << "PostgreSQL kept the partitioned session (and its lock)";
+    const absl::Duration server_noticed = absl::Now() - cut;
+    std::string out;
+    EXPECT_EQ(AgentWait(b.address(), dir.path(), &out), 0) << out << b.process().Log();
+    const absl::Duration standby_done = absl::Now() - cut;
+    ExpectEachAppliedExactlyOnce(url, kMigrations);
+    EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.migrations WHERE applied_by = 'a'"), "1");
+    // The cut-off coordinator's end: its run stops with ABORTED.
+    EXPECT_TRUE(a.WaitForLog("lost the run connection", absl::Seconds(60))) << a.Log();
+    const absl::Duration client_noticed = absl::Now() - cut;
 
-  // Back online: it reconnects and finds nothing left to do.
-  ASSERT_TRUE(ns.SetLinkUp(true));
-  EXPECT_TRUE(WaitUntil(
-      [&] {
-        const std::string log = a.Log();
-        size_t n = 0;
-        for (size_t at = log.find("database reachable"); at != std::string::npos;
-             at = log.find("database reachable", at + 1)) {
-          ++n;
-        }
-        return n >= 2;
-      },
-      absl::Seconds(60)))
-      << a.Log();
-  ExpectEachAppliedExactlyOnce(url, kMigrations);
-  EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.events WHERE kind = 'run_start' AND "
-                       "actor = 'a'"),
-            "1");
-  std::fprintf(stderr,
-               "partition: PostgreSQL ended the cut-off session after %lldms, the standby was "
-               "done after %lldms, the cut-off coordinator gave up after %lldms\n",
-               static_cast<long long>(absl::ToInt64Milliseconds(server_noticed)),
-               static_cast<long long>(absl::ToInt64Milliseconds(standby_done)),
-               static_cast<long long>(absl::ToInt64Milliseconds(client_noticed)));
+    // Back online: it reconnects and finds nothing left to do.
+    ASSERT_TRUE(ns.SetLinkUp(true));
+    EXPECT_TRUE(WaitUntil(
+        [&] {
+          const std::string log = a.Log();
+          size_t n = 0;
+          for (size_t at = log.find("database reachable"); at != std::string::npos;
+               at = log.find("database reachable", at + 1)) {
+            ++n;
+          }
+          return n >= 2;
+        },
+        absl::Seconds(60)))
+        << a.Log();
+    ExpectEachAppliedExactlyOnce(url, kMigrations);
+    EXPECT_EQ(Query(url,
+                    "SELECT count(*) FROM schemagate.events WHERE kind = 'run_start' AND "
+                    "actor = 'a'"),
+              "1");
+    std::fprintf(stderr,
+                 "partition: PostgreSQL ended the cut-off session after %lldms, the standby was "
+                 "done after %lldms, the cut-off coordinator gave up after %lldms\n",
+                 static_cast<long long>(absl::ToInt64Milliseconds(server_noticed)),
+                 static_cast<long long>(absl::ToInt64Milliseconds(standby_done)),
+                 static_cast<long long>(absl::ToInt64Milliseconds(client_noticed)));
+  }
 }
 
 // PostgreSQL restarted (fast shutdown) while a migration runs: the run is
@@ -669,8 +685,8 @@ TEST_F(ChaosTest, PgBouncerTransactionPoolingIsDetectedAndRefused) {
       "--database-url goes through a connection pooler such as PgBouncer (the session's "
       "backend pid";
   std::string out;
-  EXPECT_EQ(RunBinary({BinaryPath("schemagated"), "--database-url", pooled_url,
-                       "--migrations-dir", dir.path(), "--listen", "127.0.0.1:0"},
+  EXPECT_EQ(RunBinary({BinaryPath("schemagated"), "--database-url", pooled_url, "--migrations-dir",
+                       dir.path(), "--listen", "127.0.0.1:0"},
                       &out, absl::Seconds(30)),
             2)
       << out;
