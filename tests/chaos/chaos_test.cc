@@ -431,6 +431,7 @@ TEST_F(ChaosTest, CutRunConnectionAbortsTheRunAndNoStatementRunsAfterTheLockIsLo
     ASSERT_EQ(db.Query(lock_holders), run_pid);
 
     proxy.Cut();
+    const absl::Time cut = absl::Now();
     // PostgreSQL's side: the session ends (after its pause), and the lock with it.
     ASSERT_TRUE(WaitUntil(
         [&] {
@@ -439,8 +440,15 @@ TEST_F(ChaosTest, CutRunConnectionAbortsTheRunAndNoStatementRunsAfterTheLockIsLo
         },
         absl::Seconds(30)));
     const std::string lock_lost_at = db.Query("SELECT clock_timestamp()::text");
+    const absl::Duration session_ended = absl::Now() - cut;
     EXPECT_EQ(db.Query(lock_holders), "");
     EXPECT_EQ(apply.Wait(absl::Seconds(30)), 1) << apply.Log();
+    std::fprintf(stderr,
+                 "cut round %d: cut in migration %d; PostgreSQL ended the session after %lldms, "
+                 "apply had exited with ABORTED after %lldms\n",
+                 round + 1, cut_in,
+                 static_cast<long long>(absl::ToInt64Milliseconds(session_ended)),
+                 static_cast<long long>(absl::ToInt64Milliseconds(absl::Now() - cut)));
     EXPECT_THAT(apply.Log(), HasSubstr("the run was cut off (lock or connection lost)"));
     EXPECT_THAT(apply.Log(), HasSubstr("lost the run connection"));
 
@@ -586,12 +594,20 @@ TEST_F(ChaosTest, PostgresRestartedMidRunTheCoordinatorRetriesAndAppliesEachMigr
     TempDir dir;
     WriteAuditedMigrations(dir, kMigrations, 300);
     CoordinatorProcess coordinator(url, dir.path(), {"--resync-interval", "1s"});
-    ASSERT_TRUE(WaitForPause(url, 1 + round % kMigrations)) << coordinator.process().Log();
+    const int restart_in = 1 + round % kMigrations;
+    ASSERT_TRUE(WaitForPause(url, restart_in)) << coordinator.process().Log();
+    const absl::Time restart = absl::Now();
     ASSERT_TRUE(pg.Stop());
     ASSERT_TRUE(pg.Start());
+    const absl::Duration down = absl::Now() - restart;
     std::string out;
     EXPECT_EQ(AgentWait(coordinator.address(), dir.path(), &out), 0)
         << out << coordinator.process().Log();
+    std::fprintf(stderr,
+                 "restart round %d: restarted in migration %d; PostgreSQL back after %lldms, "
+                 "every migration applied %lldms after the restart began\n",
+                 round + 1, restart_in, static_cast<long long>(absl::ToInt64Milliseconds(down)),
+                 static_cast<long long>(absl::ToInt64Milliseconds(absl::Now() - restart)));
     ExpectEachAppliedExactlyOnce(url, kMigrations);
     EXPECT_THAT(coordinator.process().Log(), HasSubstr("automatic run stopped"));
     EXPECT_TRUE(coordinator.process().running());
