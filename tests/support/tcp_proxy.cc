@@ -10,6 +10,9 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace schemagate::testing {

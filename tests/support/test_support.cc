@@ -106,6 +106,30 @@ std::optional<std::string> TryQuery(const std::string& url, const std::string& s
   }
 }
 
+struct QueryConnection::Session {
+  explicit Session(const std::string& url) : conn(url) {}
+  pqxx::connection conn;
+};
+
+QueryConnection::QueryConnection(std::string url) : url_(std::move(url)) {}
+QueryConnection::~QueryConnection() = default;
+
+std::optional<std::string> QueryConnection::Query(const std::string& sql) {
+  try {
+    if (session_ == nullptr || !session_->conn.is_open()) {
+      session_.reset();
+      session_ = std::make_unique<Session>(url_);
+    }
+    pqxx::nontransaction tx(session_->conn);
+    pqxx::result r = tx.exec(sql);
+    if (r.empty() || r[0][0].is_null()) return std::string();
+    return r[0][0].as<std::string>();
+  } catch (const std::exception&) {
+    session_.reset();
+    return std::nullopt;
+  }
+}
+
 bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (!condition()) {

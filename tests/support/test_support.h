@@ -66,6 +66,22 @@ int EnvInt(const char* name, int fallback);
 // table): for polling a database that a fault may have taken away.
 std::optional<std::string> TryQuery(const std::string& url, const std::string& sql);
 
+// A connection kept open for polling: a fresh connection per poll is slow on
+// a loaded machine and misses short windows. Reconnects after an error.
+// Not thread-safe.
+class QueryConnection {
+ public:
+  explicit QueryConnection(std::string url);
+  ~QueryConnection();
+  // As TryQuery, on this connection.
+  std::optional<std::string> Query(const std::string& sql);
+
+ private:
+  struct Session;
+  std::string url_;
+  std::unique_ptr<Session> session_;
+};
+
 // Polls `condition` every 20 ms until it holds; false on timeout.
 bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout);
 
