@@ -95,8 +95,9 @@ Pause AwaitPause(const std::string& url, int k, std::string* pid = nullptr,
       "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%%''chaos %d''%%'"
       " AND pid <> pg_backend_pid()",
       k);
-  const std::string committed =
-      absl::StrCat("SELECT count(*) FROM schemagate.migrations WHERE version = ", k);
+  // 'applied': a no-transaction migration's row exists (dirty) before it runs.
+  const std::string committed = absl::StrCat(
+      "SELECT count(*) FROM schemagate.migrations WHERE state = 'applied' AND version = ", k);
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   while (absl::Now() < deadline) {
     const std::string found = conn.Query(running).value_or("");
@@ -477,7 +478,8 @@ TEST_F(ChaosTest, CutRunConnectionAbortsTheRunAndNoStatementRunsAfterTheLockIsLo
     std::string run_pid;
     ASSERT_TRUE(WaitForPause(db.url(), cut_in, &run_pid)) << apply.Log();
     const std::string lock_holders =
-        "SELECT string_agg(pid::text, ',') FROM pg_locks WHERE locktype = 'advisory' AND granted";
+        "SELECT string_agg(pid::text, ',') FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
     ASSERT_EQ(db.Query(lock_holders), run_pid);
 
     proxy.Cut();
