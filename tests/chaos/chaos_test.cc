@@ -596,7 +596,11 @@ TEST_F(ChaosTest, PartitionedCoordinatorLosesTheLockWithinSecondsAndTheStandbyFi
     EXPECT_EQ(AgentWait(b.address(), dir.path(), &out), 0) << out << b.process().Log();
     const absl::Duration standby_done = absl::Now() - cut;
     ExpectEachAppliedExactlyOnce(url, kMigrations);
-    EXPECT_EQ(Query(url, "SELECT count(*) FROM schemagate.migrations WHERE applied_by = 'a'"), "1");
+    // The cut hit a run in progress (on a loaded machine, possibly a later migration than 2).
+    const int by_a =
+        QueryInt(url, "SELECT count(*) FROM schemagate.migrations WHERE applied_by = 'a'");
+    EXPECT_GE(by_a, 1);
+    EXPECT_LT(by_a, kMigrations);
     // The cut-off coordinator's end: its run stops with ABORTED.
     EXPECT_TRUE(a.WaitForLog("lost the run connection", absl::Seconds(60))) << a.Log();
     const absl::Duration client_noticed = absl::Now() - cut;
