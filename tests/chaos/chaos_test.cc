@@ -93,7 +93,7 @@ Pause AwaitPause(const std::string& url, int k, std::string* pid = nullptr,
   testing::QueryConnection conn(url);
   const std::string running = absl::StrFormat(
       "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%%''chaos %d''%%'"
-      " AND pid <> pg_backend_pid()",
+      " AND pid <> pg_backend_pid() AND datname = current_database()",
       k);
   // 'applied': a no-transaction migration's row exists (dirty) before it runs.
   const std::string committed = absl::StrCat(
