@@ -96,13 +96,22 @@ std::string RedactSecrets(absl::string_view text) {
   return RedactPasswordPairs(RedactUrlPasswords(text));
 }
 
+// Keepalive probes after 5 s idle, every 2 s, 3 unanswered ones end the
+// connection; unacknowledged data ends it after 10 s.
+constexpr char kKeepaliveIdle[] = "5";
+constexpr char kKeepaliveInterval[] = "2";
+constexpr char kKeepaliveCount[] = "3";
+constexpr char kTcpUserTimeoutMs[] = "10000";
+// How often PostgreSQL checks, during a statement, that the client is still there.
+constexpr char kClientCheckInterval[] = "2s";
+
 std::string WithKeepalives(absl::string_view conninfo) {
   static const std::vector<std::pair<absl::string_view, absl::string_view>>
       kSettings = {{"keepalives", "1"},
-                   {"keepalives_idle", "5"},
-                   {"keepalives_interval", "2"},
-                   {"keepalives_count", "3"},
-                   {"tcp_user_timeout", "10000"},
+                   {"keepalives_idle", kKeepaliveIdle},
+                   {"keepalives_interval", kKeepaliveInterval},
+                   {"keepalives_count", kKeepaliveCount},
+                   {"tcp_user_timeout", kTcpUserTimeoutMs},
                    {"connect_timeout", "10"}};
   std::string out(conninfo);
   const bool url = IsUrl(conninfo);
@@ -116,6 +125,18 @@ std::string WithKeepalives(absl::string_view conninfo) {
     }
   }
   return out;
+}
+
+std::string ServerKeepaliveSql() {
+  return absl::StrCat("SET tcp_keepalives_idle = ", kKeepaliveIdle,
+                      "; SET tcp_keepalives_interval = ", kKeepaliveInterval,
+                      "; SET tcp_keepalives_count = ", kKeepaliveCount,
+                      "; SET tcp_user_timeout = ", kTcpUserTimeoutMs,
+                      // PostgreSQL 14+: also check for a closed client socket
+                      // while a statement runs, instead of only when it ends.
+                      "; SELECT set_config('client_connection_check_interval', '",
+                      kClientCheckInterval, "', false) WHERE current_setting('server_version_num')"
+                      "::int >= 140000");
 }
 
 }  // namespace schemagate

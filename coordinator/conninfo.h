@@ -20,6 +20,18 @@ std::string RedactSecrets(absl::string_view text);
 // seconds. Settings the user already gave are kept as they are.
 std::string WithKeepalives(absl::string_view conninfo);
 
+// SET statements giving PostgreSQL's end of a session the same keepalive
+// and tcp_user_timeout settings as WithKeepalives gives the client's end.
+// The client's settings only let schemagate notice a dead network; the
+// server's let PostgreSQL end the session of a coordinator that vanished
+// (host down, partition) within seconds, which frees its run lock for a
+// standby instead of after the kernel's default of hours. PostgreSQL ignores
+// them on Unix-domain sockets. On PostgreSQL 14+ also sets
+// client_connection_check_interval, so that a killed coordinator's long
+// statement is cancelled (and the lock freed) within seconds rather than
+// when the statement ends.
+std::string ServerKeepaliveSql();
+
 }  // namespace schemagate
 
 #endif  // SCHEMAGATE_COORDINATOR_CONNINFO_H_

@@ -354,6 +354,15 @@ int Main(int argc, char** argv) {
     store_options.lock_key = *key;
   }
 
+  // A pooler in front of the database is a configuration error: refuse to
+  // start, so that it shows where the coordinator is deployed. A database
+  // that cannot be reached yet is not: the coordinator waits it out (and
+  // every run checks again before it takes the lock).
+  if (absl::Status direct = CheckDirectSession(database_url); absl::IsFailedPrecondition(direct)) {
+    LogError("refusing to start: %s", direct.message());
+    return kExitUsage;
+  }
+
   // Signals are taken by sigwait below; every thread inherits the mask.
   sigset_t signals;
   sigemptyset(&signals);

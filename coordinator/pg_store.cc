@@ -65,7 +65,8 @@ std::unique_ptr<pqxx::connection> Connect(const std::string& conninfo,
                                           const char* application_name) {
   auto conn = std::make_unique<pqxx::connection>(WithKeepalives(conninfo));
   pqxx::nontransaction tx(*conn);
-  tx.exec(absl::StrCat("SET application_name = ", tx.quote(application_name)));
+  tx.exec(absl::StrCat("SET application_name = ", tx.quote(application_name), "; ",
+                       ServerKeepaliveSql()));
   return conn;
 }
 
@@ -84,6 +85,28 @@ struct Names {
   }
   std::string schema, meta, migrations, events, instances, schema_record;
 };
+
+// The run lock is a session lock, so the run connection must be a session
+// of its own. PgBouncer (in any pool mode) answers the client's startup
+// itself and sends a cancel key of its own making, so the backend pid libpq
+// reports (PQbackendPID, from that key) is not the pid of the server session
+// that runs the queries. On a direct connection, or through a proxy that only
+// forwards bytes, the two are always the same. This needs no query that
+// could fail on PostgreSQL (`SHOW pool_mode` is an error there) and no luck
+// with which pooled backend serves a transaction (comparing pg_backend_pid()
+// across transactions passes whenever the pool hands back the same one).
+absl::Status RequireDirectSession(pqxx::connection& conn) {
+  pqxx::nontransaction tx(conn);
+  const int server_pid = tx.exec1("SELECT pg_backend_pid()")[0].as<int>();
+  if (server_pid == conn.backendpid()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "--database-url goes through a connection pooler such as PgBouncer "
+      "(the session's backend pid ", server_pid, " is not the ", conn.backendpid(),
+      " the connection announced); the run lock is a session advisory lock, which PgBouncer "
+      "pool_mode=transaction hands to whichever pooled server connection took it, so it "
+      "neither protects the run nor is released when the run ends. Point schemagated's "
+      "--database-url at PostgreSQL directly (apps may keep using PgBouncer)"));
+}
 
 absl::StatusOr<int64_t> ComputeLockKey(pqxx::connection& conn, const PgStoreOptions& options) {
   if (options.lock_key) return *options.lock_key;
@@ -753,6 +776,15 @@ absl::StatusOr<int64_t> ParseLockKey(const std::string& text) {
   return DeriveLockKey(text, "");
 }
 
+absl::Status CheckDirectSession(const std::string& conninfo) {
+  try {
+    std::unique_ptr<pqxx::connection> conn = Connect(conninfo, "schemagate-check");
+    return RequireDirectSession(*conn);
+  } catch (const std::exception& e) {
+    return Unavailable(e);
+  }
+}
+
 PgStore::PgStore(PgStoreOptions options) : options_(std::move(options)) {}
 PgStore::~PgStore() = default;
 
@@ -946,11 +978,8 @@ absl::StatusOr<std::unique_ptr<RunSession>> PgStore::BeginRun(const LockWaitOpti
   int64_t key = 0;
   try {
     conn = Connect(options_.conninfo, "schemagate-run");
-    if (conn->server_version() >= 140000) {
-      // A coordinator killed mid-statement must not leave its backend running
-      // the statement to its end, holding the lock all that while: PostgreSQL
-      // then polls the socket during a long statement and cancels it.
-      pqxx::nontransaction(*conn).exec("SET client_connection_check_interval = '1s'");
+    if (absl::Status direct = RequireDirectSession(*conn); !direct.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat("refusing to run: ", direct.message()));
     }
     ASSIGN_OR_RETURN(key, ComputeLockKey(*conn, options_));
   } catch (const std::exception& e) {

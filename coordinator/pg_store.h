@@ -40,6 +40,12 @@ struct PgStoreOptions {
 int64_t DeriveLockKey(const std::string& database, const std::string& schema);
 absl::StatusOr<int64_t> ParseLockKey(const std::string& text);
 
+// Connects once to `conninfo` and checks that the session is PostgreSQL's
+// own, not one handed out by a connection pooler such as PgBouncer (which a
+// session-level run lock needs). FAILED_PRECONDITION names the pooler;
+// UNAVAILABLE if the database cannot be reached (nothing is known then).
+absl::Status CheckDirectSession(const std::string& conninfo);
+
 // Thread-safe: reads go through one mutex-guarded connection that is
 // reopened after a failure; each run opens its own dedicated connection.
 class PgStore : public Store {

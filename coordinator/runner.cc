@@ -346,6 +346,18 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
                                    options_.lock_retries, " in ", absl::FormatDuration(backoff));
       emit(retry);
       LogWarning("run %s: %s: %s", outcome.run_id, m->Label(), retry.message);
+      // In history too: an operator asking why a rollout took long sees the waits.
+      EventRecord waited;
+      waited.kind = "lock_timeout";
+      waited.version = m->version;
+      waited.name = m->name;
+      waited.run_id = outcome.run_id;
+      waited.actor = actor;
+      waited.duration = retry.elapsed;
+      waited.sqlstate = failure.sqlstate;
+      waited.message = retry.message;
+      status = session->RecordEvent(waited);
+      if (!status.ok()) break;
       options_.sleep(backoff);
       backoff = std::min(backoff * 2, absl::Seconds(30));
     }

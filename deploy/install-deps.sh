@@ -13,6 +13,7 @@ packages=(
   postgresql postgresql-client
   python3 python3-grpcio python3-protobuf python3-yaml
   curl procps iproute2
+  pgbouncer
 )
 
 missing=()

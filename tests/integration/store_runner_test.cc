@@ -311,6 +311,10 @@ TEST_F(StoreRunnerTest, LockTimeoutIsRetriedWithBackoffUntilTheLockFrees) {
   EXPECT_EQ(retries, 2);
   ASSERT_EQ(sleeps.size(), 2u);
   EXPECT_EQ(sleeps[1], 2 * sleeps[0]);  // Exponential backoff.
+  // History keeps each retry, not only the progress stream.
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM schemagate.events WHERE kind = 'lock_timeout' "
+                       "AND version = 1 AND sqlstate = '55P03'"),
+            "2");
   EXPECT_EQ(db_->Query("SELECT count(*) FROM information_schema.columns WHERE "
                        "table_name = 'busy' AND column_name = 'note'"),
             "1");

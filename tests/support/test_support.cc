@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -51,6 +54,89 @@ std::string WithDatabase(const std::string& url, const std::string& database) {
   const size_t query = url.find('?', slash);
   return absl::StrCat(url.substr(0, slash + 1), database,
                       query == std::string::npos ? "" : url.substr(query));
+}
+
+std::string WithHostPort(const std::string& conninfo, const std::string& host, int port) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (options == nullptr) {
+    ADD_FAILURE() << "cannot parse " << conninfo << ": " << (error ? error : "out of memory");
+    PQfreemem(error);
+    return conninfo;
+  }
+  std::string out = absl::StrCat("host=", host, " port=", port);
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    const std::string key = o->keyword;
+    if (o->val == nullptr || key == "host" || key == "hostaddr" || key == "port") continue;
+    std::string value;
+    for (const char c : std::string(o->val)) {
+      if (c == '\\' || c == '\'') value += '\\';
+      value += c;
+    }
+    absl::StrAppend(&out, " ", key, "='", value, "'");
+  }
+  PQconninfoFree(options);
+  return out;
+}
+
+int PortOf(const std::string& conninfo) {
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), nullptr);
+  int port = 5432;
+  for (PQconninfoOption* o = options; o != nullptr && o->keyword != nullptr; ++o) {
+    if (std::string(o->keyword) == "port" && o->val != nullptr) (void)absl::SimpleAtoi(o->val, &port);
+  }
+  PQconninfoFree(options);
+  return port;
+}
+
+int EnvInt(const char* name, int fallback) {
+  int value = 0;
+  return absl::SimpleAtoi(EnvOr(name), &value) && value > 0 ? value : fallback;
+}
+
+std::optional<std::string> TryQuery(const std::string& url, const std::string& sql) {
+  try {
+    pqxx::connection conn(url);
+    pqxx::nontransaction tx(conn);
+    pqxx::result r = tx.exec(sql);
+    if (r.empty() || r[0][0].is_null()) return std::string();
+    return r[0][0].as<std::string>();
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+struct QueryConnection::Session {
+  explicit Session(const std::string& url) : conn(url) {}
+  pqxx::connection conn;
+};
+
+QueryConnection::QueryConnection(std::string url) : url_(std::move(url)) {}
+QueryConnection::~QueryConnection() = default;
+
+std::optional<std::string> QueryConnection::Query(const std::string& sql) {
+  try {
+    if (session_ == nullptr || !session_->conn.is_open()) {
+      session_.reset();
+      session_ = std::make_unique<Session>(url_);
+    }
+    pqxx::nontransaction tx(session_->conn);
+    pqxx::result r = tx.exec(sql);
+    if (r.empty() || r[0][0].is_null()) return std::string();
+    return r[0][0].as<std::string>();
+  } catch (const std::exception&) {
+    session_.reset();
+    return std::nullopt;
+  }
+}
+
+bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
 }
 
 TestDatabase::TestDatabase() {
@@ -264,7 +350,8 @@ std::vector<std::string> AsPostgres(std::vector<std::string> argv) {
 
 }  // namespace
 
-PrivatePostgres::PrivatePostgres() {
+PrivatePostgres::PrivatePostgres(const std::string& extra_listen) {
+  if (!extra_listen.empty()) listen_ = absl::StrCat("127.0.0.1,", extra_listen);
   std::string pattern =
       (std::filesystem::temp_directory_path() / "schemagate-pg-XXXXXX").string();
   if (mkdtemp(pattern.data()) == nullptr) return;
@@ -279,6 +366,10 @@ PrivatePostgres::PrivatePostgres() {
                 &out, absl::Seconds(120)) != 0) {
     ADD_FAILURE() << "initdb failed: " << out;
     return;
+  }
+  if (!extra_listen.empty()) {
+    std::ofstream hba(dir_ + "/data/pg_hba.conf", std::ios::app);
+    hba << "host all all " << extra_listen << "/32 trust\nhost all all 10.200.0.0/16 trust\n";
   }
   ok_ = Start();
 }
@@ -303,7 +394,7 @@ int PrivatePostgres::PgCtl(const std::vector<std::string>& args) {
 bool PrivatePostgres::Start() {
   return PgCtl({"start", "-l", dir_ + "/server.log", "-o",
                 absl::StrCat("-p ", port_, " -k ", dir_,
-                             " -c listen_addresses=127.0.0.1 -c fsync=off")}) == 0;
+                             " -c listen_addresses=", listen_, " -c fsync=off")}) == 0;
 }
 
 bool PrivatePostgres::Stop() { return PgCtl({"stop", "-m", "fast"}) == 0; }
@@ -311,6 +402,81 @@ bool PrivatePostgres::Stop() { return PgCtl({"stop", "-m", "fast"}) == 0; }
 std::string PrivatePostgres::Url(const std::string& database) const {
   return absl::StrCat("postgres://postgres@127.0.0.1:", port_, "/", database);
 }
+
+NetworkNamespace::NetworkNamespace() {
+  if (geteuid() != 0) return;
+  // A /30 per namespace, from the pid and a random byte: parallel tests differ.
+  static std::mt19937 rng(std::random_device{}());
+  const int block = static_cast<int>((getpid() * 7 + rng()) % 16000);
+  const std::string prefix = absl::StrCat("10.200.", block / 64, ".");
+  host_address_ = absl::StrCat(prefix, (block % 64) * 4 + 1);
+  ns_address_ = absl::StrCat(prefix, (block % 64) * 4 + 2);
+  name_ = absl::StrCat("sgchaos-", RandomSuffix().substr(0, 8));
+  host_if_ = absl::StrCat("sgh", name_.substr(8));
+  const std::string ns_if = absl::StrCat("sgn", name_.substr(8));
+  const std::string ip = "/usr/sbin/ip";
+  for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
+           {ip, "netns", "add", name_},
+           {ip, "link", "add", host_if_, "type", "veth", "peer", "name", ns_if},
+           {ip, "link", "set", ns_if, "netns", name_},
+           {ip, "addr", "add", host_address_ + "/30", "dev", host_if_},
+           {ip, "link", "set", host_if_, "up"},
+           {ip, "-n", name_, "addr", "add", ns_address_ + "/30", "dev", ns_if},
+           {ip, "-n", name_, "link", "set", ns_if, "up"},
+           {ip, "-n", name_, "link", "set", "lo", "up"}}) {
+    std::string out;
+    if (RunBinary(argv, &out, absl::Seconds(20)) != 0) {
+      std::fprintf(stderr, "network namespace: %s: %s\n", absl::StrJoin(argv, " ").c_str(),
+                   out.c_str());
+      return;
+    }
+  }
+  ok_ = true;
+}
+
+NetworkNamespace::~NetworkNamespace() {
+  if (name_.empty()) return;
+  RunBinary({"/usr/sbin/ip", "link", "del", host_if_}, nullptr);
+  RunBinary({"/usr/sbin/ip", "netns", "del", name_}, nullptr);
+}
+
+std::vector<std::string> NetworkNamespace::Inside(const std::vector<std::string>& argv) const {
+  std::vector<std::string> out = {"/usr/sbin/ip", "netns", "exec", name_};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+bool NetworkNamespace::SetLinkUp(bool up) {
+  return RunBinary({"/usr/sbin/ip", "link", "set", host_if_, up ? "up" : "down"}, nullptr) == 0;
+}
+
+PgBouncer::PgBouncer(const std::string& server_host, int server_port,
+                     const std::string& pool_mode) {
+  const std::string binary = EnvOr("SCHEMAGATE_PGBOUNCER", "/usr/sbin/pgbouncer");
+  if (access(binary.c_str(), X_OK) != 0) return;
+  port_ = FreePort();
+  dir_.Write("users.txt", "\"postgres\" \"\"\n");
+  const std::string ini = dir_.Write(
+      "pgbouncer.ini",
+      absl::StrCat("[databases]\n* = host=", server_host, " port=", server_port,
+                   "\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = ", port_,
+                   "\nunix_socket_dir = ", dir_.path(), "\nauth_type = trust\nauth_file = ",
+                   dir_.path(), "/users.txt\npool_mode = ", pool_mode,
+                   "\ndefault_pool_size = 4\nmax_client_conn = 100\n"
+                   "ignore_startup_parameters = extra_float_digits\n"));
+  std::vector<std::string> argv = {binary};
+  if (geteuid() == 0) {
+    // PgBouncer refuses to run as root; -u switches user after reading the ini.
+    RunBinary({"/bin/chown", "-R", "postgres", dir_.path()}, nullptr);
+    argv.insert(argv.end(), {"-u", "postgres"});
+  }
+  argv.push_back(ini);
+  process_ = std::make_unique<ChildProcess>(argv);
+  ok_ = process_->WaitForLog("process up", absl::Seconds(20));
+  if (!ok_) ADD_FAILURE() << "pgbouncer did not start:\n" << process_->Log();
+}
+
+std::string PgBouncer::Log() const { return process_ ? process_->Log() : ""; }
 
 int FreePort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -6,8 +6,10 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,40 @@ class TestDatabase {
 
 // Replaces the database name of a postgres:// URL.
 std::string WithDatabase(const std::string& url, const std::string& database);
+
+// `conninfo` (URL or key=value) as key=value conninfo with host and port
+// replaced, e.g. to go through a TcpProxy or a PgBouncer.
+std::string WithHostPort(const std::string& conninfo, const std::string& host, int port);
+// The port `conninfo` names (5432 if none).
+int PortOf(const std::string& conninfo);
+
+// An integer from the environment (counts for soak runs), or `fallback`
+// when unset or not a positive number.
+int EnvInt(const char* name, int fallback);
+
+// First column of the first row of `sql` on a fresh connection to `url`
+// ("" for NULL / no rows), or nullopt on any error (server down, missing
+// table): for polling a database that a fault may have taken away.
+std::optional<std::string> TryQuery(const std::string& url, const std::string& sql);
+
+// A connection kept open for polling: a fresh connection per poll is slow on
+// a loaded machine and misses short windows. Reconnects after an error.
+// Not thread-safe.
+class QueryConnection {
+ public:
+  explicit QueryConnection(std::string url);
+  ~QueryConnection();
+  // As TryQuery, on this connection.
+  std::optional<std::string> Query(const std::string& sql);
+
+ private:
+  struct Session;
+  std::string url_;
+  std::unique_ptr<Session> session_;
+};
+
+// Polls `condition` every 20 ms until it holds; false on timeout.
+bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout);
 
 // A temporary directory removed after the test.
 class TempDir {
@@ -116,7 +152,9 @@ class CoordinatorProcess {
 // initdb and pg_ctl run as the postgres user.
 class PrivatePostgres {
  public:
-  PrivatePostgres();
+  // `extra_listen` (e.g. a NetworkNamespace's host address) is listened on
+  // besides 127.0.0.1, trusting every client.
+  explicit PrivatePostgres(const std::string& extra_listen = "");
   ~PrivatePostgres();
   bool ok() const { return ok_; }
   bool Start();
@@ -128,8 +166,49 @@ class PrivatePostgres {
  private:
   int PgCtl(const std::vector<std::string>& args);
   std::string dir_;
+  std::string listen_ = "127.0.0.1";
   int port_ = 0;
   bool ok_ = false;
+};
+
+// A network namespace joined to this one by a veth pair (host side
+// host_address(), namespace side ns_address(), a /30 of 10.200.0.0/16), for
+// cutting a process off the network without closing its sockets: with the
+// link down, packets vanish and nobody is told, as in a partition or a
+// crashed host. Needs root (ip netns); ok() is false otherwise.
+class NetworkNamespace {
+ public:
+  NetworkNamespace();
+  ~NetworkNamespace();
+  bool ok() const { return ok_; }
+  const std::string& host_address() const { return host_address_; }
+  const std::string& ns_address() const { return ns_address_; }
+  // `argv` run inside the namespace (same pid: ip netns exec execs it).
+  std::vector<std::string> Inside(const std::vector<std::string>& argv) const;
+  // Takes the link down (packets dropped silently) or up again.
+  bool SetLinkUp(bool up);
+
+ private:
+  std::string name_, host_if_, host_address_, ns_address_;
+  bool ok_ = false;
+};
+
+// PgBouncer (Debian's pgbouncer) on a free loopback port in front of a
+// PostgreSQL server, trusting every user, with the given pool_mode.
+class PgBouncer {
+ public:
+  PgBouncer(const std::string& server_host, int server_port,
+            const std::string& pool_mode = "transaction");
+  // False if the pgbouncer binary is missing or it did not start.
+  bool ok() const { return ok_; }
+  int port() const { return port_; }
+  std::string Log() const;
+
+ private:
+  TempDir dir_;
+  int port_ = 0;
+  bool ok_ = false;
+  std::unique_ptr<ChildProcess> process_;
 };
 
 // A loopback port that was free a moment ago.

@@ -52,5 +52,13 @@ TEST(ConninfoTest, KeepsTheUsersOwnSettings) {
   EXPECT_THAT(url, Not(HasSubstr("keepalives_idle=5")));
 }
 
+TEST(ConninfoTest, TheServersEndGetsTheSameKeepalives) {
+  EXPECT_THAT(ServerKeepaliveSql(),
+              HasSubstr("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; "
+                        "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000;"));
+  EXPECT_THAT(ServerKeepaliveSql(),
+              HasSubstr("set_config('client_connection_check_interval', '2s', false)"));
+}
+
 }  // namespace
 }  // namespace schemagate
