@@ -143,6 +143,21 @@ ProcessStats ReadProcessStats(pid_t pid) {
   return stats;
 }
 
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 absl::StatusOr<std::unique_ptr<ScratchDatabase>> ScratchDatabase::Create(
     const std::string& admin_url, const std::string& prefix) {
   const std::string name = absl::StrCat(prefix, "_", RandomSuffix());

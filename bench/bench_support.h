@@ -65,6 +65,9 @@ struct ProcessStats {
 };
 ProcessStats ReadProcessStats(pid_t pid);
 
+// User+system CPU seconds of a process so far (/proc/PID/stat).
+double CpuSeconds(pid_t pid);
+
 // A database created for one measurement, dropped (with its sessions) after.
 class ScratchDatabase {
  public:

@@ -41,22 +41,6 @@ class EchoAgentService final : public v1::AgentService::CallbackService {
 
 std::atomic<bool> g_echo_stop{false};
 
-// User+system CPU seconds of a process so far (/proc/PID/stat).
-double CpuSeconds(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(close + 2));
-  std::string field;
-  double utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14) utime = std::stod(field);
-    if (i == 15) stime = std::stod(field);
-  }
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // `in_flight` callback Check calls, each started again as soon as it ends,
 // for `duration` after a short warm-up.
 class ClosedLoop {
@@ -186,17 +170,21 @@ absl::StatusOr<std::vector<CheckRow>> RunCheck(const CheckOptions& options) {
 
   // The coordinator's own answer, for the echo server to send back.
   auto coordinator_stub = NewStub(coordinator->address());
+  // (The run has ended; the coordinator's view follows its NOTIFY a moment later.)
   v1::Readiness answer;
-  {
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (true) {
     grpc::ClientContext context;
     SetDeadline(&context, absl::Seconds(5));
     v1::CheckRequest request;
     request.mutable_target()->set_app("bench");
     const grpc::Status status = coordinator_stub->Check(&context, request, &answer);
     if (!status.ok()) return absl::InternalError(status.error_message());
-    if (answer.state() != v1::READY) {
+    if (answer.state() == v1::READY) break;
+    if (absl::Now() >= until) {
       return absl::InternalError(absl::StrCat("Check answered ", answer.state(), ", not READY"));
     }
+    absl::SleepFor(absl::Milliseconds(20));
   }
   const std::string echo_address = absl::StrCat("127.0.0.1:", FreePort());
   Child echo({SelfPath(), "echo-server", "--listen", echo_address,

@@ -3,11 +3,15 @@
 // connection), then an apply of one trivial migration, and the time from
 // that migration's commit to each stream's READY.
 //
-// "Commit" is when a LISTEN session of this process receives the NOTIFY the
-// migration itself sends: PostgreSQL delivers a transaction's notifications
-// only once it has committed, so the clock starts at the commit as any
-// client can observe it (a loopback NOTIFY is delivered in well under 1 ms).
+// "Commit" is taken conservatively as the moment the migration's last
+// statement runs: it sends a NOTIFY whose payload is the server's
+// clock_timestamp(), and only the bookkeeping row and the COMMIT follow
+// (PostgreSQL delivers the NOTIFY once the transaction has committed, which
+// tells this program the apply is done). Server and bench share one clock
+// (same host), so each latency includes the commit itself.
 #include "bench/fanout.h"
+
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -62,7 +66,7 @@ class WaitProbe : public grpc::ClientReadReactor<v1::Readiness> {
   void OnReadDone(bool ok) override {
     if (!ok) return;  // OnDone follows.
     if (response_.state() == v1::READY) {
-      ready_at_ = Clock::now();
+      ready_at_ = std::chrono::system_clock::now();
       ready_ = true;
       tally_->Ready();
     } else if (!waiting_) {
@@ -80,7 +84,7 @@ class WaitProbe : public grpc::ClientReadReactor<v1::Readiness> {
   void Cancel() { context_.TryCancel(); }
   // Valid once the stream is done.
   bool ready() const { return ready_; }
-  Clock::time_point ready_at() const { return ready_at_; }
+  std::chrono::system_clock::time_point ready_at() const { return ready_at_; }
 
  private:
   FanoutTally* const tally_;
@@ -89,11 +93,12 @@ class WaitProbe : public grpc::ClientReadReactor<v1::Readiness> {
   v1::Readiness response_;
   bool waiting_ = false;
   bool ready_ = false;
-  Clock::time_point ready_at_;
+  std::chrono::system_clock::time_point ready_at_;
   grpc::Status status_;
 };
 
-// Records when the first NOTIFY on kCommitChannel arrives.
+// Receives the first NOTIFY on kCommitChannel: the server's clock at the
+// probe statement, in microseconds since the epoch.
 class CommitListener {
  public:
   explicit CommitListener(const std::string& url) : connection_(url) {
@@ -106,7 +111,7 @@ class CommitListener {
     stop_ = true;
     thread_.join();
   }
-  std::optional<Clock::time_point> committed_at() {
+  std::optional<std::chrono::system_clock::time_point> committed_at() {
     absl::MutexLock lock(&mu_);
     return committed_at_;
   }
@@ -116,10 +121,10 @@ class CommitListener {
    public:
     Receiver(pqxx::connection_base& c, CommitListener* owner)
         : pqxx::notification_receiver(c, kCommitChannel), owner_(owner) {}
-    void operator()(const std::string&, int) override {
-      const Clock::time_point now = Clock::now();
+    void operator()(const std::string& payload, int) override {
+      const std::chrono::system_clock::time_point at{std::chrono::microseconds(std::stoll(payload))};
       absl::MutexLock lock(&owner_->mu_);
-      if (!owner_->committed_at_) owner_->committed_at_ = now;
+      if (!owner_->committed_at_) owner_->committed_at_ = at;
     }
 
    private:
@@ -131,7 +136,7 @@ class CommitListener {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   absl::Mutex mu_;
-  std::optional<Clock::time_point> committed_at_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::chrono::system_clock::time_point> committed_at_ ABSL_GUARDED_BY(mu_);
 };
 
 bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
@@ -153,7 +158,8 @@ absl::StatusOr<FanoutResult> RunFanout(const FanoutOptions& options) {
   migrations.Write("1_base.up.sql", "CREATE TABLE fanout_base (id int);\n");
   migrations.Write("2_probe.up.sql",
                    absl::StrCat("CREATE TABLE fanout_probe (id int);\n"
-                                "SELECT pg_notify('", kCommitChannel, "', 'committed');\n"));
+                                "SELECT pg_notify('", kCommitChannel,
+                                "', (extract(epoch FROM clock_timestamp()) * 1e6)::bigint::text);\n"));
   ASSIGN_OR_RETURN(std::unique_ptr<CoordinatorProcess> coordinator,
                    CoordinatorProcess::Start(db->url(), migrations.path(), {"--apply", "manual"},
                                              absl::StrCat(options.log_dir, "/fanout-",
@@ -199,20 +205,28 @@ absl::StatusOr<FanoutResult> RunFanout(const FanoutOptions& options) {
   result.waiting = ReadProcessStats(coordinator->pid());
 
   CommitListener listener(db->url());
+  const double coordinator_cpu = CpuSeconds(coordinator->pid());
+  const double client_cpu = CpuSeconds(getpid());
   RETURN_IF_ERROR(ApplyThrough(coordinator->address(), kProbeVersion));
   const bool all_ready =
       WaitFor([&] { return tally.ready() >= n; }, absl::Seconds(120));
+  result.coordinator_cpu_s = CpuSeconds(coordinator->pid()) - coordinator_cpu;
+  result.client_cpu_s = CpuSeconds(getpid()) - client_cpu;
   result.after = ReadProcessStats(coordinator->pid());
   if (!all_ready) {
     for (auto& p : probes) p->Cancel();
   }
   WaitFor([&] { return tally.done() >= n; }, absl::Seconds(30));
-  const std::optional<Clock::time_point> committed = listener.committed_at();
+  WaitFor([&] { return listener.committed_at().has_value(); }, absl::Seconds(5));
+  const std::optional<std::chrono::system_clock::time_point> committed = listener.committed_at();
   if (!committed) return absl::InternalError("the probe migration's NOTIFY never arrived");
   std::vector<double> latencies;
   latencies.reserve(n);
   for (const auto& p : probes) {
-    if (p->ready()) latencies.push_back(MillisBetween(*committed, p->ready_at()));
+    if (p->ready()) {
+      latencies.push_back(
+          std::chrono::duration<double, std::milli>(p->ready_at() - *committed).count());
+    }
   }
   result.not_ready = n - static_cast<int>(latencies.size());
   result.latency = Summarise(std::move(latencies));

@@ -24,6 +24,9 @@ struct FanoutResult {
   Percentiles latency;
   int not_ready = 0;
   double open_seconds = 0;
+  // CPU seconds the coordinator and this process spent from the apply
+  // request until every stream was READY.
+  double coordinator_cpu_s = 0, client_cpu_s = 0;
   // The coordinator before the streams open, with all of them waiting, and
   // after every READY went out.
   ProcessStats idle, waiting, after;

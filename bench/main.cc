@@ -40,9 +40,9 @@ int Fanout(const std::string& admin_url, const std::string& log_dir,
         r->after.peak_rss_mb, r->waiting.threads);
     std::printf(
         "RESULT {\"bench\":\"fanout\",\"n\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,"
-        "\"not_ready\":%d,\"open_s\":%.2f,\"idle\":%s,\"waiting\":%s,\"after\":%s}\n",
+        "\"not_ready\":%d,\"open_s\":%.2f,\"coordinator_cpu_s\":%.3f,\"client_cpu_s\":%.3f,\"idle\":%s,\"waiting\":%s,\"after\":%s}\n",
         n, r->latency.p50, r->latency.p99, r->latency.max, r->not_ready, r->open_seconds,
-        StatsJson(r->idle).c_str(), StatsJson(r->waiting).c_str(), StatsJson(r->after).c_str());
+        r->coordinator_cpu_s, r->client_cpu_s, StatsJson(r->idle).c_str(), StatsJson(r->waiting).c_str(), StatsJson(r->after).c_str());
     std::fflush(stdout);
     if (r->not_ready > 0) ++failures;
   }
@@ -113,8 +113,21 @@ int main(int argc, char** argv) {
   echo->add_option("--listen", listen)->required();
   echo->add_option("--response", response_hex)->required();
 
+  CLI::App* wait = app.add_subcommand("wait-serving", "(for run.sh) wait until a server's health is SERVING");
+  std::string address;
+  double wait_seconds = 30;
+  wait->add_option("--address", address)->required();
+  wait->add_option("--timeout", wait_seconds, "Seconds");
+
   CLI11_PARSE(app, argc, argv);
   if (echo->parsed()) return schemagate::bench::ServeEcho(listen, response_hex);
+  if (wait->parsed()) {
+    absl::Status serving =
+        schemagate::bench::WaitUntilServing(address, absl::Seconds(wait_seconds));
+    if (!serving.ok()) std::fprintf(stderr, "%s: %s\n", address.c_str(),
+                                    std::string(serving.message()).c_str());
+    return serving.ok() ? 0 : 1;
+  }
   if (admin_url.empty()) {
     std::fprintf(stderr, "set --database-url or SCHEMAGATE_BENCH_DATABASE_URL\n");
     return 2;
