@@ -22,6 +22,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
 #include "pqxx/pqxx"
 #include "schemagate/v1/schemagate.grpc.pb.h"
 
@@ -215,13 +216,19 @@ absl::StatusOr<std::unique_ptr<CoordinatorProcess>> CoordinatorProcess::Start(
 }
 
 absl::Status WaitUntilServing(const std::string& address, absl::Duration timeout) {
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  // Short reconnect backoff: the server is expected to come up any moment.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
+  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   auto stub = grpc::health::v1::Health::NewStub(channel);
   const absl::Time until = absl::Now() + timeout;
   std::string last = "no answer";
   while (absl::Now() < until) {
     grpc::ClientContext context;
-    SetDeadline(&context, absl::Seconds(1));
+    SetDeadline(&context, absl::Milliseconds(500));
+    context.set_wait_for_ready(true);
     grpc::health::v1::HealthCheckRequest request;
     grpc::health::v1::HealthCheckResponse response;
     const grpc::Status status = stub->Check(&context, request, &response);
