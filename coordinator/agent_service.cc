@@ -46,7 +46,7 @@ class ReadinessStream : public Base, public StateObserver {
     {
       absl::MutexLock lock(&mu_);
       if (finishing_ || !target_) return;
-      answer = EvaluateReadiness(*target_, snapshot->view);
+      answer = coordinator_->SharedAnswer(*snapshot, target_key_, *target_);
       if (last_ && *last_ == answer) return;
       last_ = answer;
       pending_.emplace();
@@ -98,9 +98,11 @@ class ReadinessStream : public Base, public StateObserver {
  protected:
   // Sets what to evaluate and sends the first answer.
   void Begin(AppTarget target) {
+    std::string key = Coordinator::TargetKey(target);
     {
       absl::MutexLock lock(&mu_);
       target_ = std::move(target);
+      target_key_ = std::move(key);
     }
     OnStateChanged(coordinator_->snapshot());
   }
@@ -154,6 +156,7 @@ class ReadinessStream : public Base, public StateObserver {
   const bool attached_;
   absl::Mutex mu_;
   std::optional<AppTarget> target_ ABSL_GUARDED_BY(mu_);
+  std::string target_key_ ABSL_GUARDED_BY(mu_);  // Coordinator::TargetKey(*target_)
   std::optional<ReadinessAnswer> last_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::Readiness> pending_ ABSL_GUARDED_BY(mu_);
   // Owned by gRPC between StartWrite and OnWriteDone (or OnDone after a

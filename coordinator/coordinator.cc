@@ -1,5 +1,7 @@
 #include "coordinator/coordinator.h"
 
+#include <openssl/sha.h>
+
 #include <random>
 #include <utility>
 
@@ -80,6 +82,43 @@ std::shared_ptr<const Snapshot> Coordinator::snapshot() const {
 
 ReadinessAnswer Coordinator::Evaluate(const AppTarget& target) const {
   return EvaluateReadiness(target, snapshot()->view);
+}
+
+ReadinessAnswer Coordinator::SharedAnswer(const Snapshot& snapshot,
+                                          const std::string& target_key,
+                                          const AppTarget& target) const {
+  // Distinct targets kept per snapshot; beyond this, answers are not shared.
+  constexpr size_t kMaxSharedAnswers = 4096;
+  {
+    absl::MutexLock lock(&answers_mu_);
+    if (answers_generation_ == snapshot.generation) {
+      auto it = answers_.find(target_key);
+      if (it != answers_.end()) return it->second;
+    }
+  }
+  ReadinessAnswer answer = EvaluateReadiness(target, snapshot.view);
+  absl::MutexLock lock(&answers_mu_);
+  if (snapshot.generation > answers_generation_) {
+    answers_.clear();
+    answers_generation_ = snapshot.generation;
+  }
+  if (snapshot.generation == answers_generation_ && answers_.size() < kMaxSharedAnswers) {
+    answers_.emplace(target_key, answer);
+  }
+  return answer;
+}
+
+std::string Coordinator::TargetKey(const AppTarget& target) {
+  // Length-prefixed, so that no two targets serialise alike.
+  std::string text = absl::StrCat(target.app.size(), ":", target.app, target.app_version.size(),
+                                  ":", target.app_version, ";", target.known_version, ";",
+                                  target.required_version, ";");
+  for (const auto& [version, checksum] : target.checksums) {
+    absl::StrAppend(&text, version, "=", checksum.size(), ":", checksum, ";");
+  }
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
 }
 
 void Coordinator::AddObserver(std::shared_ptr<StateObserver> observer) {
