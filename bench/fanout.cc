@@ -33,7 +33,6 @@ namespace schemagate::bench {
 namespace {
 
 constexpr char kCommitChannel[] = "schemagate_bench_commit";
-constexpr int kProbeVersion = 2;
 
 // Counts of the streams, shared by every reactor. Thread-safe.
 class FanoutTally {
@@ -49,14 +48,15 @@ class FanoutTally {
   std::atomic<int> waiting_{0}, ready_{0}, done_{0};
 };
 
-// One waiting agent: a Wait stream for version kProbeVersion. Reactions only
+// One waiting agent: a Wait stream for the probe's version. Reactions only
 // take a timestamp and count; nothing blocks.
 class WaitProbe : public grpc::ClientReadReactor<v1::Readiness> {
  public:
-  WaitProbe(v1::AgentService::Stub* stub, int id, FanoutTally* tally) : tally_(tally) {
+  WaitProbe(v1::AgentService::Stub* stub, int id, int64_t version, FanoutTally* tally)
+      : tally_(tally) {
     request_.mutable_target()->set_app("bench");
-    request_.mutable_target()->set_known_version(kProbeVersion);
-    request_.mutable_target()->set_required_version(kProbeVersion);
+    request_.mutable_target()->set_known_version(version);
+    request_.mutable_target()->set_required_version(version);
     request_.set_instance_id(absl::StrCat("bench-", id));
     context_.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
     stub->async()->Wait(&context_, &request_, this);
@@ -156,8 +156,12 @@ absl::StatusOr<FanoutResult> RunFanout(const FanoutOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<ScratchDatabase> db,
                    ScratchDatabase::Create(options.admin_url, "sg_bench_fanout"));
   ScratchDir migrations;
-  migrations.Write("1_base.up.sql", "CREATE TABLE fanout_base (id int);\n");
-  migrations.Write("2_probe.up.sql",
+  for (int v = 1; v <= options.set_size; ++v) {
+    migrations.Write(absl::StrCat(v, "_base", v, ".up.sql"),
+                     absl::StrCat("CREATE TABLE fanout_base", v, " (id int);\n"));
+  }
+  const int probe_version = options.set_size + 1;
+  migrations.Write(absl::StrCat(probe_version, "_probe.up.sql"),
                    absl::StrCat("CREATE TABLE fanout_probe (id int);\n"
                                 "SELECT pg_notify('", kCommitChannel,
                                 "', (extract(epoch FROM clock_timestamp()) * 1e6)::bigint::text);\n"));
@@ -165,10 +169,11 @@ absl::StatusOr<FanoutResult> RunFanout(const FanoutOptions& options) {
                    CoordinatorProcess::Start(db->url(), migrations.path(), {"--apply", "manual"},
                                              absl::StrCat(options.log_dir, "/fanout-",
                                                           options.streams, ".log")));
-  // Version 1 first, so the measured run is an ordinary one (bookkeeping exists).
-  RETURN_IF_ERROR(ApplyThrough(coordinator->address(), 1));
+  // The set first, so the measured run is an ordinary one (bookkeeping exists).
+  if (options.set_size > 0) RETURN_IF_ERROR(ApplyThrough(coordinator->address(), options.set_size));
   FanoutResult result;
   result.streams = options.streams;
+  result.set_size = options.set_size;
   result.idle = ReadProcessStats(coordinator->pid());
 
   const int channel_count =
@@ -187,7 +192,8 @@ absl::StatusOr<FanoutResult> RunFanout(const FanoutOptions& options) {
   probes.reserve(options.streams);
   const Clock::time_point open_start = Clock::now();
   for (int i = 0; i < options.streams; ++i) {
-    probes.push_back(std::make_unique<WaitProbe>(stubs[i % channel_count].get(), i, &tally));
+    probes.push_back(
+        std::make_unique<WaitProbe>(stubs[i % channel_count].get(), i, probe_version, &tally));
   }
   const int n = options.streams;
   if (!WaitFor([&] { return tally.waiting() + tally.done() >= n; }, absl::Seconds(120))) {
@@ -209,7 +215,7 @@ absl::StatusOr<FanoutResult> RunFanout(const FanoutOptions& options) {
   const double coordinator_cpu = CpuSeconds(coordinator->pid());
   const double client_cpu = CpuSeconds(getpid());
   const Clock::time_point apply_start = Clock::now();
-  RETURN_IF_ERROR(ApplyThrough(coordinator->address(), kProbeVersion));
+  RETURN_IF_ERROR(ApplyThrough(coordinator->address(), probe_version));
   const bool all_ready =
       WaitFor([&] { return tally.ready() >= n; }, absl::Seconds(120));
   result.coordinator_cpu_s = CpuSeconds(coordinator->pid()) - coordinator_cpu;

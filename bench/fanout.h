@@ -16,10 +16,13 @@ struct FanoutOptions {
   int streams = 100;
   // Streams per channel (= per HTTP/2 connection).
   int streams_per_channel = 100;
+  // Migrations applied before the streams open (the probe comes after them).
+  int set_size = 1;
 };
 
 struct FanoutResult {
   int streams = 0;
+  int set_size = 0;
   // Commit (as seen by a LISTEN) to READY on each stream.
   Percentiles latency;
   int not_ready = 0;
