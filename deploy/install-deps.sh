@@ -13,9 +13,9 @@ packages=(
   postgresql postgresql-client
   python3 python3-grpcio python3-protobuf python3-yaml
   curl procps iproute2
-  # bench/run.sh: the Alembic peer, and GNU time for peak RSS (dbmate comes
+  # bench/: the Alembic peer, GNU time for peak RSS, Google Benchmark (dbmate comes
   # from npm into bench/.tools/ when the bench runs, never at build time)
-  python3-alembic python3-psycopg2 time
+  python3-alembic python3-psycopg2 time libbenchmark-dev
 )
 
 missing=()
