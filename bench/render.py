@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--dbmate", default="-")
     ap.add_argument("--alembic", default="-")
     ap.add_argument("--notes")
+    ap.add_argument("--gbench", help="Google Benchmark JSON of schemagate_readiness_bench")
     args = ap.parse_args()
 
     rows = []
@@ -64,7 +65,8 @@ def main():
         for line in f:
             if line.startswith("RESULT "):
                 rows.append(json.loads(line[len("RESULT "):]))
-    fanout = {r["n"]: r for r in rows if r["bench"] == "fanout"}
+    fanout_all = {(r["n"], r.get("set_size", 1)): r for r in rows if r["bench"] == "fanout"}
+    fanout = {n: r for (n, size), r in fanout_all.items() if size == 1}
     check = [r for r in rows if r["bench"] == "check"]
     apply_ = {r["n"]: r for r in rows if r["bench"] == "apply"}
     storm = {r["m"]: r for r in rows if r["bench"] == "storm"}
@@ -130,12 +132,25 @@ def main():
         w("")
         w("| N | p50 ms | p99 ms | max ms | not READY | RSS idle MB | RSS waiting MB | RSS peak MB | threads waiting | threads after | CPU s coordinator / client |")
         w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for n, r in sorted(fanout.items()):
-            w("| %s | %s | %s | %s | %d | %s | %s | %s | %d | %d | %s / %s |" % (
-                format(n, ","), fmt(r["p50_ms"]), fmt(r["p99_ms"]), fmt(r["max_ms"]), r["not_ready"],
+        for (n, size), r in sorted(fanout_all.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            w("| %s%s | %s | %s | %s | %d | %s | %s | %s | %d | %d | %s / %s |" % (
+                format(n, ","), "" if size == 1 else " (set of %s)" % format(size, ","), fmt(r["p50_ms"]), fmt(r["p99_ms"]), fmt(r["max_ms"]), r["not_ready"],
                 fmt(r["idle"]["rss_mb"]), fmt(r["waiting"]["rss_mb"]), fmt(r["after"]["peak_rss_mb"]),
                 r["waiting"]["threads"], r["after"]["threads"], fmt(r.get("coordinator_cpu_s"), 2),
                 fmt(r.get("client_cpu_s"), 2)))
+        w("")
+    if args.gbench and os.path.exists(args.gbench):
+        with open(args.gbench) as f:
+            gb = json.load(f)
+        w("## Per-stream answer (Google Benchmark, `schemagate_readiness_bench`)")
+        w("")
+        w("EvaluateReadiness + ToProto for one READY stream, by size of the applied set. "
+          "Publish pays this once per distinct target per snapshot (SharedAnswer), not once per stream.")
+        w("")
+        w("| benchmark | CPU ns | wall ns |")
+        w("| --- | ---: | ---: |")
+        for b in gb.get("benchmarks", []):
+            w("| %s | %s | %s |" % (b["name"], fmt(b["cpu_time"], 0), fmt(b["real_time"], 0)))
         w("")
     if check:
         w("## Check: closed-loop unary calls, schemagated beside a bare echo")

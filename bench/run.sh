@@ -11,7 +11,8 @@
 # --no-peers (skip dbmate and Alembic), --output FILE.
 # Environment: SCHEMAGATE_BENCH_DATABASE_URL (an admin URL; default: a private
 # PostgreSQL 15 started in a temporary directory and removed on exit),
-# SCHEMAGATE_BENCH_BUILD_DIR (default build/).
+# SCHEMAGATE_BENCH_BUILD_DIR (default build/), SCHEMAGATE_BENCH_KEEP_LOGS=1
+# (keep every log, also after a successful run).
 #
 # Peers: dbmate comes from npm (package `dbmate`, which ships its binary) into
 # bench/.tools/ (git-ignored) on first use; Alembic is Debian's python3-alembic
@@ -44,15 +45,15 @@ DEBIAN_PYTHON=/usr/bin/python3
 
 case "$MODE" in
   full)
-    FANOUT_SIZES=100,1000,10000; CHECK_SECONDS=4; CHECK_ROUNDS=3
+    FANOUT_SIZES=100,1000,10000; FANOUT_BIG_SET="10000 1000"; CHECK_SECONDS=4; CHECK_ROUNDS=3
     APPLY_SIZES="200 1000"; APPLY_REPEATS=3; STORM_SIZES="10 50 200"; AGENT_REPEATS=30
     [[ -n "$OUTPUT" ]] || OUTPUT="$REPO/docs/benchmarks.md" ;;
   quick)
-    FANOUT_SIZES=100,1000,10000; CHECK_SECONDS=2; CHECK_ROUNDS=1
+    FANOUT_SIZES=100,1000,10000; FANOUT_BIG_SET="10000 1000"; CHECK_SECONDS=2; CHECK_ROUNDS=1
     APPLY_SIZES="200"; APPLY_REPEATS=1; STORM_SIZES="10 50 200"; AGENT_REPEATS=10
     [[ -n "$OUTPUT" ]] || OUTPUT="$REPO/bench/results/benchmarks-quick.md" ;;
   smoke)
-    FANOUT_SIZES=20; CHECK_SECONDS=0.3; CHECK_ROUNDS=1
+    FANOUT_SIZES=20; FANOUT_BIG_SET="20 5"; CHECK_SECONDS=0.3; CHECK_ROUNDS=1
     APPLY_SIZES="5"; APPLY_REPEATS=1; STORM_SIZES="3"; AGENT_REPEATS=2
     [[ -n "$OUTPUT" ]] || OUTPUT="" ;;
 esac
@@ -79,7 +80,11 @@ cleanup() {
     as_pg "$PG_BIN/pg_ctl" stop -D "$PG_TMP/data" -m immediate -w -t 30 >/dev/null 2>&1
   fi
   [[ -n "$PG_TMP" ]] && rm -rf "$PG_TMP"
-  if ((status == 0)); then rm -rf "$WORK"; else echo "run.sh: failed; logs kept in $WORK" >&2; fi
+  if ((status == 0)) && [[ -z "${SCHEMAGATE_BENCH_KEEP_LOGS:-}" ]]; then
+    rm -rf "$WORK"
+  else
+    echo "run.sh: logs kept in $WORK" >&2
+  fi
   exit "$status"
 }
 trap cleanup EXIT
@@ -103,6 +108,8 @@ if ((BUILD)); then
   fi
   cmake --build "$BUILD_DIR" -j 2 --target schemagated schemagate-agent schemagatectl schemagate_bench \
     >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log" >&2; exit 1; }
+  # Only there when libbenchmark-dev is installed.
+  cmake --build "$BUILD_DIR" -j 2 --target schemagate_readiness_bench >>"$WORK/build.log" 2>&1 || true
 fi
 SGD="$BUILD_DIR/schemagated"
 AGENT="$BUILD_DIR/schemagate-agent"
@@ -249,6 +256,19 @@ log "fan-out: N = $FANOUT_SIZES Wait streams"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$BENCH" fanout --streams "$FANOUT_SIZES" --log-dir "$WORK" | tee -a "$RESULTS" | grep -v '^RESULT' >&2
 
+read -r big_n big_set <<<"$FANOUT_BIG_SET"
+log "fan-out: N = $big_n Wait streams over a set of $big_set applied migrations"
+"$BENCH" fanout --streams "$big_n" --set-size "$big_set" --log-dir "$WORK" | tee -a "$RESULTS" | grep -v '^RESULT' >&2
+
+GBENCH_JSON=""
+if [[ -x "$BUILD_DIR/bench/schemagate_readiness_bench" ]]; then
+  log "readiness: the per-stream answer (Google Benchmark)"
+  GBENCH_JSON="$WORK/readiness.json"
+  min_time=0.5; [[ "$MODE" == smoke ]] && min_time=0.01
+  "$BUILD_DIR/bench/schemagate_readiness_bench" --benchmark_min_time="$min_time" \
+    --benchmark_out="$GBENCH_JSON" --benchmark_out_format=json >&2
+fi
+
 log "check: closed-loop Check beside a bare echo"
 "$BENCH" check --seconds "$CHECK_SECONDS" --rounds "$CHECK_ROUNDS" --log-dir "$WORK" \
   | tee -a "$RESULTS" | grep -v '^RESULT' >&2
@@ -384,6 +404,9 @@ for m in $STORM_SIZES; do
     dm_fail=$(cat "$WORK/storm-dm"/tries-* | awk '{s += $1} END {print s + 0}')
     dm_crashed=$(cat "$WORK/storm-dm"/tries-* | awk '$1 > 0' | wc -l)
     dm_tables=$(count_tables "$url")
+    # The most frequent dbmate errors, for the log.
+    grep -h -o 'Error: .*' "$WORK/storm-dm"/*.log 2>/dev/null | cut -c1-100 | sort | uniq -c | sort -rn | head -n 3 |
+      sed 's/^/    dbmate: /' >&2 || true
     drop_db "$url"
   fi
   log "storm $m: schemagate ${sg_s}s ($sg_fail failed agents, $applied rows, $tables tables); dbmate ${dm_s}s ($dm_fail failed runs in ${dm_crashed:-0} containers, $dm_tables tables); floor ${storm_floor}s"
@@ -394,7 +417,7 @@ done
 COMMIT="$(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- . ':!docs/benchmarks.md' 2>/dev/null || echo '+dirty')"
 "$DEBIAN_PYTHON" "$REPO/bench/render.py" --results "$RESULTS" --mode "$MODE" --commit "$COMMIT" \
   --postgres "$PG_VERSION ($PG_NOTE)" --dbmate "$DBMATE_VERSION" --alembic "$ALEMBIC_VERSION" \
-  --notes "$REPO/bench/NOTES.md" >"$WORK/table.md"
+  --notes "$REPO/bench/NOTES.md" ${GBENCH_JSON:+--gbench "$GBENCH_JSON"} >"$WORK/table.md"
 cat "$WORK/table.md"
 if [[ -n "$OUTPUT" ]]; then
   mkdir -p "$(dirname "$OUTPUT")"
