@@ -182,6 +182,12 @@ class Coordinator {
   void Publish(std::shared_ptr<Snapshot> next);
   // Re-publishes the current snapshot with run_in_progress changed.
   void PublishLocalRun(bool running);
+  // This coordinator's apply committed `version` (its SQL and its row in one
+  // transaction): publishes it now, and keeps it in every snapshot until
+  // the run ends (then the watcher re-reads everything).
+  void PublishCommitted(int64_t version);
+  // A local run is under way and has committed at least one migration.
+  bool LocalRunCommitting() const;
   // Whether an automatic run has something to do in `view`.
   bool AutoRunWanted(const SchemaView& view) const;
   void SleepUnlessStopped(absl::Duration d);
@@ -197,6 +203,8 @@ class Coordinator {
   mutable absl::Mutex snapshot_mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
   bool local_run_ ABSL_GUARDED_BY(snapshot_mu_) = false;
+  // Rows this run committed (PublishCommitted), merged into every snapshot.
+  std::vector<AppliedMigration> run_committed_ ABSL_GUARDED_BY(snapshot_mu_);
   uint64_t generation_ ABSL_GUARDED_BY(snapshot_mu_) = 0;
   std::function<void(bool)> health_callback_ ABSL_GUARDED_BY(snapshot_mu_);
   std::optional<bool> last_health_ ABSL_GUARDED_BY(snapshot_mu_);
