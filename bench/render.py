@@ -80,6 +80,10 @@ def main():
       "shared machine; the ratios measured in the same run are what the targets are about."
       % ("" if args.mode == "full" else " --" + args.mode, args.mode))
     w("")
+    w("Rerun: `bench/run.sh` (full, about 5 minutes; writes this file) or `bench/run.sh --quick` "
+      "(about 1.5 minutes; writes bench/results/benchmarks-quick.md). `SCHEMAGATE_BENCH_DATABASE_URL` "
+      "points it at an existing server instead of a private one.")
+    w("")
     w("- Date: %s" % datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     w("- Commit: `%s`" % args.commit)
     w("- Machine: %s" % machine())
