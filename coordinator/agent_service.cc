@@ -27,18 +27,18 @@ class ReadinessStream : public Base, public StateObserver {
 
   void OnStateChanged(const std::shared_ptr<const Snapshot>& snapshot) override {
     ReadinessAnswer answer;
-    bool write = false;
+    SendKind send = SendKind::kNone;
     {
       absl::MutexLock lock(&mu_);
       if (finishing_ || !target_) return;
-      answer = EvaluateReadiness(*target_, snapshot->view);
+      answer = coordinator_->SharedAnswer(*snapshot, target_key_, *target_);
       if (last_ && *last_ == answer) return;
       last_ = answer;
       pending_.emplace();
       ToProto(answer, coordinator_->options().coordinator_id, &*pending_);
-      write = TakePendingLocked();
+      send = TakePendingLocked();
     }
-    if (write) this->StartWrite(&in_flight_);
+    Send(send);
   }
 
   void OnShutdown() override {
@@ -57,8 +57,9 @@ class ReadinessStream : public Base, public StateObserver {
     return info;
   }
 
+  // Not called after a write-and-finish (the stream's last answer).
   void OnWriteDone(bool ok) override {
-    bool write = false;
+    SendKind send = SendKind::kNone;
     std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
@@ -68,27 +69,25 @@ class ReadinessStream : public Base, public StateObserver {
         finish = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
       } else if (deferred_finish_) {
         finish = *deferred_finish_;
-      } else if (end_on_answer_ && (in_flight_.state() == v1::READY ||
-                                    IsFinal(FromProto(in_flight_.state())))) {
-        finishing_ = true;
-        finish = grpc::Status::OK;
       } else {
-        write = TakePendingLocked();
+        send = TakePendingLocked();
       }
     }
     if (finish) {
       this->Finish(*finish);
-    } else if (write) {
-      this->StartWrite(&in_flight_);
+    } else {
+      Send(send);
     }
   }
 
  protected:
   // Sets what to evaluate and sends the first answer.
   void Begin(AppTarget target) {
+    std::string key = Coordinator::TargetKey(target);
     {
       absl::MutexLock lock(&mu_);
       target_ = std::move(target);
+      target_key_ = std::move(key);
     }
     OnStateChanged(coordinator_->snapshot());
   }
@@ -117,21 +116,43 @@ class ReadinessStream : public Base, public StateObserver {
  private:
   std::unique_ptr<StreamQuota::Slot> slot_;
 
-  bool TakePendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (write_in_flight_ || !pending_ || finishing_) return false;
+  enum class SendKind { kNone, kWrite, kWriteAndFinish };
+
+  // Moves the pending answer into `in_flight_` unless a write is in flight.
+  // An answer that ends the stream goes out with the status in one batch
+  // (one completion instead of two: fan-out to thousands of waiters costs
+  // half the completion-queue work).
+  SendKind TakePendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (write_in_flight_ || !pending_ || finishing_) return SendKind::kNone;
     in_flight_ = std::move(*pending_);
     pending_.reset();
     write_in_flight_ = true;
-    return true;
+    if (end_on_answer_ &&
+        (in_flight_.state() == v1::READY || IsFinal(FromProto(in_flight_.state())))) {
+      finishing_ = true;
+      return SendKind::kWriteAndFinish;
+    }
+    return SendKind::kWrite;
+  }
+
+  // Called outside `mu_` (gRPC may run reactions inline).
+  void Send(SendKind send) {
+    if (send == SendKind::kWrite) {
+      this->StartWrite(&in_flight_);
+    } else if (send == SendKind::kWriteAndFinish) {
+      this->StartWriteAndFinish(&in_flight_, grpc::WriteOptions(), grpc::Status::OK);
+    }
   }
 
   const bool end_on_answer_;
   const bool attached_;
   absl::Mutex mu_;
   std::optional<AppTarget> target_ ABSL_GUARDED_BY(mu_);
+  std::string target_key_ ABSL_GUARDED_BY(mu_);  // Coordinator::TargetKey(*target_)
   std::optional<ReadinessAnswer> last_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::Readiness> pending_ ABSL_GUARDED_BY(mu_);
-  // Owned by gRPC between StartWrite and OnWriteDone.
+  // Owned by gRPC between StartWrite and OnWriteDone (or OnDone after a
+  // write-and-finish).
   v1::Readiness in_flight_;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;

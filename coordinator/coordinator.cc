@@ -1,5 +1,8 @@
 #include "coordinator/coordinator.h"
 
+#include <openssl/sha.h>
+
+#include <algorithm>
 #include <random>
 #include <utility>
 
@@ -80,6 +83,43 @@ std::shared_ptr<const Snapshot> Coordinator::snapshot() const {
 
 ReadinessAnswer Coordinator::Evaluate(const AppTarget& target) const {
   return EvaluateReadiness(target, snapshot()->view);
+}
+
+ReadinessAnswer Coordinator::SharedAnswer(const Snapshot& snapshot,
+                                          const std::string& target_key,
+                                          const AppTarget& target) const {
+  // Distinct targets kept per snapshot; beyond this, answers are not shared.
+  constexpr size_t kMaxSharedAnswers = 4096;
+  {
+    absl::MutexLock lock(&answers_mu_);
+    if (answers_generation_ == snapshot.generation) {
+      auto it = answers_.find(target_key);
+      if (it != answers_.end()) return it->second;
+    }
+  }
+  ReadinessAnswer answer = EvaluateReadiness(target, snapshot.view);
+  absl::MutexLock lock(&answers_mu_);
+  if (snapshot.generation > answers_generation_) {
+    answers_.clear();
+    answers_generation_ = snapshot.generation;
+  }
+  if (snapshot.generation == answers_generation_ && answers_.size() < kMaxSharedAnswers) {
+    answers_.emplace(target_key, answer);
+  }
+  return answer;
+}
+
+std::string Coordinator::TargetKey(const AppTarget& target) {
+  // Length-prefixed, so that no two targets serialise alike.
+  std::string text = absl::StrCat(target.app.size(), ":", target.app, target.app_version.size(),
+                                  ":", target.app_version, ";", target.known_version, ";",
+                                  target.required_version, ";");
+  for (const auto& [version, checksum] : target.checksums) {
+    absl::StrAppend(&text, version, "=", checksum.size(), ":", checksum, ";");
+  }
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
 }
 
 void Coordinator::AddObserver(std::shared_ptr<StateObserver> observer) {
@@ -184,6 +224,22 @@ void Coordinator::Publish(std::shared_ptr<Snapshot> next) {
   bool serving = next->view.database_available;
   {
     absl::MutexLock lock(&snapshot_mu_);
+    // A state read before one of this run's commits must not hide it.
+    bool merged = false;
+    for (const AppliedMigration& row : run_committed_) {
+      std::vector<AppliedMigration>& applied = next->view.db.applied;
+      auto it = std::lower_bound(
+          applied.begin(), applied.end(), row.version,
+          [](const AppliedMigration& m, int64_t v) { return m.version < v; });
+      if (it != applied.end() && it->version == row.version && !it->dirty) continue;
+      if (it != applied.end() && it->version == row.version) {
+        *it = row;
+      } else {
+        applied.insert(it, row);
+      }
+      merged = true;
+    }
+    if (merged) next->view.conflicts = FindConflicts(set_, next->view.db);
     next->generation = ++generation_;
     next->view.run_in_progress = next->view.run_in_progress || local_run_;
     snapshot_ = next;
@@ -207,11 +263,37 @@ void Coordinator::Publish(std::shared_ptr<Snapshot> next) {
   }
 }
 
+void Coordinator::PublishCommitted(int64_t version) {
+  const Migration* m = set_.Find(version);
+  if (m == nullptr) return;
+  AppliedMigration row;
+  row.version = m->version;
+  row.name = m->name;
+  row.checksum = m->checksum;
+  row.applied_at = absl::Now();
+  row.applied_by = options_.coordinator_id;
+  row.statements_done = static_cast<int>(m->up.statements.size());
+  std::shared_ptr<Snapshot> next;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    if (!local_run_) return;
+    run_committed_.push_back(std::move(row));
+    next = std::make_shared<Snapshot>(*snapshot_);
+  }
+  Publish(std::move(next));
+}
+
+bool Coordinator::LocalRunCommitting() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return local_run_ && !run_committed_.empty();
+}
+
 void Coordinator::PublishLocalRun(bool running) {
   std::shared_ptr<Snapshot> next;
   {
     absl::MutexLock lock(&snapshot_mu_);
     local_run_ = running;
+    run_committed_.clear();
     next = std::make_shared<Snapshot>(*snapshot_);
     next->view.run_in_progress = running;
   }
@@ -275,6 +357,13 @@ void Coordinator::WatchLoop() {
     Publish(std::move(next));
 
     const absl::Time resync_at = absl::Now() + options_.resync_interval;
+    // While this coordinator's own run commits migrations, the runner
+    // publishes each commit itself (PublishCommitted), so the NOTIFYs of
+    // that run re-read the whole state at most every kRunRefreshGap instead
+    // of once per migration (which cost more database work than the run).
+    constexpr absl::Duration kRunRefreshGap = absl::Milliseconds(50);
+    const absl::Time refresh_not_before = absl::Now() + kRunRefreshGap;
+    bool notified_earlier = false;
     while (!stopping_) {
       {
         absl::MutexLock lock(&queue_mu_);
@@ -285,8 +374,18 @@ void Coordinator::WatchLoop() {
       }
       const absl::Duration left = resync_at - absl::Now();
       if (left <= absl::ZeroDuration()) break;
-      absl::StatusOr<int> notified = feed_->Wait(std::min(left, absl::Milliseconds(100)));
-      if (!notified.ok() || *notified > 0) break;
+      const bool may_refresh = !LocalRunCommitting() || absl::Now() >= refresh_not_before;
+      if (notified_earlier && may_refresh) break;
+      absl::Duration wait = std::min(left, absl::Milliseconds(100));
+      if (notified_earlier) {
+        wait = std::min(wait, std::max(refresh_not_before - absl::Now(), absl::Milliseconds(1)));
+      }
+      absl::StatusOr<int> notified = feed_->Wait(wait);
+      if (!notified.ok()) break;
+      if (*notified > 0) {
+        if (!LocalRunCommitting() || absl::Now() >= refresh_not_before) break;
+        notified_earlier = true;
+      }
     }
   }
 }
@@ -433,7 +532,9 @@ void Coordinator::RunLoop() {
     PublishLocalRun(true);
     const absl::Time run_start = absl::Now();
     // Count lock waits and applies for metrics, then pass progress on.
-    ProgressSink progress = [this, sink = job.progress, run_start](const RunEvent& e) {
+    const bool applying = !job.work;  // Apply or an automatic run (not rehearse, rollback…)
+    ProgressSink progress = [this, sink = job.progress, run_start, applying](const RunEvent& e) {
+      if (applying && e.kind == RunEvent::Kind::kMigrationFinished) PublishCommitted(e.version);
       {
         absl::MutexLock lock(&counters_.mu);
         if (e.kind == RunEvent::Kind::kLockAcquired) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "coordinator/access.h"
+#include "absl/synchronization/mutex.h"
 #include "coordinator/backup.h"
 #include "coordinator/conninfo.h"
 #include "coordinator/coordinator.h"
@@ -130,6 +131,12 @@ std::string DefaultCoordinatorId() {
 }
 
 int Main(int argc, char** argv) {
+  // Debian builds abseil without NDEBUG, so every absl::Mutex (gRPC's own
+  // locks included) would feed the deadlock-detection graph under a global
+  // lock (GraphCycles::GetId was the coordinator's largest named symbol in
+  // a perf profile of fan-out to 10,000 Wait streams; docs/benchmarks.md).
+  // The thread-safety annotations and the tests cover lock order instead.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{
       "schemagated: serialises schema migrations for a fleet of application instances.\n"
       "Holds a PostgreSQL advisory lock for every run, applies pending migrations\n"

@@ -346,12 +346,11 @@ class PgRunSession : public RunSession {
     const absl::Time start = absl::Now();
     int current = -1;
     try {
+      PrepareStepStatements();
       pqxx::work tx(*conn_);
-      const pqxx::row fence = tx.exec1(absl::StrCat(
-          "SET LOCAL lock_timeout = '", Interval(limits.lock_timeout),
-          "'; SET LOCAL statement_timeout = '", Interval(limits.statement_timeout),
-          "'; SELECT run_epoch, ", LockHeldSql(), " FROM ", names_.meta));
-      RETURN_IF_ERROR(CheckFence(fence[0].as<int64_t>(), fence[1].as<bool>()));
+      const pqxx::row fence = tx.exec_prepared1(kStepFence, Interval(limits.lock_timeout),
+                                                Interval(limits.statement_timeout));
+      RETURN_IF_ERROR(CheckFence(fence[2].as<int64_t>(), fence[3].as<bool>()));
       for (size_t i = 0; i < statements.size(); ++i) {
         current = static_cast<int>(i);
         if (observer) observer(current);
@@ -359,20 +358,10 @@ class PgRunSession : public RunSession {
       }
       current = -1;
       const int64_t duration_ms = absl::ToInt64Milliseconds(absl::Now() - start);
-      const std::string event_and_notify = absl::StrCat(
-          ", ev AS (INSERT INTO ", names_.events,
-          " (kind, version, name, run_id, actor, duration_ms) VALUES ($5, $1, $2, $3, $4, $6)"
-          " RETURNING id) SELECT pg_notify($7, $8), (SELECT count(*) FROM book),"
-          " (SELECT count(*) FROM ev)");
+      const std::string event_and_notify = EventAndNotifySql();
       if (record.up) {
-        tx.exec_params(
-            absl::StrCat("WITH book AS (INSERT INTO ", names_.migrations,
-                         " (version, name, checksum, state, applied_at, duration_ms, applied_by,"
-                         " statements_done, run_id) VALUES ($1, $2, $9, 'applied', now(), $6, $4,"
-                         " $10, $3) ON CONFLICT (version) DO UPDATE SET name = $2, checksum = $9,"
-                         " state = 'applied', applied_at = now(), duration_ms = $6,"
-                         " applied_by = $4, statements_done = $10, run_id = $3 RETURNING 1)",
-                         event_and_notify),
+        tx.exec_prepared(
+            kStepBookUp,
             record.version, record.name, record.run_id, record.actor, std::string("apply"),
             duration_ms, std::string(kEventsChannel), options_.schema, record.checksum,
             static_cast<int>(statements.size()));
@@ -690,6 +679,39 @@ class PgRunSession : public RunSession {
   // Whether this very backend holds the run lock. Through a transaction
   // pooler (PgBouncer pool_mode=transaction) a transaction may land on a
   // backend that does not: the run must stop before any statement runs.
+  // The part of a step's bookkeeping statement after its `book` CTE.
+  std::string EventAndNotifySql() const {
+    return absl::StrCat(
+        ", ev AS (INSERT INTO ", names_.events,
+        " (kind, version, name, run_id, actor, duration_ms) VALUES ($5, $1, $2, $3, $4, $6)"
+        " RETURNING id) SELECT pg_notify($7, $8), (SELECT count(*) FROM book),"
+        " (SELECT count(*) FROM ev)");
+  }
+
+  // The fence and the bookkeeping of every transactional up step, parsed
+  // and planned once per run instead of once per migration. set_config(…,
+  // true) is SET LOCAL.
+  void PrepareStepStatements() {
+    if (step_statements_prepared_) return;
+    conn_->prepare(kStepFence,
+                   absl::StrCat("SELECT set_config('lock_timeout', $1, true),"
+                                " set_config('statement_timeout', $2, true), run_epoch, ",
+                                LockHeldSql(), " FROM ", names_.meta));
+    conn_->prepare(
+        kStepBookUp,
+        absl::StrCat("WITH book AS (INSERT INTO ", names_.migrations,
+                     " (version, name, checksum, state, applied_at, duration_ms, applied_by,"
+                     " statements_done, run_id) VALUES ($1, $2, $9, 'applied', now(), $6, $4,"
+                     " $10, $3) ON CONFLICT (version) DO UPDATE SET name = $2, checksum = $9,"
+                     " state = 'applied', applied_at = now(), duration_ms = $6,"
+                     " applied_by = $4, statements_done = $10, run_id = $3 RETURNING 1)",
+                     EventAndNotifySql()));
+    step_statements_prepared_ = true;
+  }
+
+  static constexpr char kStepFence[] = "schemagate_step_fence";
+  static constexpr char kStepBookUp[] = "schemagate_step_book_up";
+
   std::string LockHeldSql() const {
     const uint64_t key = static_cast<uint64_t>(lock_key_);
     return absl::StrCat(
@@ -756,6 +778,7 @@ class PgRunSession : public RunSession {
   const int64_t lock_key_;
   const Names names_;
   int64_t epoch_ = -1;
+  bool step_statements_prepared_ = false;
 };
 
 }  // namespace

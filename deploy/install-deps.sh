@@ -14,6 +14,9 @@ packages=(
   python3 python3-grpcio python3-protobuf python3-yaml
   curl procps iproute2
   pgbouncer
+  # bench/: the Alembic peer, GNU time for peak RSS, Google Benchmark (dbmate comes
+  # from npm into bench/.tools/ when the bench runs, never at build time)
+  python3-alembic python3-psycopg2 time libbenchmark-dev
 )
 
 missing=()
