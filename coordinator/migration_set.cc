@@ -25,31 +25,6 @@ namespace {
 
 constexpr absl::string_view kDirectivePrefix = "-- schemagate:";
 
-// Returns the byte offset of the first invalid UTF-8 sequence, or npos.
-size_t FindInvalidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    int extra;
-    uint32_t min;
-    if (c < 0x80) { ++i; continue; }
-    if ((c & 0xE0) == 0xC0) { extra = 1; min = 0x80; }
-    else if ((c & 0xF0) == 0xE0) { extra = 2; min = 0x800; }
-    else if ((c & 0xF8) == 0xF0) { extra = 3; min = 0x10000; }
-    else return i;
-    if (i + extra >= s.size()) return i;
-    uint32_t cp = c & (0x3F >> extra);
-    for (int k = 1; k <= extra; ++k) {
-      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += extra + 1;
-  }
-  return absl::string_view::npos;
-}
-
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -87,6 +62,13 @@ std::optional<MigrationScript> LoadScript(const std::string& path,
     errors->push_back(absl::StrCat(path, ":", LineOfOffset(*content, bad),
                                    ": not valid UTF-8 (byte ", bad,
                                    "); save the file as UTF-8"));
+    return std::nullopt;
+  }
+  if (size_t nul = content->find('\0'); nul != std::string::npos) {
+    // The SQL parser reads C strings: the file would silently end there.
+    errors->push_back(absl::StrCat(path, ":", LineOfOffset(*content, nul),
+                                   ": NUL byte (byte ", nul,
+                                   "); a migration file is text, remove it"));
     return std::nullopt;
   }
   if (checksum != nullptr) *checksum = MigrationChecksum(*content);

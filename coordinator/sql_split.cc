@@ -1,5 +1,6 @@
 #include "coordinator/sql_split.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,30 @@ size_t SkipBlanksAndComments(const std::string& text, size_t begin, size_t end) 
 
 }  // namespace
 
+size_t FindInvalidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int extra;
+    uint32_t min;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xE0) == 0xC0) { extra = 1; min = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { extra = 2; min = 0x800; }
+    else if ((c & 0xF8) == 0xF0) { extra = 3; min = 0x10000; }
+    else return i;
+    if (i + extra >= s.size()) return i;
+    uint32_t cp = c & (0x3F >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += extra + 1;
+  }
+  return absl::string_view::npos;
+}
+
 int LineOfOffset(absl::string_view text, size_t offset) {
   int line = 1;
   for (size_t i = 0; i < offset && i < text.size(); ++i) {
@@ -77,6 +102,17 @@ int LineOfOffset(absl::string_view text, size_t offset) {
 }
 
 absl::StatusOr<std::vector<SqlStatement>> SplitSql(absl::string_view sql) {
+  // libpg_query reads a C string, so a NUL byte would silently end the input
+  // there; and its parse tree carries text in protobuf strings, which do not
+  // decode unless they are UTF-8.
+  if (size_t nul = sql.find('\0'); nul != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", LineOfOffset(sql, nul), ": NUL byte in the SQL (byte ", nul, ")"));
+  }
+  if (size_t bad = FindInvalidUtf8(sql); bad != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", LineOfOffset(sql, bad), ": not valid UTF-8 (byte ", bad, ")"));
+  }
   const std::string input(sql);
   PgQueryProtobufParseResult result = pg_query_parse_protobuf(input.c_str());
   if (result.error != nullptr) {

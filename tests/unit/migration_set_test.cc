@@ -151,6 +151,16 @@ TEST(MigrationSetTest, NonUtf8FileIsRefusedWithLine) {
   EXPECT_THAT(set.status().message(), HasSubstr("0001_a.up.sql:2: not valid UTF-8"));
 }
 
+TEST(MigrationSetTest, NulByteIsRefusedWithLine) {
+  // The SQL parser would stop at the NUL and the rest of the file would
+  // never run, although the checksum covers it.
+  TempDir dir;
+  dir.Write("0001_a.up.sql", std::string("SELECT 1;\n\0DROP TABLE users;\n", 29));
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("0001_a.up.sql:2: NUL byte"));
+}
+
 TEST(MigrationSetTest, Utf8TextIsAccepted) {
   TempDir dir;
   dir.Write("0001_a.up.sql", "COMMENT ON SCHEMA public IS 'café ✓ 日本';\n");
