@@ -48,8 +48,29 @@ std::string NoTransactionReason(const pg_query::Node& node) {
   return "";
 }
 
+// Returns the offset just past the block comment that opens at `begin`, or
+// npos if it does not close before `end`. PostgreSQL's block comments nest
+// ("/* a /* b */ c */" is one comment), and inside one "--" and quotes mean
+// nothing.
+size_t SkipBlockComment(const std::string& text, size_t begin, size_t end) {
+  int depth = 0;
+  size_t i = begin;
+  while (i + 1 < end) {
+    if (text[i] == '/' && text[i + 1] == '*') {
+      ++depth;
+      i += 2;
+    } else if (text[i] == '*' && text[i + 1] == '/') {
+      i += 2;
+      if (--depth == 0) return i;
+    } else {
+      ++i;
+    }
+  }
+  return std::string::npos;
+}
+
 // Returns the first offset in [begin, end) that is neither blank nor inside a
-// leading comment, so a statement's line is where its SQL starts.
+// leading comment, so a statement's text and line are where its SQL starts.
 size_t SkipBlanksAndComments(const std::string& text, size_t begin, size_t end) {
   while (begin < end) {
     if (absl::ascii_isspace(static_cast<unsigned char>(text[begin]))) {
@@ -57,9 +78,9 @@ size_t SkipBlanksAndComments(const std::string& text, size_t begin, size_t end) 
     } else if (text.compare(begin, 2, "--") == 0) {
       while (begin < end && text[begin] != '\n') ++begin;
     } else if (text.compare(begin, 2, "/*") == 0) {
-      size_t close = text.find("*/", begin + 2);
-      if (close == std::string::npos || close + 2 > end) return begin;
-      begin = close + 2;
+      const size_t past = SkipBlockComment(text, begin, end);
+      if (past == std::string::npos) return begin;
+      begin = past;
     } else {
       break;
     }

@@ -33,6 +33,20 @@ TEST(SqlSplitTest, SplitsOnStatementsNotOnSemicolonsInBodiesStringsOrComments) {
   EXPECT_EQ((*statements)[2].line, 9);
 }
 
+TEST(SqlSplitTest, NestedBlockCommentsAreSkippedWhole) {
+  // Found by sql_text_fuzzer: the leading comment ended at the first "*/",
+  // so the statement's text began inside the comment and, run on its own,
+  // executed the commented-out DROP.
+  absl::StatusOr<std::vector<SqlStatement>> statements = SplitSql(
+      "/* old version, kept for reference:\n"
+      "   /* drop it */ ; DROP TABLE users; -- */\n"
+      "CREATE TABLE t (id int);\n");
+  ASSERT_TRUE(statements.ok()) << statements.status();
+  ASSERT_EQ(statements->size(), 1u);
+  EXPECT_EQ((*statements)[0].text, "CREATE TABLE t (id int)");
+  EXPECT_EQ((*statements)[0].line, 3);
+}
+
 TEST(SqlSplitTest, RefusesANulByteInsteadOfStoppingThere) {
   // libpg_query reads a C string: without the check the DROP would vanish.
   absl::StatusOr<std::vector<SqlStatement>> statements =
