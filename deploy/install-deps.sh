@@ -13,6 +13,8 @@ packages=(
   postgresql postgresql-client
   python3 python3-grpcio python3-protobuf python3-yaml
   curl procps iproute2
+  # .ci/run's sanitizer and fuzzing build (docs/testing.md); ccache for both builds.
+  clang-14 libclang-rt-14-dev ccache
 )
 
 missing=()
