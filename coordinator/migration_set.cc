@@ -25,31 +25,6 @@ namespace {
 
 constexpr absl::string_view kDirectivePrefix = "-- schemagate:";
 
-// Returns the byte offset of the first invalid UTF-8 sequence, or npos.
-size_t FindInvalidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    int extra;
-    uint32_t min;
-    if (c < 0x80) { ++i; continue; }
-    if ((c & 0xE0) == 0xC0) { extra = 1; min = 0x80; }
-    else if ((c & 0xF0) == 0xE0) { extra = 2; min = 0x800; }
-    else if ((c & 0xF8) == 0xF0) { extra = 3; min = 0x10000; }
-    else return i;
-    if (i + extra >= s.size()) return i;
-    uint32_t cp = c & (0x3F >> extra);
-    for (int k = 1; k <= extra; ++k) {
-      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += extra + 1;
-  }
-  return absl::string_view::npos;
-}
-
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -75,9 +50,10 @@ std::string FoldCrlf(absl::string_view content) {
 }
 
 // Loads one script (up or down), appending problems to `errors`.
-std::optional<MigrationScript> LoadScript(const std::string& path, std::string* checksum,
+std::optional<MigrationScript> LoadScript(const std::string& path,
+                                          const absl::StatusOr<std::string>& content,
+                                          std::string* checksum,
                                           std::vector<std::string>* errors) {
-  absl::StatusOr<std::string> content = ReadFile(path);
   if (!content.ok()) {
     errors->push_back(std::string(content.status().message()));
     return std::nullopt;
@@ -86,6 +62,13 @@ std::optional<MigrationScript> LoadScript(const std::string& path, std::string* 
     errors->push_back(absl::StrCat(path, ":", LineOfOffset(*content, bad),
                                    ": not valid UTF-8 (byte ", bad,
                                    "); save the file as UTF-8"));
+    return std::nullopt;
+  }
+  if (size_t nul = content->find('\0'); nul != std::string::npos) {
+    // The SQL parser reads C strings: the file would silently end there.
+    errors->push_back(absl::StrCat(path, ":", LineOfOffset(*content, nul),
+                                   ": NUL byte (byte ", nul,
+                                   "); a migration file is text, remove it"));
     return std::nullopt;
   }
   if (checksum != nullptr) *checksum = MigrationChecksum(*content);
@@ -277,12 +260,36 @@ absl::StatusOr<MigrationSet> MigrationSet::LoadDirectory(const std::string& dir,
   while (struct dirent* entry = readdir(handle)) {
     std::string name = entry->d_name;
     if (name == "." || name == "..") continue;
+    struct stat st;
+    const std::string path = absl::StrCat(dir, "/", name);
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     names.push_back(std::move(name));
   }
   closedir(handle);
   std::sort(names.begin(), names.end());
+  return Load(
+      dir, names, [&dir](const std::string& name) { return ReadFile(absl::StrCat(dir, "/", name)); },
+      warnings);
+}
 
+absl::StatusOr<MigrationSet> MigrationSet::LoadFiles(
+    const std::string& dir, const std::map<std::string, std::string>& files,
+    std::vector<std::string>* warnings) {
+  std::vector<std::string> names;
+  names.reserve(files.size());
+  for (const auto& [name, content] : files) names.push_back(name);  // Sorted: a std::map.
+  return Load(
+      dir, names,
+      [&files](const std::string& name) -> absl::StatusOr<std::string> { return files.at(name); },
+      warnings);
+}
+
+absl::StatusOr<MigrationSet> MigrationSet::Load(const std::string& dir,
+                                                const std::vector<std::string>& names,
+                                                const FileReader& read,
+                                                std::vector<std::string>* warnings) {
   struct Files {
+    // File names (not paths) within `dir`.
     std::vector<std::string> ups, downs;
     std::string name;
   };
@@ -290,8 +297,6 @@ absl::StatusOr<MigrationSet> MigrationSet::LoadDirectory(const std::string& dir,
   std::vector<std::string> errors;
   for (const std::string& file : names) {
     const std::string path = absl::StrCat(dir, "/", file);
-    struct stat st;
-    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     std::string digits, name;
     bool is_up = false;
     if (!ParseMigrationFileName(file, &digits, &name, &is_up)) {
@@ -307,22 +312,23 @@ absl::StatusOr<MigrationSet> MigrationSet::LoadDirectory(const std::string& dir,
       continue;
     }
     Files& files = by_version[*version];
-    (is_up ? files.ups : files.downs).push_back(path);
+    (is_up ? files.ups : files.downs).push_back(file);
     if (is_up) files.name = name;
   }
 
   MigrationSet set;
   set.directory_ = dir;
+  auto path = [&dir](const std::string& file) { return absl::StrCat(dir, "/", file); };
   for (auto& [version, files] : by_version) {
     if (files.ups.size() > 1 || files.downs.size() > 1) {
       const auto& dup = files.ups.size() > 1 ? files.ups : files.downs;
-      errors.push_back(absl::StrCat(dup[1], ":1: duplicate version ", version,
-                                    ", also used by ", dup[0],
+      errors.push_back(absl::StrCat(path(dup[1]), ":1: duplicate version ", version,
+                                    ", also used by ", path(dup[0]),
                                     "; give one of them a new version (schemagatectl new)"));
       continue;
     }
     if (files.ups.empty()) {
-      errors.push_back(absl::StrCat(files.downs[0], ":1: down migration without an up file "
+      errors.push_back(absl::StrCat(path(files.downs[0]), ":1: down migration without an up file "
                                     "for version ", version,
                                     "; add the .up.sql or remove the .down.sql"));
       continue;
@@ -330,9 +336,12 @@ absl::StatusOr<MigrationSet> MigrationSet::LoadDirectory(const std::string& dir,
     Migration migration;
     migration.version = version;
     migration.name = files.name;
-    std::optional<MigrationScript> up = LoadScript(files.ups[0], &migration.checksum, &errors);
+    std::optional<MigrationScript> up =
+        LoadScript(path(files.ups[0]), read(files.ups[0]), &migration.checksum, &errors);
     std::optional<MigrationScript> down;
-    if (!files.downs.empty()) down = LoadScript(files.downs[0], nullptr, &errors);
+    if (!files.downs.empty()) {
+      down = LoadScript(path(files.downs[0]), read(files.downs[0]), nullptr, &errors);
+    }
     if (!up) continue;
     if (!files.downs.empty() && !down) continue;
     migration.up = std::move(*up);

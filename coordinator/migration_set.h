@@ -13,6 +13,8 @@
 #define SCHEMAGATE_COORDINATOR_MIGRATION_SET_H_
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,6 +66,13 @@ class MigrationSet {
   static absl::StatusOr<MigrationSet> LoadDirectory(const std::string& dir,
                                                     std::vector<std::string>* warnings);
 
+  // Loads a set held in memory, as LoadDirectory loads a directory holding
+  // exactly `files` (file name -> content): same checks, same messages, with
+  // paths "dir/name". Reads no file; the fuzz targets and tests use it.
+  static absl::StatusOr<MigrationSet> LoadFiles(const std::string& dir,
+                                                const std::map<std::string, std::string>& files,
+                                                std::vector<std::string>* warnings);
+
   // Migrations ordered by version.
   const std::vector<Migration>& migrations() const { return migrations_; }
   const std::string& directory() const { return directory_; }
@@ -76,6 +85,16 @@ class MigrationSet {
   int64_t HighestNonBreaking() const;
 
  private:
+  // Reads the file `name` of the set (the content, or why it cannot be read).
+  using FileReader = std::function<absl::StatusOr<std::string>(const std::string& name)>;
+
+  // The loader behind LoadDirectory and LoadFiles: `names` are the set's
+  // regular files, sorted; only those that fit a migration file pattern are read.
+  static absl::StatusOr<MigrationSet> Load(const std::string& dir,
+                                           const std::vector<std::string>& names,
+                                           const FileReader& read,
+                                           std::vector<std::string>* warnings);
+
   std::string directory_;
   std::vector<Migration> migrations_;
 };

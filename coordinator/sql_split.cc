@@ -1,5 +1,6 @@
 #include "coordinator/sql_split.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -47,8 +48,29 @@ std::string NoTransactionReason(const pg_query::Node& node) {
   return "";
 }
 
+// Returns the offset just past the block comment that opens at `begin`, or
+// npos if it does not close before `end`. PostgreSQL's block comments nest
+// ("/* a /* b */ c */" is one comment), and inside one "--" and quotes mean
+// nothing.
+size_t SkipBlockComment(const std::string& text, size_t begin, size_t end) {
+  int depth = 0;
+  size_t i = begin;
+  while (i + 1 < end) {
+    if (text[i] == '/' && text[i + 1] == '*') {
+      ++depth;
+      i += 2;
+    } else if (text[i] == '*' && text[i + 1] == '/') {
+      i += 2;
+      if (--depth == 0) return i;
+    } else {
+      ++i;
+    }
+  }
+  return std::string::npos;
+}
+
 // Returns the first offset in [begin, end) that is neither blank nor inside a
-// leading comment, so a statement's line is where its SQL starts.
+// leading comment, so a statement's text and line are where its SQL starts.
 size_t SkipBlanksAndComments(const std::string& text, size_t begin, size_t end) {
   while (begin < end) {
     if (absl::ascii_isspace(static_cast<unsigned char>(text[begin]))) {
@@ -56,9 +78,9 @@ size_t SkipBlanksAndComments(const std::string& text, size_t begin, size_t end) 
     } else if (text.compare(begin, 2, "--") == 0) {
       while (begin < end && text[begin] != '\n') ++begin;
     } else if (text.compare(begin, 2, "/*") == 0) {
-      size_t close = text.find("*/", begin + 2);
-      if (close == std::string::npos || close + 2 > end) return begin;
-      begin = close + 2;
+      const size_t past = SkipBlockComment(text, begin, end);
+      if (past == std::string::npos) return begin;
+      begin = past;
     } else {
       break;
     }
@@ -67,6 +89,30 @@ size_t SkipBlanksAndComments(const std::string& text, size_t begin, size_t end) 
 }
 
 }  // namespace
+
+size_t FindInvalidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int extra;
+    uint32_t min;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xE0) == 0xC0) { extra = 1; min = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { extra = 2; min = 0x800; }
+    else if ((c & 0xF8) == 0xF0) { extra = 3; min = 0x10000; }
+    else return i;
+    if (i + extra >= s.size()) return i;
+    uint32_t cp = c & (0x3F >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += extra + 1;
+  }
+  return absl::string_view::npos;
+}
 
 int LineOfOffset(absl::string_view text, size_t offset) {
   int line = 1;
@@ -77,6 +123,17 @@ int LineOfOffset(absl::string_view text, size_t offset) {
 }
 
 absl::StatusOr<std::vector<SqlStatement>> SplitSql(absl::string_view sql) {
+  // libpg_query reads a C string, so a NUL byte would silently end the input
+  // there; and its parse tree carries text in protobuf strings, which do not
+  // decode unless they are UTF-8.
+  if (size_t nul = sql.find('\0'); nul != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", LineOfOffset(sql, nul), ": NUL byte in the SQL (byte ", nul, ")"));
+  }
+  if (size_t bad = FindInvalidUtf8(sql); bad != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", LineOfOffset(sql, bad), ": not valid UTF-8 (byte ", bad, ")"));
+  }
   const std::string input(sql);
   PgQueryProtobufParseResult result = pg_query_parse_protobuf(input.c_str());
   if (result.error != nullptr) {

@@ -26,9 +26,14 @@ struct SqlStatement {
   bool is_transaction_control = false;
 };
 
-// Parses `sql` and returns its statements in order. A parse error returns
-// INVALID_ARGUMENT with "line N: <parser message>" (line within `sql`).
+// Parses `sql` and returns its statements in order. A parse error, a NUL
+// byte or invalid UTF-8 returns INVALID_ARGUMENT with "line N: <what>" (line
+// within `sql`).
 absl::StatusOr<std::vector<SqlStatement>> SplitSql(absl::string_view sql);
+
+// Byte offset of the first invalid UTF-8 sequence in `s` (overlong forms and
+// surrogates included), or absl::string_view::npos if there is none.
+size_t FindInvalidUtf8(absl::string_view s);
 
 // 1-based line number of byte `offset` in `text`.
 int LineOfOffset(absl::string_view text, size_t offset);

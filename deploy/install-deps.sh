@@ -17,6 +17,8 @@ packages=(
   # bench/: the Alembic peer, GNU time for peak RSS, Google Benchmark (dbmate comes
   # from npm into bench/.tools/ when the bench runs, never at build time)
   python3-alembic python3-psycopg2 time libbenchmark-dev
+  # .ci/run's sanitizer and fuzzing build (docs/testing.md); ccache for both builds.
+  clang-14 libclang-rt-14-dev ccache
 )
 
 missing=()

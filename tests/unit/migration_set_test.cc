@@ -1,5 +1,6 @@
 #include "coordinator/migration_set.h"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -150,6 +151,16 @@ TEST(MigrationSetTest, NonUtf8FileIsRefusedWithLine) {
   EXPECT_THAT(set.status().message(), HasSubstr("0001_a.up.sql:2: not valid UTF-8"));
 }
 
+TEST(MigrationSetTest, NulByteIsRefusedWithLine) {
+  // The SQL parser would stop at the NUL and the rest of the file would
+  // never run, although the checksum covers it.
+  TempDir dir;
+  dir.Write("0001_a.up.sql", std::string("SELECT 1;\n\0DROP TABLE users;\n", 29));
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("0001_a.up.sql:2: NUL byte"));
+}
+
 TEST(MigrationSetTest, Utf8TextIsAccepted) {
   TempDir dir;
   dir.Write("0001_a.up.sql", "COMMENT ON SCHEMA public IS 'café ✓ 日本';\n");
@@ -219,6 +230,52 @@ TEST(MigrationSetTest, ParsesFileNames) {
   EXPECT_FALSE(ParseMigrationFileName("abc_x.up.sql", &digits, &name, &up));
   EXPECT_FALSE(ParseMigrationFileName("12_x.UP.sql", &digits, &name, &up));
   EXPECT_FALSE(ParseMigrationFileName("12_.up.sql", &digits, &name, &up));
+}
+
+TEST(MigrationSetTest, LoadFilesLoadsInMemoryAsLoadDirectoryLoadsDisk) {
+  const std::map<std::string, std::string> files = {
+      {"0001_users.up.sql", "CREATE TABLE users (id bigint);\r\n"},
+      {"0001_users.down.sql", "DROP TABLE users;\n"},
+      {"0002_index.up.sql",
+       "-- schemagate:no-transaction\nCREATE INDEX CONCURRENTLY i ON users (id);\n"},
+      {"README.md", "# notes\n"},
+  };
+  TempDir dir;
+  for (const auto& [name, content] : files) dir.Write(name, content);
+  std::vector<std::string> disk_warnings, memory_warnings;
+  absl::StatusOr<MigrationSet> disk = MigrationSet::LoadDirectory(dir.path(), &disk_warnings);
+  absl::StatusOr<MigrationSet> memory = MigrationSet::LoadFiles(dir.path(), files, &memory_warnings);
+  ASSERT_TRUE(disk.ok()) << disk.status();
+  ASSERT_TRUE(memory.ok()) << memory.status();
+  EXPECT_EQ(memory->directory(), dir.path());
+  EXPECT_EQ(memory_warnings, disk_warnings);
+  ASSERT_EQ(memory->migrations().size(), 2u);
+  ASSERT_EQ(disk->migrations().size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const Migration& m = memory->migrations()[i];
+    const Migration& d = disk->migrations()[i];
+    EXPECT_EQ(m.version, d.version);
+    EXPECT_EQ(m.name, d.name);
+    EXPECT_EQ(m.checksum, d.checksum);
+    EXPECT_EQ(m.up.path, d.up.path);
+    EXPECT_EQ(m.transactional(), d.transactional());
+    EXPECT_EQ(m.down.has_value(), d.down.has_value());
+    ASSERT_EQ(m.up.statements.size(), d.up.statements.size());
+    EXPECT_EQ(m.up.statements[0].text, d.up.statements[0].text);
+  }
+  EXPECT_EQ(memory->migrations()[0].checksum, MigrationChecksum("CREATE TABLE users (id bigint);\n"));
+}
+
+TEST(MigrationSetTest, LoadFilesReportsProblemsWithTheirPaths) {
+  std::vector<std::string> warnings;
+  absl::StatusOr<MigrationSet> set = MigrationSet::LoadFiles(
+      "mem", {{"1_a.up.sql", "SELECT 1;\n"}, {"01_b.up.sql", "SELECT 2;\n"},
+              {"2_c.down.sql", "SELECT 3;\n"}, {"3_d.up.sql", "-- schemagate:fast\n"}},
+      &warnings);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("mem/1_a.up.sql:1: duplicate version 1, also used by mem/01_b.up.sql"));
+  EXPECT_THAT(set.status().message(), HasSubstr("mem/2_c.down.sql:1: down migration without an up"));
+  EXPECT_THAT(set.status().message(), HasSubstr("mem/3_d.up.sql:1: unknown directive 'fast'"));
 }
 
 TEST(MigrationSetTest, TheProjectsOwnMigrationsLoad) {

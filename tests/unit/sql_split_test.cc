@@ -1,5 +1,7 @@
 #include "coordinator/sql_split.h"
 
+#include <string>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -29,6 +31,46 @@ TEST(SqlSplitTest, SplitsOnStatementsNotOnSemicolonsInBodiesStringsOrComments) {
   EXPECT_EQ((*statements)[1].text, "INSERT INTO t VALUES ('a;b', $$x;y$$)");
   EXPECT_EQ((*statements)[2].text, "SELECT 1");
   EXPECT_EQ((*statements)[2].line, 9);
+}
+
+TEST(SqlSplitTest, NestedBlockCommentsAreSkippedWhole) {
+  // Found by sql_text_fuzzer: the leading comment ended at the first "*/",
+  // so the statement's text began inside the comment and, run on its own,
+  // executed the commented-out DROP.
+  absl::StatusOr<std::vector<SqlStatement>> statements = SplitSql(
+      "/* old version, kept for reference:\n"
+      "   /* drop it */ ; DROP TABLE users; -- */\n"
+      "CREATE TABLE t (id int);\n");
+  ASSERT_TRUE(statements.ok()) << statements.status();
+  ASSERT_EQ(statements->size(), 1u);
+  EXPECT_EQ((*statements)[0].text, "CREATE TABLE t (id int)");
+  EXPECT_EQ((*statements)[0].line, 3);
+}
+
+TEST(SqlSplitTest, RefusesANulByteInsteadOfStoppingThere) {
+  // libpg_query reads a C string: without the check the DROP would vanish.
+  absl::StatusOr<std::vector<SqlStatement>> statements =
+      SplitSql(std::string("SELECT 1;\n\0DROP TABLE users;\n", 29));
+  ASSERT_FALSE(statements.ok());
+  EXPECT_EQ(statements.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(statements.status().message(), HasSubstr("line 2: NUL byte"));
+}
+
+TEST(SqlSplitTest, RefusesInvalidUtf8AsAnArgumentError) {
+  // Found by sql_text_fuzzer: the parse tree's protobuf strings did not
+  // decode, which came back as an INTERNAL error.
+  absl::StatusOr<std::vector<SqlStatement>> statements = SplitSql("SELECT 1;\nSELECT 'caf\xe9';\n");
+  ASSERT_FALSE(statements.ok());
+  EXPECT_EQ(statements.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(statements.status().message(), HasSubstr("line 2: not valid UTF-8"));
+}
+
+TEST(SqlSplitTest, FindsInvalidUtf8) {
+  EXPECT_EQ(FindInvalidUtf8("caf\xc3\xa9 \xe2\x9c\x93"), absl::string_view::npos);
+  EXPECT_EQ(FindInvalidUtf8("ab\xe9"), 2u);
+  EXPECT_EQ(FindInvalidUtf8("\xc0\xaf"), 0u);          // Overlong '/'.
+  EXPECT_EQ(FindInvalidUtf8("x\xed\xa0\x80"), 1u);     // A surrogate.
+  EXPECT_EQ(FindInvalidUtf8("\xe2\x82"), 0u);          // Cut short.
 }
 
 TEST(SqlSplitTest, ReportsTheLineOfAParseError) {
