@@ -76,7 +76,8 @@ size_t SkipBlanksAndComments(const std::string& text, size_t begin, size_t end) 
     if (absl::ascii_isspace(static_cast<unsigned char>(text[begin]))) {
       ++begin;
     } else if (text.compare(begin, 2, "--") == 0) {
-      while (begin < end && text[begin] != '\n') ++begin;
+      // As PostgreSQL's lexer: a "--" comment ends at a newline, \n or \r.
+      while (begin < end && text[begin] != '\n' && text[begin] != '\r') ++begin;
     } else if (text.compare(begin, 2, "/*") == 0) {
       const size_t past = SkipBlockComment(text, begin, end);
       if (past == std::string::npos) return begin;

@@ -33,6 +33,18 @@ TEST(SqlSplitTest, SplitsOnStatementsNotOnSemicolonsInBodiesStringsOrComments) {
   EXPECT_EQ((*statements)[2].line, 9);
 }
 
+TEST(SqlSplitTest, ALineCommentEndsAtACarriageReturnAsInPostgres) {
+  // Found by sql_text_fuzzer in CI: "--" ran to the next \n only, so SQL
+  // after a lone \r (which ends the comment for PostgreSQL) was taken as
+  // comment and the statement's text started in the wrong place.
+  absl::StatusOr<std::vector<SqlStatement>> statements =
+      SplitSql("-- note\rSELECT 1; -- trailing;\nSELECT 2;\n");
+  ASSERT_TRUE(statements.ok()) << statements.status();
+  ASSERT_EQ(statements->size(), 2u);
+  EXPECT_EQ((*statements)[0].text, "SELECT 1");
+  EXPECT_EQ((*statements)[1].text, "SELECT 2");
+}
+
 TEST(SqlSplitTest, NestedBlockCommentsAreSkippedWhole) {
   // Found by sql_text_fuzzer: the leading comment ended at the first "*/",
   // so the statement's text began inside the comment and, run on its own,
