@@ -30,6 +30,7 @@
 namespace schemagate {
 namespace {
 
+using ::schemagate::testing::EnvInt;
 using ::schemagate::testing::BinaryPath;
 using ::schemagate::testing::ChildProcess;
 using ::schemagate::testing::CoordinatorProcess;
@@ -38,11 +39,6 @@ using ::schemagate::testing::TempDir;
 using ::schemagate::testing::TestDatabase;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-int EnvInt(const char* name, int fallback) {
-  int value = 0;
-  return absl::SimpleAtoi(EnvOr(name), &value) && value > 0 ? value : fallback;
-}
 
 std::vector<std::string> Agent(const std::string& coordinators, std::vector<std::string> args) {
   std::vector<std::string> argv = {BinaryPath("schemagate-agent")};

@@ -30,6 +30,7 @@
 namespace schemagate {
 namespace {
 
+using ::schemagate::testing::EnvInt;
 using ::schemagate::testing::BinaryPath;
 using ::schemagate::testing::CoordinatorProcess;
 using ::schemagate::testing::RunBinary;
@@ -85,11 +86,6 @@ Certificates MakeCertificates(const TempDir& dir) {
   EXPECT_EQ(RunBinary({"/bin/sh", "-c", script}, &out), 0) << out;
   return Certificates{d + "/ca.pem",     d + "/server.pem", d + "/server.key",
                       d + "/client.pem", d + "/client.key", d + "/other-ca.pem"};
-}
-
-int EnvInt(const char* name, int fallback) {
-  int value = 0;
-  return absl::SimpleAtoi(EnvOr(name), &value) && value > 0 ? value : fallback;
 }
 
 // Attaches as instance "pod-1" and returns how the stream ended (after the
