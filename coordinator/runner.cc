@@ -17,6 +17,20 @@
 namespace schemagate {
 namespace {
 
+// A history event of run `run_id`, about migration `m` when given.
+EventRecord NewEvent(const char* kind, const std::string& run_id, const std::string& actor,
+                     const Migration* m = nullptr) {
+  EventRecord event;
+  event.kind = kind;
+  event.run_id = run_id;
+  event.actor = actor;
+  if (m != nullptr) {
+    event.version = m->version;
+    event.name = m->name;
+  }
+  return event;
+}
+
 constexpr char kLockNotAvailable[] = "55P03";
 
 StatementLimits LimitsFor(const MigrationScript& script, const RunnerOptions& options) {
@@ -71,10 +85,7 @@ absl::Status Runner::TakeBackup(RunSession* session, const std::string& run_id,
   if (!options_.backup) return absl::OkStatus();
   const absl::Time start = absl::Now();
   absl::StatusOr<std::string> taken = options_.backup(run_id);
-  EventRecord event;
-  event.kind = "backup";
-  event.run_id = run_id;
-  event.actor = actor;
+  EventRecord event = NewEvent("backup", run_id, actor);
   event.duration = absl::Now() - start;
   event.message = taken.ok() ? *taken : std::string(taken.status().message());
   if (!taken.ok()) event.sqlstate = "backup";
@@ -117,10 +128,7 @@ absl::Status Runner::NoteDrift(RunSession* session, const std::string& run_id,
   if (!live.ok() || live->fingerprint == (*recorded)->fingerprint) return absl::OkStatus();
   const SchemaDiff diff =
       DiffSchemas(ParseSchemaDescription((*recorded)->description), *live);
-  EventRecord event;
-  event.kind = "schema_drift";
-  event.run_id = run_id;
-  event.actor = actor;
+  EventRecord event = NewEvent("schema_drift", run_id, actor);
   event.message = DescribeDrift(diff, (*recorded)->run_id);
   LogWarning("run %s: %s", run_id, event.message);
   return session->RecordEvent(event);
@@ -219,10 +227,7 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
   ASSIGN_OR_RETURN(const int64_t epoch, session->BumpEpoch());
   if (state.failure) RETURN_IF_ERROR(session->SetFailure(std::nullopt));
   {
-    EventRecord start;
-    start.kind = "run_start";
-    start.run_id = outcome.run_id;
-    start.actor = actor;
+    EventRecord start = NewEvent("run_start", outcome.run_id, actor);
     start.message = absl::StrCat("applying ", pending.size(), " migration(s) up to ", target,
                                  " (epoch ", epoch, ")");
     RETURN_IF_ERROR(session->RecordEvent(start));
@@ -254,12 +259,7 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
         break;
       }
       if (request.allow_breaking && old_instances > 0) {
-        EventRecord forced;
-        forced.kind = "breaking_forced";
-        forced.version = m->version;
-        forced.name = m->name;
-        forced.run_id = outcome.run_id;
-        forced.actor = actor;
+        EventRecord forced = NewEvent("breaking_forced", outcome.run_id, actor, m);
         forced.message = absl::StrCat("applied with --allow-breaking while ", old_instances,
                                       " live instance(s) need the old schema");
         RETURN_IF_ERROR(session->RecordEvent(forced));
@@ -279,12 +279,7 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
       failure.at = absl::Now();
       failure.coordinator_id = options_.coordinator_id;
       RETURN_IF_ERROR(session->SetFailure(failure));
-      EventRecord event;
-      event.kind = "failure";
-      event.version = m->version;
-      event.name = m->name;
-      event.run_id = outcome.run_id;
-      event.actor = actor;
+      EventRecord event = NewEvent("failure", outcome.run_id, actor, m);
       event.sqlstate = "lint";
       event.message = failure.message;
       RETURN_IF_ERROR(session->RecordEvent(event));
@@ -347,12 +342,7 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
       emit(retry);
       LogWarning("run %s: %s: %s", outcome.run_id, m->Label(), retry.message);
       // In history too: an operator asking why a rollout took long sees the waits.
-      EventRecord waited;
-      waited.kind = "lock_timeout";
-      waited.version = m->version;
-      waited.name = m->name;
-      waited.run_id = outcome.run_id;
-      waited.actor = actor;
+      EventRecord waited = NewEvent("lock_timeout", outcome.run_id, actor, m);
       waited.duration = retry.elapsed;
       waited.sqlstate = failure.sqlstate;
       waited.message = retry.message;
@@ -367,12 +357,7 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
     if (!status.ok()) {
       if (absl::IsFailedPrecondition(status) && !failure.sqlstate.empty()) {
         const bool lock_exhausted = failure.sqlstate == kLockNotAvailable;
-        EventRecord event;
-        event.kind = "failure";
-        event.version = m->version;
-        event.name = m->name;
-        event.run_id = outcome.run_id;
-        event.actor = actor;
+        EventRecord event = NewEvent("failure", outcome.run_id, actor, m);
         event.duration = absl::Now() - started;
         event.sqlstate = failure.sqlstate;
         event.message = failure.message;
@@ -427,10 +412,7 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
   if (!request.rehearse && (outcome.applied > 0 || !result.ok())) {
     RecordSchema(session.get(), outcome.run_id);
   }
-  EventRecord finish;
-  finish.kind = "run_finish";
-  finish.run_id = outcome.run_id;
-  finish.actor = actor;
+  EventRecord finish = NewEvent("run_finish", outcome.run_id, actor);
   finish.duration = absl::Now() - run_start;
   finish.message = result.ok() ? absl::StrCat("applied ", outcome.applied, " migration(s)",
                                               held_back_message.empty() ? "" : "; ",
@@ -546,10 +528,7 @@ absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
   // Hold automatic runs below the target, or the next one re-applies them.
   RETURN_IF_ERROR(session->SetHold(request.target_version));
   {
-    EventRecord start;
-    start.kind = "run_start";
-    start.run_id = outcome.run_id;
-    start.actor = actor;
+    EventRecord start = NewEvent("run_start", outcome.run_id, actor);
     start.message = absl::StrCat("rolling back ", to_revert.size(), " migration(s) to ",
                                  request.target_version, " (epoch ", epoch, ")");
     RETURN_IF_ERROR(session->RecordEvent(start));
@@ -598,12 +577,7 @@ absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
     }
     if (!status.ok()) {
       if (absl::IsFailedPrecondition(status) && !failure.sqlstate.empty()) {
-        EventRecord event;
-        event.kind = "failure";
-        event.version = m->version;
-        event.name = m->name;
-        event.run_id = outcome.run_id;
-        event.actor = actor;
+        EventRecord event = NewEvent("failure", outcome.run_id, actor, m);
         event.sqlstate = failure.sqlstate;
         event.message = absl::StrCat("rollback failed: ", failure.message);
         event.statement_index = failure.statement_index;
@@ -637,10 +611,7 @@ absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
   }
   if (absl::IsAborted(result)) return result;
   RecordSchema(session.get(), outcome.run_id);
-  EventRecord finish;
-  finish.kind = "run_finish";
-  finish.run_id = outcome.run_id;
-  finish.actor = actor;
+  EventRecord finish = NewEvent("run_finish", outcome.run_id, actor);
   finish.duration = absl::Now() - run_start;
   finish.message = result.ok()
                        ? absl::StrCat("rolled back ", outcome.applied, " migration(s) to ",
