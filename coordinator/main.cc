@@ -324,29 +324,37 @@ int Main(int argc, char** argv) {
   // The schema as each run leaves it, for validate's drift check.
   auto describe_schema = [database_url, schema] { return DescribeSchema(database_url, schema); };
   options.runner.describe_schema = describe_schema;
-  std::vector<std::string> warnings;
-  absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(migrations_dir, &warnings);
-  for (const std::string& warning : warnings) LogWarning("%s", warning);
+  // The same checks at start and whenever the set is re-read from disk.
+  LintOptions lint_options;
+  lint_options.default_lock_timeout = options.runner.lock_timeout;
+  auto load_set = [migrations_dir, lint_options, lint_mode]() -> absl::StatusOr<MigrationSet> {
+    std::vector<std::string> warnings;
+    absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(migrations_dir, &warnings);
+    for (const std::string& warning : warnings) LogWarning("%s", warning);
+    if (!set.ok()) return set.status();
+    std::vector<std::string> errors;
+    for (const Migration& m : set->migrations()) {
+      for (const LintFinding& f : LintMigration(m, lint_options)) {
+        LogWarning("lint: %s", FormatFinding(f));
+        if (f.severity == LintSeverity::kError) errors.push_back(FormatFinding(f));
+      }
+    }
+    if (!errors.empty() && lint_mode == "error") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          errors.size(), " lint error(s):\n", absl::StrJoin(errors, "\n"),
+          "\n(mark a contract change -- schemagate:breaking, or start with --lint=warn)"));
+    }
+    return set;
+  };
+  absl::StatusOr<MigrationSet> set = load_set();
   if (!set.ok()) {
     LogError("refusing to start: %s", set.status().message());
     return kExitUsage;
   }
   LogInfo("loaded %d migration(s) from %s (head %d)", set->migrations().size(), migrations_dir,
           set->Head());
-  LintOptions lint_options;
-  lint_options.default_lock_timeout = options.runner.lock_timeout;
-  for (const Migration& m : set->migrations()) {
-    std::vector<LintFinding> findings = LintMigration(m, lint_options);
-    std::string errors;
-    for (const LintFinding& f : findings) {
-      LogWarning("lint: %s", FormatFinding(f));
-      if (f.severity == LintSeverity::kError) {
-        absl::StrAppend(&errors, errors.empty() ? "" : "; ", f.path, ":", f.line, ": ",
-                        f.message, " [", f.rule, "]");
-      }
-    }
-    if (!errors.empty() && lint_mode == "error") options.runner.refused_by_lint[m.version] = errors;
-  }
+  options.load_set = load_set;
+  options.set_fingerprint = [migrations_dir] { return DirectoryFingerprint(migrations_dir); };
 
   PgStoreOptions store_options;
   store_options.conninfo = database_url;
@@ -426,8 +434,9 @@ int Main(int argc, char** argv) {
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) == 0) {
     if (signal_number == SIGHUP) {
-      LogInfo("SIGHUP: re-reading the database state%s",
+      LogInfo("SIGHUP: re-reading the migration set, the database state%s",
               policy->enabled() ? " and the token files" : "");
+      coordinator.ReloadSetIfChanged();
       coordinator.RequestRefresh();
       if (policy->enabled()) {
         absl::StatusOr<AccessTokens> tokens = ReadTokens(access);
