@@ -16,7 +16,7 @@
 #include "coordinator/conninfo.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/flags.h"
-#include "coordinator/lint.h"
+#include "coordinator/lint_policy.h"
 #include "coordinator/log.h"
 #include "coordinator/metrics.h"
 #include "coordinator/migration_set.h"
@@ -149,7 +149,7 @@ int Main(int argc, char** argv) {
       "schemagated"};
   std::string database_url, migrations_dir = "./migrations", listen = "127.0.0.1:50051";
   std::string apply_mode = "auto", schema = "schemagate", lock_key, id, log_format = "text";
-  std::string metrics_listen, lint_mode = "error", backup_dir, backup_command;
+  std::string metrics_listen, lint_mode = "error", lint_from, backup_dir, backup_command;
   std::string lock_timeout = "5s", statement_timeout = "0", resync = "10s", grace, lease = "30s";
   int lock_retries = 5;
   int max_streams_per_client = kDefaultMaxStreamsPerClient;
@@ -208,11 +208,16 @@ int Main(int argc, char** argv) {
                  "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9090)")
       ->envname("SCHEMAGATE_METRICS_LISTEN");
   app.add_option("--lint", lint_mode,
-                 "error: refuse to apply a pending migration with lint errors; warn: only log "
-                 "them")
+                 "error: refuse to start while a migration has a lint error (an unmarked drop "
+                 "or rename), listing each with file:line; warn: only log them")
       ->envname("SCHEMAGATE_LINT")
       ->check(CLI::IsMember({"error", "warn"}))
       ->capture_default_str();
+  app.add_option("--lint-from", lint_from,
+                 "Adopting an existing set: lint findings of migrations at or below VERSION "
+                 "(written before schemagate) are logged, never refused. One file instead: "
+                 "'-- schemagate:lint-ignore=RULE reason: WHY'")
+      ->envname("SCHEMAGATE_LINT_FROM");
   app.add_option("--backup-dir", backup_dir,
                  "Before every run that changes the schema, pg_dump (custom format) into this "
                  "directory; a failed backup stops the run")
@@ -324,8 +329,20 @@ int Main(int argc, char** argv) {
   // The schema as each run leaves it, for validate's drift check.
   auto describe_schema = [database_url, schema] { return DescribeSchema(database_url, schema); };
   options.runner.describe_schema = describe_schema;
+  LintPolicy lint_policy;
+  lint_policy.mode = lint_mode == "warn" ? LintMode::kWarn : LintMode::kError;
+  lint_policy.options.default_lock_timeout = options.runner.lock_timeout;
+  if (!lint_from.empty()) {
+    absl::StatusOr<int64_t> version = ParseVersion(lint_from);
+    if (!version.ok()) {
+      std::fprintf(stderr, "schemagated: --lint-from: %s\n",
+                   std::string(version.status().message()).c_str());
+      return kExitUsage;
+    }
+    lint_policy.lint_from = *version;
+  }
   std::vector<std::string> warnings;
-  absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(migrations_dir, &warnings);
+  absl::StatusOr<MigrationSet> set = LoadLintedSet(migrations_dir, lint_policy, &warnings);
   for (const std::string& warning : warnings) LogWarning("%s", warning);
   if (!set.ok()) {
     LogError("refusing to start: %s", set.status().message());
@@ -333,20 +350,6 @@ int Main(int argc, char** argv) {
   }
   LogInfo("loaded %d migration(s) from %s (head %d)", set->migrations().size(), migrations_dir,
           set->Head());
-  LintOptions lint_options;
-  lint_options.default_lock_timeout = options.runner.lock_timeout;
-  for (const Migration& m : set->migrations()) {
-    std::vector<LintFinding> findings = LintMigration(m, lint_options);
-    std::string errors;
-    for (const LintFinding& f : findings) {
-      LogWarning("lint: %s", FormatFinding(f));
-      if (f.severity == LintSeverity::kError) {
-        absl::StrAppend(&errors, errors.empty() ? "" : "; ", f.path, ":", f.line, ": ",
-                        f.message, " [", f.rule, "]");
-      }
-    }
-    if (!errors.empty() && lint_mode == "error") options.runner.refused_by_lint[m.version] = errors;
-  }
 
   PgStoreOptions store_options;
   store_options.conninfo = database_url;

@@ -283,9 +283,6 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
       step->add_findings(absl::StrCat(f.path, ":", f.line, ": ", LintSeverityName(f.severity),
                                       ": ", f.message, " [", f.rule, "] fix: ", f.fix));
     }
-    if (runner.refused_by_lint.count(m.version) > 0) {
-      step->add_findings("this step is refused by lint (schemagated --lint=error): it will not run");
-    }
   }
   if (!view.database_available) {
     out->set_note(RedactSecrets(absl::StrCat("the database is unreachable (", view.database_error,

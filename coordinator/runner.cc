@@ -266,29 +266,6 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
         LogWarning("run %s: %s: %s (by %s)", outcome.run_id, m->Label(), forced.message, actor);
       }
     }
-    if (auto lint = options_.refused_by_lint.find(m->version);
-        lint != options_.refused_by_lint.end()) {
-      // Refused before any statement runs; recorded like a failure so that
-      // agents and operators see why, and retried once the file changes.
-      SqlFailure failure;
-      failure.version = m->version;
-      failure.name = m->name;
-      failure.checksum = m->checksum;
-      failure.sqlstate = "lint";
-      failure.message = absl::StrCat("refused by lint: ", lint->second);
-      failure.at = absl::Now();
-      failure.coordinator_id = options_.coordinator_id;
-      RETURN_IF_ERROR(session->SetFailure(failure));
-      EventRecord event = NewEvent("failure", outcome.run_id, actor, m);
-      event.sqlstate = "lint";
-      event.message = failure.message;
-      RETURN_IF_ERROR(session->RecordEvent(event));
-      result = absl::FailedPreconditionError(absl::StrCat(
-          "migration ", m->Label(), " is ", failure.message,
-          "; fix the file (or mark a contract change -- schemagate:breaking), or start "
-          "schemagated with --lint=warn"));
-      break;
-    }
     const absl::Time started = absl::Now();
     const int count = static_cast<int>(m->up.statements.size());
     RunEvent begin;

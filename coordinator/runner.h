@@ -31,9 +31,6 @@ struct RunnerOptions {
   absl::Duration retry_backoff = absl::Seconds(1);
   // How long a run waits for another run to release the lock.
   absl::Duration max_lock_wait = absl::InfiniteDuration();
-  // Pending migrations refused by lint (version -> the findings, one per
-  // line). Empty under --lint=warn.
-  std::map<int64_t, std::string> refused_by_lint;
   // Called under the lock before a run that changes the schema (apply with
   // pending migrations, rollback); returns "path (bytes)" for history. An
   // error stops the run before anything changes. Unset: no backups.
