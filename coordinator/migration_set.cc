@@ -350,8 +350,16 @@ absl::StatusOr<Directives> ParseDirectives(absl::string_view path, absl::string_
     absl::string_view key = absl::StripAsciiWhitespace(kv.first);
     absl::string_view value = absl::StripAsciiWhitespace(kv.second);
     const bool has_value = body.find('=') != absl::string_view::npos;
+    // "-- schemagate:breaking because ..." names a directive, then text it
+    // does not take.
+    bool extra_text = false;
+    if (const size_t space = std::find_if(key.begin(), key.end(), absl::ascii_isspace) - key.begin();
+        space < key.size() && !has_value) {
+      key = key.substr(0, space);
+      extra_text = true;
+    }
     if (key == "no-transaction" || key == "breaking") {
-      if (has_value) {
+      if (has_value || extra_text) {
         error(absl::StrCat("directive '", key, "' takes no value; write '-- schemagate:", key,
                            "'"));
         continue;
