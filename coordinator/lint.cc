@@ -1,5 +1,6 @@
 #include "coordinator/lint.h"
 
+#include <cstdlib>
 #include <iterator>
 #include <set>
 #include <string>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "coordinator/lint_rules.h"
 #include "pg_query.h"
 #include "pg_query.pb.h"
 
@@ -168,7 +170,16 @@ class MigrationLinter {
   }
 
   std::vector<LintFinding> Run() {
+    if (script_.statements.empty()) {
+      Add(LintSeverity::kWarning, "empty-migration", 1,
+          "the migration has no SQL statement (only comments or blank lines): schemagate records "
+          "it as applied and nothing changes, which is usually SQL that was never written or "
+          "was commented out",
+          "write its SQL, or delete the file if no database has applied it yet; a deliberate "
+          "placeholder says so with `-- schemagate:lint-ignore=empty-migration reason: ...`");
+    }
     for (const SqlStatement& statement : script_.statements) LintStatement(statement);
+    FinishLockTimeout();
     std::vector<LintFinding> findings;
     for (size_t i = 0; i < findings_.size(); ++i) {
       if (withdrawn_.count(i) == 0) findings.push_back(std::move(findings_[i]));
@@ -252,6 +263,16 @@ class MigrationLinter {
       case pg_query::Node::kVacuumStmt:
         LintVacuum(node.vacuum_stmt(), line);
         break;
+      case pg_query::Node::kUpdateStmt: {
+        const pg_query::UpdateStmt& update = node.update_stmt();
+        if (!update.has_where_clause()) LintWholeTableWrite("UPDATE", update.relation(), line);
+        break;
+      }
+      case pg_query::Node::kDeleteStmt: {
+        const pg_query::DeleteStmt& del = node.delete_stmt();
+        if (!del.has_where_clause()) LintWholeTableWrite("DELETE", del.relation(), line);
+        break;
+      }
       case pg_query::Node::kRefreshMatViewStmt: {
         const pg_query::RefreshMatViewStmt& refresh = node.refresh_mat_view_stmt();
         if (!refresh.concurrent() && !created_.Contains(refresh.relation())) {
@@ -618,20 +639,66 @@ class MigrationLinter {
     }
   }
 
+  // An UPDATE or DELETE of every row of a table the application uses: one
+  // transaction holds every row's lock until the migration commits.
+  void LintWholeTableWrite(absl::string_view verb, const pg_query::RangeVar& relation, int line) {
+    if (created_.Contains(relation)) return;
+    const std::string table = Display(NameOf(relation));
+    const bool update = verb == "UPDATE";
+    const std::string statement =
+        update ? absl::StrCat("UPDATE ", table, " SET ...") : absl::StrCat("DELETE FROM ", table);
+    Add(LintSeverity::kWarning, update ? "update-without-where" : "delete-without-where", line,
+        absl::StrCat(statement, " without WHERE ", update ? "rewrites" : "deletes",
+                     " every row of ", table,
+                     " in one transaction: each row stays locked until the migration commits, so "
+                     "the application's writes to any row of ",
+                     table, " wait (minutes on a large table), and ",
+                     update ? "the table and its indexes grow by a whole copy until vacuum"
+                            : "vacuum has the whole table to reclaim afterwards"),
+        absl::StrCat(
+            "work in batches that commit as they go, in a migration of its own marked `-- "
+            "schemagate:no-transaction`: `DO $$ BEGIN LOOP ",
+            update ? absl::StrCat("UPDATE ", table, " SET ... WHERE id IN (SELECT id FROM ", table,
+                                  " WHERE <not yet updated> LIMIT 5000)")
+                   : absl::StrCat("DELETE FROM ", table, " WHERE id IN (SELECT id FROM ", table,
+                                  " LIMIT 5000)"),
+            "; EXIT WHEN NOT FOUND; COMMIT; END LOOP; END $$;` (or run the backfill as a job "
+            "outside migrations)"));
+  }
+
   // `what` takes ACCESS EXCLUSIVE on a relation the application uses. The
   // statement itself may be quick; the harm is the wait: queued behind a long
   // query, it makes every later query on the table (reads too) queue behind it.
+  // One finding per file (one directive fixes them all), at the first such
+  // statement; FinishLockTimeout names the others.
   void CheckLockTimeout(absl::string_view what, int line) {
     if (no_lock_timeout_reason_.empty()) return;
-    Add(LintSeverity::kWarning, "access-exclusive-without-lock-timeout", line,
-        absl::StrCat(what, " takes an ACCESS EXCLUSIVE lock with no lock_timeout (",
-                     no_lock_timeout_reason_,
-                     "): while it waits behind any long-running query or idle transaction, "
-                     "every query of the application on that table, reads included, queues "
-                     "behind it"),
-        "add `-- schemagate:lock-timeout=5s` to the migration's leading comments: a waiting "
-        "lock then gives up after 5s instead of stalling the application, and schemagated "
-        "retries the migration with backoff");
+    if (locked_.empty()) {
+      lock_timeout_finding_ = findings_.size();
+      Add(LintSeverity::kWarning, "access-exclusive-without-lock-timeout", line, "",
+          "add `-- schemagate:lock-timeout=5s` to the migration's leading comments: a waiting "
+          "lock then gives up after 5s instead of stalling the application, and schemagated "
+          "retries the migration with backoff");
+    }
+    locked_.push_back({std::string(what), line});
+  }
+
+  void FinishLockTimeout() {
+    if (locked_.empty()) return;
+    std::string others;
+    for (size_t i = 1; i < locked_.size(); ++i) {
+      absl::StrAppend(&others, i == 1 ? "" : "; ", "line ", locked_[i].line, ": ",
+                      locked_[i].what);
+    }
+    findings_[lock_timeout_finding_].message = absl::StrCat(
+        locked_[0].what, " takes an ACCESS EXCLUSIVE lock with no lock_timeout (",
+        no_lock_timeout_reason_, ")",
+        locked_.size() == 1
+            ? ""
+            : absl::StrCat(", and so do ", locked_.size() - 1, " more statement(s) of this file (",
+                           others, ")"),
+        ": while it waits behind any long-running query or idle transaction, every query of "
+        "the application on that table, reads included, queues behind it");
   }
 
   // A view under a renamed table's old name keeps instances built before the
@@ -644,6 +711,8 @@ class MigrationLinter {
 
   void Add(LintSeverity severity, std::string rule, int line, std::string message,
            std::string fix) {
+    // A rule missing from kLintRules could not be named by lint-ignore.
+    if (!IsLintRule(rule)) std::abort();
     LintFinding finding;
     finding.path = script_.path;
     finding.line = line;
@@ -665,6 +734,14 @@ class MigrationLinter {
   };
   std::vector<RenamedTable> renamed_tables_;
   std::set<size_t> withdrawn_;
+  // Statements that take ACCESS EXCLUSIVE with no lock_timeout, and the
+  // index of their one finding.
+  struct Locked {
+    std::string what;
+    int line;
+  };
+  std::vector<Locked> locked_;
+  size_t lock_timeout_finding_ = 0;
   std::vector<LintFinding> findings_;
 };
 
@@ -697,6 +774,7 @@ bool HasErrors(const std::vector<LintFinding>& findings) {
 
 std::string FormatFinding(const LintFinding& finding) {
   return absl::StrCat(finding.path, ":", finding.line, ": ", LintSeverityName(finding.severity),
+                      finding.waived.empty() ? "" : absl::StrCat(" (waived: ", finding.waived, ")"),
                       ": ", finding.message, " [", finding.rule, "]\n    fix: ", finding.fix);
 }
 

@@ -42,6 +42,10 @@ struct LintFinding {
   std::string message;
   // The safe rewrite, concretely.
   std::string fix;
+  // Why this finding is not held against the set (lint_policy.h): "at or
+  // below --lint-from 12", "lint-ignore: <the file's reason>"; empty if it
+  // counts.
+  std::string waived;
 };
 
 struct LintOptions {
@@ -62,6 +66,8 @@ bool HasErrors(const std::vector<LintFinding>& findings);
 // One finding as compilers print theirs, without a trailing newline:
 //   path:line: error: message [rule]
 //       fix: ...
+// A waived one says so after its severity: "error (waived: at or below
+// --lint-from 12): ...".
 std::string FormatFinding(const LintFinding& finding);
 
 }  // namespace schemagate

@@ -16,7 +16,7 @@
 #include "coordinator/conninfo.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/flags.h"
-#include "coordinator/lint.h"
+#include "coordinator/lint_policy.h"
 #include "coordinator/log.h"
 #include "coordinator/metrics.h"
 #include "coordinator/migration_set.h"
@@ -149,7 +149,7 @@ int Main(int argc, char** argv) {
       "schemagated"};
   std::string database_url, migrations_dir = "./migrations", listen = "127.0.0.1:50051";
   std::string apply_mode = "auto", schema = "schemagate", lock_key, id, log_format = "text";
-  std::string metrics_listen, lint_mode = "error", backup_dir, backup_command;
+  std::string metrics_listen, lint_mode = "error", lint_from, backup_dir, backup_command;
   std::string lock_timeout = "5s", statement_timeout = "0", resync = "10s", grace, lease = "30s";
   int lock_retries = 5;
   int max_streams_per_client = kDefaultMaxStreamsPerClient;
@@ -208,11 +208,16 @@ int Main(int argc, char** argv) {
                  "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9090)")
       ->envname("SCHEMAGATE_METRICS_LISTEN");
   app.add_option("--lint", lint_mode,
-                 "error: refuse to apply a pending migration with lint errors; warn: only log "
-                 "them")
+                 "error: refuse to start while a migration has a lint error (an unmarked drop "
+                 "or rename), listing each with file:line; warn: only log them")
       ->envname("SCHEMAGATE_LINT")
       ->check(CLI::IsMember({"error", "warn"}))
       ->capture_default_str();
+  app.add_option("--lint-from", lint_from,
+                 "Adopting an existing set: lint findings of migrations at or below VERSION "
+                 "(written before schemagate) are logged, never refused. One file instead: "
+                 "'-- schemagate:lint-ignore=RULE reason: WHY'")
+      ->envname("SCHEMAGATE_LINT_FROM");
   app.add_option("--backup-dir", backup_dir,
                  "Before every run that changes the schema, pg_dump (custom format) into this "
                  "directory; a failed backup stops the run")
@@ -324,26 +329,23 @@ int Main(int argc, char** argv) {
   // The schema as each run leaves it, for validate's drift check.
   auto describe_schema = [database_url, schema] { return DescribeSchema(database_url, schema); };
   options.runner.describe_schema = describe_schema;
+  LintPolicy lint_policy;
+  lint_policy.mode = lint_mode == "warn" ? LintMode::kWarn : LintMode::kError;
+  lint_policy.options.default_lock_timeout = options.runner.lock_timeout;
+  if (!lint_from.empty()) {
+    absl::StatusOr<int64_t> version = ParseVersion(lint_from);
+    if (!version.ok()) {
+      std::fprintf(stderr, "schemagated: --lint-from: %s\n",
+                   std::string(version.status().message()).c_str());
+      return kExitUsage;
+    }
+    lint_policy.lint_from = *version;
+  }
   // The same checks at start and whenever the set is re-read from disk.
-  LintOptions lint_options;
-  lint_options.default_lock_timeout = options.runner.lock_timeout;
-  auto load_set = [migrations_dir, lint_options, lint_mode]() -> absl::StatusOr<MigrationSet> {
+  auto load_set = [migrations_dir, lint_policy]() -> absl::StatusOr<MigrationSet> {
     std::vector<std::string> warnings;
-    absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(migrations_dir, &warnings);
+    absl::StatusOr<MigrationSet> set = LoadLintedSet(migrations_dir, lint_policy, &warnings);
     for (const std::string& warning : warnings) LogWarning("%s", warning);
-    if (!set.ok()) return set.status();
-    std::vector<std::string> errors;
-    for (const Migration& m : set->migrations()) {
-      for (const LintFinding& f : LintMigration(m, lint_options)) {
-        LogWarning("lint: %s", FormatFinding(f));
-        if (f.severity == LintSeverity::kError) errors.push_back(FormatFinding(f));
-      }
-    }
-    if (!errors.empty() && lint_mode == "error") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          errors.size(), " lint error(s):\n", absl::StrJoin(errors, "\n"),
-          "\n(mark a contract change -- schemagate:breaking, or start with --lint=warn)"));
-    }
     return set;
   };
   absl::StatusOr<MigrationSet> set = load_set();

@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "coordinator/lint_rules.h"
 
 namespace schemagate {
 namespace {
@@ -110,6 +111,134 @@ std::optional<MigrationScript> LoadScript(const std::string& path,
   return script;
 }
 
+constexpr absl::string_view kDirectiveNames[] = {"no-transaction", "breaking", "lock-timeout",
+                                                 "statement-timeout", "lint-ignore"};
+constexpr char kKnownDirectives[] =
+    "no-transaction, breaking, lock-timeout=DURATION, statement-timeout=DURATION, "
+    "lint-ignore=RULE[,RULE] reason: WHY";
+constexpr char kLintIgnoreExample[] =
+    "-- schemagate:lint-ignore=rename-column-not-breaking reason: applied before schemagate";
+
+// Levenshtein distance of two short words.
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The candidate `word` was most likely meant to be: the same but for case,
+// one it begins (or that begins with it), or one at most two edits away;
+// "" if none is close.
+template <size_t N>
+std::string Closest(absl::string_view word, const absl::string_view (&candidates)[N]) {
+  const std::string lower = absl::AsciiStrToLower(word);
+  if (lower.empty()) return "";
+  std::string best;
+  size_t best_distance = 3;
+  for (absl::string_view candidate : candidates) {
+    if (candidate == lower) return std::string(candidate);
+    if (absl::StartsWith(candidate, lower) || absl::StartsWith(lower, candidate)) {
+      return std::string(candidate);
+    }
+    if (const size_t d = EditDistance(lower, candidate); d < best_distance) {
+      best_distance = d;
+      best = std::string(candidate);
+    }
+  }
+  return best;
+}
+
+// A comment line that means to be a directive but is not written as one:
+// another comment form (`/* schemagate:breaking */`, `--schemagate:...`),
+// upper case, or a space after the colon. Returns the directive as it should
+// be written, or nullopt for any other line. Text with spaces after the
+// colon and before any '=' is prose ("-- schemagate: see the runbook"), not
+// a directive.
+std::optional<std::string> NearMissDirective(absl::string_view trimmed) {
+  absl::string_view body;
+  if (absl::StartsWith(trimmed, "/*")) {
+    body = trimmed.substr(2);
+    body = absl::StripAsciiWhitespace(body);
+    absl::ConsumeSuffix(&body, "*/");
+  } else if (absl::StartsWith(trimmed, "--")) {
+    body = trimmed;
+    while (absl::ConsumePrefix(&body, "-")) {
+    }
+  } else {
+    return std::nullopt;
+  }
+  body = absl::StripAsciiWhitespace(body);
+  constexpr absl::string_view kName = "schemagate";
+  if (body.size() < kName.size() || absl::AsciiStrToLower(body.substr(0, kName.size())) != kName) {
+    return std::nullopt;
+  }
+  body.remove_prefix(kName.size());
+  body = absl::StripLeadingAsciiWhitespace(body);
+  if (!absl::ConsumePrefix(&body, ":")) return std::nullopt;
+  const size_t equals = body.find('=');
+  const std::string key =
+      absl::AsciiStrToLower(absl::StripAsciiWhitespace(body.substr(0, equals)));
+  if (key.empty() || std::any_of(key.begin(), key.end(), absl::ascii_isspace)) return std::nullopt;
+  std::string meant = absl::StrCat(kDirectivePrefix, key);
+  if (equals != absl::string_view::npos) {
+    absl::StrAppend(&meant, "=", absl::StripAsciiWhitespace(body.substr(equals + 1)));
+  }
+  return meant;
+}
+
+// `-- schemagate:lint-ignore=RULE[,RULE] reason: WHY` (the part after '=' is
+// `value`): adds the rules to `directives`, or reports what is wrong.
+template <typename ErrorFn>
+void ParseLintIgnore(bool has_value, absl::string_view value, int line_number,
+                     std::map<std::string, int>* ignore_lines, Directives* directives,
+                     const ErrorFn& error) {
+  const size_t at = value.find("reason:");
+  const absl::string_view rules =
+      absl::StripAsciiWhitespace(at == absl::string_view::npos ? value : value.substr(0, at));
+  const absl::string_view reason = at == absl::string_view::npos
+                                       ? absl::string_view()
+                                       : absl::StripAsciiWhitespace(value.substr(at + 7));
+  if (!has_value || rules.empty()) {
+    error(absl::StrCat("directive 'lint-ignore' names no lint rule; write e.g. '",
+                       kLintIgnoreExample, "' (the rule ids are the bracketed names "
+                       "schemagatectl lint prints)"));
+    return;
+  }
+  if (reason.empty()) {
+    error(absl::StrCat("directive 'lint-ignore' needs a reason (why these findings are safe "
+                       "to apply, e.g. the migration predates schemagate); write e.g. '",
+                       kLintIgnoreExample, "'"));
+    return;
+  }
+  std::vector<std::string> known;
+  for (absl::string_view rule : kLintRules) known.emplace_back(rule);
+  for (absl::string_view part : absl::StrSplit(rules, ',')) {
+    const std::string rule(absl::StripAsciiWhitespace(part));
+    if (!IsLintRule(rule)) {
+      const std::string closest = Closest(rule, kLintRules);
+      error(absl::StrCat("directive 'lint-ignore': unknown lint rule '", rule, "'",
+                         closest.empty() ? "" : absl::StrCat(" (did you mean '", closest, "'?)"),
+                         "; known: ", absl::StrJoin(known, ", ")));
+      continue;
+    }
+    if (auto [it, added] = ignore_lines->emplace(rule, line_number); !added) {
+      error(absl::StrCat("directive 'lint-ignore': rule '", rule, "' is already ignored on line ",
+                         it->second, "; name each rule once"));
+      continue;
+    }
+    directives->lint_ignore[rule] = std::string(reason);
+  }
+}
+
 absl::StatusOr<absl::Duration> ParseDirectiveDuration(absl::string_view value) {
   absl::Duration d;
   if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration()) {
@@ -180,20 +309,39 @@ bool ParseMigrationFileName(absl::string_view file_name, std::string* version_di
 absl::StatusOr<Directives> ParseDirectives(absl::string_view path, absl::string_view content) {
   Directives directives;
   std::vector<std::string> errors;
+  // Where each ignored rule was named, for a rule named twice.
+  std::map<std::string, int> ignore_lines;
   bool in_header = true;
   int line_number = 0;
   for (absl::string_view line : absl::StrSplit(content, '\n')) {
     ++line_number;
     absl::string_view trimmed = absl::StripAsciiWhitespace(line);
-    const bool is_directive = absl::StartsWith(trimmed, kDirectivePrefix);
+    auto error = [&](absl::string_view what) {
+      errors.push_back(absl::StrCat(path, ":", line_number, ": ", what));
+    };
+    // "-- schemagate: breaking" (a space after the colon) is a near miss.
+    const bool is_directive = absl::StartsWith(trimmed, kDirectivePrefix) &&
+                              (trimmed.size() == kDirectivePrefix.size() ||
+                               !absl::ascii_isspace(trimmed[kDirectivePrefix.size()]));
     if (!is_directive) {
+      if (std::optional<std::string> meant = NearMissDirective(trimmed)) {
+        // Read as a plain comment it would silently do nothing: a
+        // "breaking" that is not would let schemagate apply a contract
+        // change while old instances still run.
+        error(absl::StrCat(
+            "'", trimmed, "' is not a directive as written, so schemagate would read it as a "
+            "plain comment; directives are spelled exactly '-- schemagate:NAME' (a line "
+            "comment, lower case, no space after the colon): write '", *meant, "'",
+            in_header ? "" : " among the leading comment lines of the file"));
+        continue;
+      }
       if (!trimmed.empty() && !absl::StartsWith(trimmed, "--")) in_header = false;
       continue;
     }
     if (!in_header) {
-      errors.push_back(absl::StrCat(
-          path, ":", line_number, ": directive '", trimmed,
-          "' after SQL has no effect; move it to the leading comment lines of the file"));
+      error(absl::StrCat("directive '", trimmed,
+                         "' after SQL has no effect; move it to the leading comment lines of "
+                         "the file"));
       continue;
     }
     absl::string_view body = trimmed.substr(kDirectivePrefix.size());
@@ -202,27 +350,37 @@ absl::StatusOr<Directives> ParseDirectives(absl::string_view path, absl::string_
     absl::string_view key = absl::StripAsciiWhitespace(kv.first);
     absl::string_view value = absl::StripAsciiWhitespace(kv.second);
     const bool has_value = body.find('=') != absl::string_view::npos;
+    // "-- schemagate:breaking because ..." names a directive, then text it
+    // does not take.
+    bool extra_text = false;
+    if (const size_t space = std::find_if(key.begin(), key.end(), absl::ascii_isspace) - key.begin();
+        space < key.size() && !has_value) {
+      key = key.substr(0, space);
+      extra_text = true;
+    }
     if (key == "no-transaction" || key == "breaking") {
-      if (has_value) {
-        errors.push_back(absl::StrCat(path, ":", line_number, ": directive '", key,
-                                      "' takes no value; write '-- schemagate:", key, "'"));
+      if (has_value || extra_text) {
+        error(absl::StrCat("directive '", key, "' takes no value; write '-- schemagate:", key,
+                           "'"));
         continue;
       }
       (key == "breaking" ? directives.breaking : directives.no_transaction) = true;
     } else if (key == "lock-timeout" || key == "statement-timeout") {
       absl::StatusOr<absl::Duration> d = ParseDirectiveDuration(value);
       if (!has_value || !d.ok()) {
-        errors.push_back(absl::StrCat(path, ":", line_number, ": directive '", key, "': ",
-                                      has_value ? d.status().message() : "needs a value",
-                                      " (e.g. -- schemagate:", key, "=5s)"));
+        error(absl::StrCat("directive '", key, "': ",
+                           has_value ? d.status().message() : "needs a value",
+                           " (e.g. -- schemagate:", key, "=5s)"));
         continue;
       }
       (key == "lock-timeout" ? directives.lock_timeout : directives.statement_timeout) = *d;
+    } else if (key == "lint-ignore") {
+      ParseLintIgnore(has_value, value, line_number, &ignore_lines, &directives, error);
     } else {
-      errors.push_back(absl::StrCat(
-          path, ":", line_number, ": unknown directive '", key,
-          "'; known: no-transaction, breaking, lock-timeout=DURATION, "
-          "statement-timeout=DURATION"));
+      const std::string closest = Closest(key, kDirectiveNames);
+      error(absl::StrCat("unknown directive '", key, "'",
+                         closest.empty() ? "" : absl::StrCat(" (did you mean '", closest, "'?)"),
+                         "; known: ", kKnownDirectives));
     }
   }
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));

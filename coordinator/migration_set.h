@@ -7,6 +7,10 @@
 //   -- schemagate:breaking
 //   -- schemagate:lock-timeout=5s
 //   -- schemagate:statement-timeout=10m
+//   -- schemagate:lint-ignore=RULE[,RULE] reason: WHY
+// Comment lines that look like a directive but are spelled otherwise
+// (`/* schemagate:breaking */`, `-- SCHEMAGATE:BREAKING`, `--schemagate:...`,
+// `-- schemagate: breaking`) are refused with the right spelling.
 //
 // A MigrationSet is immutable once loaded and safe to share between threads.
 #ifndef SCHEMAGATE_COORDINATOR_MIGRATION_SET_H_
@@ -32,6 +36,9 @@ struct Directives {
   bool breaking = false;
   std::optional<absl::Duration> lock_timeout;
   std::optional<absl::Duration> statement_timeout;
+  // Lint rules whose findings in this file are not refused (lint rule id ->
+  // the reason the file gives). Only the up file's count.
+  std::map<std::string, std::string> lint_ignore;
 };
 
 // One direction (up or down) of a migration.

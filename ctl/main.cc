@@ -6,6 +6,7 @@
 #include <iostream>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -16,7 +17,7 @@
 #include "agent/exit_codes.h"
 #include "agent/security_flags.h"
 #include "coordinator/flags.h"
-#include "coordinator/lint.h"
+#include "coordinator/lint_policy.h"
 #include "coordinator/migration_set.h"
 #include "coordinator/conninfo.h"
 #include "coordinator/schema_fingerprint.h"
@@ -353,28 +354,50 @@ int RunHealth(const GlobalFlags& flags, const std::string& service) {
                                                                                : kExitNotDone;
 }
 
-// Offline: checks a migrations directory with the loader and the linter.
+// Offline: checks a migrations directory with the loader and the linter,
+// under the policy schemagated applies at start (LoadLintedSet): exit 1 when
+// schemagated would refuse the set.
 int RunLint(const GlobalFlags& flags, const std::string& directory,
-            const std::string& lock_timeout) {
+            const std::string& lock_timeout, const std::string& lint_from) {
   absl::StatusOr<absl::Duration> timeout = ParseFlagDuration("--lock-timeout", lock_timeout);
   if (!timeout.ok()) {
     std::fprintf(stderr, "schemagatectl: %s\n", std::string(timeout.status().message()).c_str());
     return kExitUsage;
   }
+  LintPolicy policy;
+  policy.options.default_lock_timeout = *timeout;
+  if (!lint_from.empty()) {
+    absl::StatusOr<int64_t> version = ParseVersion(lint_from);
+    if (!version.ok()) {
+      std::fprintf(stderr, "schemagatectl: --lint-from: %s\n",
+                   std::string(version.status().message()).c_str());
+      return kExitUsage;
+    }
+    policy.lint_from = *version;
+  }
   std::vector<std::string> warnings;
-  absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(directory, &warnings);
-  for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  if (!set.ok()) {
+  std::vector<LintFinding> findings;
+  absl::StatusOr<MigrationSet> set = LoadLintedSet(directory, policy, &warnings, &findings);
+  // Findings are the report itself (stdout); the other warnings (ignored
+  // files, stale lint-ignore rules, --lint-from above head) go to stderr.
+  std::set<std::string> formatted;
+  for (const LintFinding& f : findings) formatted.insert(FormatFinding(f));
+  for (const std::string& w : warnings) {
+    if (formatted.count(w) == 0) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  }
+  if (!set.ok() && findings.empty()) {
     // The loader's problems are lint errors too (unparsable SQL, CONCURRENTLY
-    // in a transaction, duplicates...), already with file:line.
+    // in a transaction, duplicates, misspelt directives...), already with
+    // file:line.
     std::fprintf(stdout, "%s\n", std::string(set.status().message()).c_str());
     return kExitNotDone;
   }
-  LintOptions options;
-  options.default_lock_timeout = *timeout;
-  std::vector<LintFinding> findings = LintSet(*set, options);
-  int errors = 0;
-  for (const LintFinding& f : findings) errors += f.severity == LintSeverity::kError;
+  int errors = 0, waived = 0;
+  for (const LintFinding& f : findings) {
+    errors += Refuses(f, policy);
+    waived += !f.waived.empty();
+  }
+  const int warning_count = static_cast<int>(findings.size()) - errors - waived;
   if (flags.json()) {
     std::string out = "{\"findings\": [";
     for (size_t i = 0; i < findings.size(); ++i) {
@@ -389,15 +412,19 @@ int RunLint(const GlobalFlags& flags, const std::string& directory,
       absl::StrAppend(&out, i == 0 ? "\n" : ",\n", "  {\"path\": ", quote(f.path),
                       ", \"line\": ", f.line, ", \"severity\": \"",
                       LintSeverityName(f.severity), "\", \"rule\": ", quote(f.rule),
-                      ", \"message\": ", quote(f.message), ", \"fix\": ", quote(f.fix), "}");
+                      ", \"message\": ", quote(f.message), ", \"fix\": ", quote(f.fix),
+                      ", \"waived\": ", quote(f.waived), "}");
     }
-    absl::StrAppend(&out, "\n], \"errors\": ", errors, ", \"warnings\": ",
-                    findings.size() - errors, "}\n");
+    absl::StrAppend(&out, "\n], \"errors\": ", errors, ", \"warnings\": ", warning_count,
+                    ", \"waived\": ", waived, "}\n");
     Print(out);
   } else {
     for (const LintFinding& f : findings) Print(FormatFinding(f) + "\n");
-    Print(absl::StrCat(set->migrations().size(), " migration(s) checked: ", errors,
-                       " error(s), ", findings.size() - errors, " warning(s)\n"));
+    const size_t checked = set.ok() ? set->migrations().size() : 0;
+    Print(absl::StrCat(set.ok() ? absl::StrCat(checked, " migration(s) checked: ")
+                                : "schemagated would refuse to start with this set: ",
+                       errors, " error(s), ", warning_count, " warning(s)",
+                       waived > 0 ? absl::StrCat(", ", waived, " waived") : "", "\n"));
   }
   return errors > 0 ? kExitNotDone : kExitReady;
 }
@@ -626,16 +653,24 @@ int Main(int argc, char** argv) {
   health->add_option("--service", health_service,
                      "Service name (default: the whole server), e.g. schemagate.v1.AgentService");
 
-  std::string lint_dir = "migrations", lint_lock_timeout = "5s";
+  std::string lint_dir = "migrations", lint_lock_timeout = "5s", lint_from;
   CLI::App* lint = app.add_subcommand(
-      "lint", "Check migrations offline: unsafe locks, unmarked drops/renames, SQL errors\n"
-              "  e.g. schemagatectl lint --migrations-dir ./migrations   (exit 1 on errors)");
+      "lint", "Check migrations offline: unsafe locks, unmarked drops/renames, SQL errors;\n"
+              "exit 1 when schemagated would refuse to start with the set\n"
+              "  e.g. schemagatectl lint --migrations-dir ./migrations\n"
+              "       schemagatectl lint --lint-from 0042   (adopting a set: 1..42 predate "
+              "schemagate)");
   lint->add_option("--migrations-dir", lint_dir, "The migrations to check")
       ->envname("SCHEMAGATE_MIGRATIONS_DIR")
       ->capture_default_str();
   lint->add_option("--lock-timeout", lint_lock_timeout,
                    "schemagated's --lock-timeout (0: none), for the lock-timeout rule")
       ->capture_default_str();
+  lint->add_option("--lint-from", lint_from,
+                   "As schemagated's --lint-from: findings of migrations at or below VERSION "
+                   "are reported as waived, never errors. One file instead: "
+                   "'-- schemagate:lint-ignore=RULE reason: WHY'")
+      ->envname("SCHEMAGATE_LINT_FROM");
 
   std::string verify_dir = "migrations", verify_url;
   bool verify_allow_non_empty = false;
@@ -705,7 +740,7 @@ int Main(int argc, char** argv) {
   if (instances->parsed()) return RunInstances(flags);
   if (watch->parsed()) return RunWatch(flags, watch_after, watch_for);
   if (health->parsed()) return RunHealth(flags, health_service);
-  if (lint->parsed()) return RunLint(flags, lint_dir, lint_lock_timeout);
+  if (lint->parsed()) return RunLint(flags, lint_dir, lint_lock_timeout, lint_from);
   if (verify->parsed()) return RunVerify(flags, verify_dir, verify_url, verify_allow_non_empty);
   if (snapshot->parsed()) return RunSnapshot(snapshot_url, snapshot_schema, snapshot_out);
   if (validate->parsed()) return RunValidate(flags);

@@ -419,7 +419,7 @@ TEST_F(EndToEndTest, CredentialsNeverReachTheLog) {
 namespace schemagate {
 namespace {
 
-TEST_F(EndToEndTest, LintFlagsUnsafeMigrationsAndTheCoordinatorRefusesLintErrors) {
+TEST_F(EndToEndTest, LintFlagsUnsafeMigrationsAndTheCoordinatorRefusesToStartOnLintErrors) {
   dir_.Write("0001_users.up.sql", "CREATE TABLE users (id bigint, nickname text);\n");
   dir_.Write("0002_drop_nickname.up.sql",
              "-- a contract change nobody marked\nALTER TABLE users DROP COLUMN nickname;\n");
@@ -434,21 +434,18 @@ TEST_F(EndToEndTest, LintFlagsUnsafeMigrationsAndTheCoordinatorRefusesLintErrors
   EXPECT_THAT(out, HasSubstr("[index-not-concurrent]"));
   EXPECT_THAT(out, HasSubstr("1 error(s), 1 warning(s)"));
 
+  // Refused at load, before anything is applied (tests/e2e/lint_load_test.cc
+  // has the waivers).
   {
-    CoordinatorProcess strict(db_->url(), dir_.path());
-    EXPECT_EQ(RunBinary(Agent(strict.address(), {"wait", "--coordinator", "@coordinators",
-                                                 "--timeout", "20s"}),
-                        &out),
-              5)
-        << out;
-    EXPECT_THAT(out, HasSubstr("refused by lint"));
-    EXPECT_EQ(db_->Query("SELECT string_agg(version::text, ',') FROM schemagate.migrations"),
-              "1");
-    EXPECT_EQ(RunBinary(Ctl(strict.address(), {"plan"}), &out), 0);
-    EXPECT_THAT(out, HasSubstr("refused by lint"));
+    CoordinatorProcess strict(db_->url(), dir_.path(), {}, "127.0.0.1:0",
+                              /*wait_until_serving=*/false);
+    EXPECT_EQ(strict.process().Wait(absl::Seconds(30)), 2) << strict.process().Log();
+    EXPECT_THAT(strict.process().Log(), HasSubstr("0002_drop_nickname.up.sql:2: error:"));
+    EXPECT_EQ(Count("SELECT count(*) FROM pg_namespace WHERE nspname = 'schemagate'"), 0);
   }
-  // The operator accepts the risk: --lint=warn applies it (and retries the failure).
+  // The operator accepts the risk: --lint=warn starts and applies it.
   CoordinatorProcess lenient(db_->url(), dir_.path(), {"--lint", "warn", "--apply", "manual"});
+  EXPECT_THAT(lenient.process().Log(), HasSubstr("0002_drop_nickname.up.sql:2: error:"));
   EXPECT_EQ(RunBinary(Ctl(lenient.address(), {"apply"}), &out), 0) << out;
   EXPECT_EQ(db_->Query("SELECT string_agg(version::text, ',') FROM schemagate.migrations"),
             "1,2,3");

@@ -20,6 +20,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "coordinator/lint.h"
+#include "coordinator/lint_policy.h"
+#include "coordinator/lint_rules.h"
 #include "coordinator/migration_set.h"
 #include "tests/fuzz/fuzz_check.h"
 
@@ -126,10 +128,16 @@ void FuzzMigrationSet(absl::string_view input) {
   FUZZ_CHECK(set->HighestNonBreaking() <= set->Head());
   if (previous < INT64_MAX) FUZZ_CHECK(set->Find(previous + 1) == nullptr);
 
-  for (const LintFinding& finding : LintSet(*set, LintOptions())) {
+  LintPolicy policy;
+  policy.lint_from = set->Head() / 2;
+  for (const LintFinding& finding : LintSetWithPolicy(*set, policy)) {
     FUZZ_CHECK(finding.line >= 1);
     FUZZ_CHECK(!finding.rule.empty() && !finding.message.empty());
+    FUZZ_CHECK(IsLintRule(finding.rule));
     FUZZ_CHECK(!FormatFinding(finding).empty());
+    // A waived finding is never refused; an error that is not waived is.
+    FUZZ_CHECK(Refuses(finding, policy) ==
+               (finding.severity == LintSeverity::kError && finding.waived.empty()));
   }
 }
 

@@ -248,7 +248,7 @@ TEST_F(LintTest, UniqueConstraintBuildingItsIndexIsAWarning) {
   EXPECT_THAT(findings[0].fix, HasSubstr("USING INDEX"));
 }
 
-TEST_F(LintTest, AccessExclusiveWithoutLockTimeoutIsAWarning) {
+TEST_F(LintTest, AccessExclusiveWithoutLockTimeoutIsOneWarningPerFile) {
   std::vector<LintFinding> findings = LintChange(
       "-- schemagate:lock-timeout=0\n"
       "ALTER TABLE users ADD COLUMN nickname text;\n"
@@ -257,19 +257,29 @@ TEST_F(LintTest, AccessExclusiveWithoutLockTimeoutIsAWarning) {
       "REINDEX TABLE users;\n"
       "CLUSTER users USING users_pkey;\n"
       "DROP INDEX users_email_idx;\n");
-  EXPECT_THAT(
-      findings,
-      ElementsAre(
-          Finding(kChange, 2, LintSeverity::kWarning, "access-exclusive-without-lock-timeout"),
-          Finding(kChange, 3, LintSeverity::kWarning, "access-exclusive-without-lock-timeout"),
-          Finding(kChange, 4, LintSeverity::kWarning, "access-exclusive-without-lock-timeout"),
-          Finding(kChange, 5, LintSeverity::kWarning, "access-exclusive-without-lock-timeout"),
-          Finding(kChange, 6, LintSeverity::kWarning, "access-exclusive-without-lock-timeout"),
-          Finding(kChange, 7, LintSeverity::kWarning, "access-exclusive-without-lock-timeout")))
+  // One directive fixes them all, so one finding, at the first statement,
+  // naming the others.
+  EXPECT_THAT(findings, ElementsAre(Finding(kChange, 2, LintSeverity::kWarning,
+                                            "access-exclusive-without-lock-timeout")))
       << Describe(findings);
   ASSERT_FALSE(findings.empty());
+  EXPECT_THAT(findings[0].message, HasSubstr("ALTER TABLE users takes an ACCESS EXCLUSIVE lock"));
   EXPECT_THAT(findings[0].message, HasSubstr("lock-timeout=0"));
+  EXPECT_THAT(findings[0].message, HasSubstr("and so do 5 more statement(s) of this file"));
+  for (const char* other : {"line 3: TRUNCATE on orders", "line 4: LOCK TABLE",
+                            "line 5: REINDEX users", "line 6: CLUSTER users",
+                            "line 7: DROP INDEX users_email_idx"}) {
+    EXPECT_THAT(findings[0].message, HasSubstr(other));
+  }
   EXPECT_THAT(findings[0].fix, HasSubstr("-- schemagate:lock-timeout=5s"));
+  // Another file gets its own.
+  dir_.Write("0003_more.up.sql", "-- schemagate:lock-timeout=0\nTRUNCATE orders;\n");
+  findings = LintDir(dir_);
+  EXPECT_THAT(findings, ElementsAre(Finding(kChange, 2, LintSeverity::kWarning,
+                                            "access-exclusive-without-lock-timeout"),
+                                    Finding("0003_more.up.sql", 2, LintSeverity::kWarning,
+                                            "access-exclusive-without-lock-timeout")))
+      << Describe(findings);
 }
 
 TEST_F(LintTest, AccessExclusiveWarnsWhenTheDefaultLockTimeoutIsZero) {
@@ -280,14 +290,12 @@ TEST_F(LintTest, AccessExclusiveWarnsWhenTheDefaultLockTimeoutIsZero) {
       "VACUUM FULL orders;\n"
       "ALTER TABLE users ADD COLUMN nickname text;\n",
       no_default);
-  EXPECT_THAT(
-      findings,
-      ElementsAre(
-          Finding(kChange, 2, LintSeverity::kWarning, "access-exclusive-without-lock-timeout"),
-          Finding(kChange, 3, LintSeverity::kWarning, "access-exclusive-without-lock-timeout")))
+  EXPECT_THAT(findings, ElementsAre(Finding(kChange, 2, LintSeverity::kWarning,
+                                            "access-exclusive-without-lock-timeout")))
       << Describe(findings);
   ASSERT_FALSE(findings.empty());
   EXPECT_THAT(findings[0].message, HasSubstr("--lock-timeout is 0"));
+  EXPECT_THAT(findings[0].message, HasSubstr("line 3: ALTER TABLE users"));
 }
 
 TEST_F(LintTest, AccessExclusiveWithALockTimeoutIsFine) {
@@ -331,6 +339,42 @@ TEST_F(LintTest, OneStatementCanBreakSeveralRules) {
       << Describe(findings);
 }
 
+TEST_F(LintTest, CommentOnlyAndEmptyMigrationsAreWarnings) {
+  std::vector<LintFinding> findings =
+      LintChange("-- SELECT 1; was never written\n\n/* nor this */\n");
+  EXPECT_THAT(findings, ElementsAre(Finding(kChange, 1, LintSeverity::kWarning, "empty-migration")))
+      << Describe(findings);
+  ASSERT_FALSE(findings.empty());
+  EXPECT_THAT(findings[0].fix, HasSubstr("lint-ignore=empty-migration"));
+  findings = LintChange("");
+  EXPECT_THAT(findings, ElementsAre(Finding(kChange, 1, LintSeverity::kWarning, "empty-migration")))
+      << Describe(findings);
+  EXPECT_THAT(LintChange("-- a note\nSELECT 1;\n"), IsEmpty());
+}
+
+TEST_F(LintTest, UpdateOrDeleteOfAWholeExistingTableIsAWarningWithTheBatchedRewrite) {
+  std::vector<LintFinding> findings = LintChange(
+      "UPDATE users SET name = lower(name);\n"
+      "DELETE FROM public.orders;\n"
+      "UPDATE users SET name = '' WHERE name IS NULL;\n"
+      "DELETE FROM orders WHERE total = 0;\n"
+      "CREATE TABLE scratch (id int);\n"
+      "UPDATE scratch SET id = 0;\n"
+      "DELETE FROM scratch;\n");
+  EXPECT_THAT(findings,
+              ElementsAre(Finding(kChange, 1, LintSeverity::kWarning, "update-without-where"),
+                          Finding(kChange, 2, LintSeverity::kWarning, "delete-without-where")))
+      << Describe(findings);
+  ASSERT_EQ(findings.size(), 2u);
+  EXPECT_THAT(findings[0].message, HasSubstr("UPDATE users SET ... without WHERE"));
+  EXPECT_THAT(findings[0].fix, HasSubstr("-- schemagate:no-transaction"));
+  EXPECT_THAT(findings[0].fix,
+              HasSubstr("UPDATE users SET ... WHERE id IN (SELECT id FROM users WHERE <not yet "
+                        "updated> LIMIT 5000); EXIT WHEN NOT FOUND; COMMIT;"));
+  EXPECT_THAT(findings[1].message, HasSubstr("DELETE FROM public.orders without WHERE"));
+  EXPECT_THAT(findings[1].fix, HasSubstr("DELETE FROM public.orders WHERE id IN"));
+}
+
 TEST_F(LintTest, SetFindingsComeInVersionOrder) {
   dir_.Write("0010_late.up.sql", "DROP TABLE users;\n");
   dir_.Write("0003_early.up.sql", "SELECT 1;\nALTER TABLE orders DROP COLUMN total;\n");
@@ -355,6 +399,9 @@ TEST(LintFormatTest, FormatsLikeACompilerDiagnostic) {
             "[drop-column-not-breaking]\n    fix: mark it breaking");
   finding.severity = LintSeverity::kWarning;
   EXPECT_THAT(FormatFinding(finding), HasSubstr(":7: warning: "));
+  finding.waived = "at or below --lint-from 9";
+  EXPECT_THAT(FormatFinding(finding),
+              HasSubstr(":7: warning (waived: at or below --lint-from 9): it breaks"));
   EXPECT_FALSE(HasErrors({finding}));
   EXPECT_FALSE(HasErrors({}));
 }

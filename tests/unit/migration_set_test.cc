@@ -120,6 +120,109 @@ TEST(MigrationSetTest, UnknownDirectiveIsRefusedWithLineAndTheKnownOnes) {
   EXPECT_THAT(set.status().message(), HasSubstr("known: no-transaction"));
 }
 
+TEST(MigrationSetTest, UnknownDirectiveSuggestsTheClosestKnownOne) {
+  for (const auto& [line, meant] : std::vector<std::pair<std::string, std::string>>{
+           {"-- schemagate:no-transactions", "no-transaction"},
+           {"-- schemagate:BREAKING", "breaking"},
+           {"-- schemagate:lock_timeout=5s", "lock-timeout"},
+           {"-- schemagate:lint-ignores=empty-migration reason: x", "lint-ignore"}}) {
+    TempDir dir;
+    dir.Write("0001_a.up.sql", line + "\nSELECT 1;\n");
+    absl::StatusOr<MigrationSet> set = Load(dir);
+    ASSERT_FALSE(set.ok()) << line;
+    EXPECT_THAT(set.status().message(), HasSubstr("0001_a.up.sql:1: unknown directive"));
+    EXPECT_THAT(set.status().message(), HasSubstr("(did you mean '" + meant + "'?)")) << line;
+  }
+}
+
+// Each of these reads as a plain comment to a careless parser, so a
+// "breaking" would silently not be, and lint and the breaking gate would
+// let a contract change through.
+TEST(MigrationSetTest, NearMissDirectivesAreRefusedWithTheRightSpelling) {
+  for (const auto& [line, meant] : std::vector<std::pair<std::string, std::string>>{
+           {"--schemagate:breaking", "-- schemagate:breaking"},
+           {"-- SCHEMAGATE:BREAKING", "-- schemagate:breaking"},
+           {"/* schemagate:breaking */", "-- schemagate:breaking"},
+           {"/*schemagate:no-transaction*/", "-- schemagate:no-transaction"},
+           {"-- schemagate: no-transaction", "-- schemagate:no-transaction"},
+           {"--  schemagate:breaking", "-- schemagate:breaking"},
+           {"-- schemagate :lock-timeout = 5s", "-- schemagate:lock-timeout=5s"},
+           {"-- Schemagate:Lint-Ignore=empty-migration reason: placeholder",
+            "-- schemagate:lint-ignore=empty-migration reason: placeholder"}}) {
+    TempDir dir;
+    dir.Write("0001_a.up.sql", "-- a note\n" + line + "\nSELECT 1;\n");
+    absl::StatusOr<MigrationSet> set = Load(dir);
+    ASSERT_FALSE(set.ok()) << line << " loaded as a plain comment";
+    EXPECT_THAT(set.status().message(), HasSubstr("0001_a.up.sql:2: '" + line + "' is not a "
+                                                  "directive as written"));
+    EXPECT_THAT(set.status().message(), HasSubstr("write '" + meant + "'")) << line;
+  }
+  // After SQL too: it would not work even spelt right.
+  TempDir dir;
+  dir.Write("0001_a.up.sql", "SELECT 1;\n/* schemagate:breaking */\nSELECT 2;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(),
+              HasSubstr("write '-- schemagate:breaking' among the leading comment lines"));
+}
+
+TEST(MigrationSetTest, CommentsThatOnlyMentionSchemagateAreComments) {
+  TempDir dir;
+  dir.Write("0001_a.up.sql",
+            "-- Managed by schemagate; see docs/safe-migrations.md\n"
+            "-- schemagate: see the runbook before editing\n"
+            "/* schemagate handles the lock */\n"
+            "SELECT 1;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_FALSE(set->migrations()[0].breaking());
+}
+
+TEST(MigrationSetTest, LintIgnoreDirectiveNamesRulesAndAReason) {
+  TempDir dir;
+  dir.Write("0001_a.up.sql",
+            "-- schemagate:breaking\n"
+            "-- schemagate:lint-ignore=update-without-where, empty-migration reason: predates "
+            "schemagate (ticket 12)\n"
+            "-- schemagate:lint-ignore=index-not-concurrent reason: tiny table\n"
+            "SELECT 1;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_TRUE(set.ok()) << set.status();
+  const Directives& d = set->migrations()[0].up.directives;
+  EXPECT_TRUE(d.breaking);
+  EXPECT_EQ(d.lint_ignore, (std::map<std::string, std::string>{
+                               {"update-without-where", "predates schemagate (ticket 12)"},
+                               {"empty-migration", "predates schemagate (ticket 12)"},
+                               {"index-not-concurrent", "tiny table"}}));
+}
+
+TEST(MigrationSetTest, LintIgnoreWithoutAReasonOrWithUnknownRulesIsRefused) {
+  TempDir dir;
+  dir.Write("0001_a.up.sql", "-- schemagate:lint-ignore=empty-migration\nSELECT 1;\n");
+  dir.Write("0002_b.up.sql", "-- schemagate:lint-ignore=empty-migration reason:\nSELECT 1;\n");
+  dir.Write("0003_c.up.sql",
+            "-- schemagate:lint-ignore=rename-column,drop-column reason: old\nSELECT 1;\n");
+  dir.Write("0004_d.up.sql", "-- schemagate:lint-ignore reason: everything\nSELECT 1;\n");
+  dir.Write("0005_e.up.sql",
+            "-- schemagate:lint-ignore=empty-migration reason: a\n"
+            "-- schemagate:lint-ignore=empty-migration reason: b\nSELECT 1;\n");
+  absl::StatusOr<MigrationSet> set = Load(dir);
+  ASSERT_FALSE(set.ok());
+  const std::string message(set.status().message());
+  EXPECT_THAT(message, HasSubstr("0001_a.up.sql:1: directive 'lint-ignore' needs a reason"));
+  EXPECT_THAT(message, HasSubstr("0002_b.up.sql:1: directive 'lint-ignore' needs a reason"));
+  EXPECT_THAT(message, HasSubstr("write e.g. '-- schemagate:lint-ignore=rename-column-not-breaking "
+                                 "reason: "));
+  EXPECT_THAT(message, HasSubstr("0003_c.up.sql:1: directive 'lint-ignore': unknown lint rule "
+                                 "'rename-column' (did you mean 'rename-column-not-breaking'?)"));
+  EXPECT_THAT(message, HasSubstr("'drop-column' (did you mean 'drop-column-not-breaking'?)"));
+  EXPECT_THAT(message, HasSubstr("known: drop-table-not-breaking, drop-column-not-breaking,"));
+  EXPECT_THAT(message, HasSubstr("0004_d.up.sql:1: directive 'lint-ignore' names no lint rule"));
+  EXPECT_THAT(message, HasSubstr("0005_e.up.sql:2: directive 'lint-ignore': rule "
+                                 "'empty-migration' is already ignored on line 1"));
+  EXPECT_THAT(message, HasSubstr("5 problems"));
+}
+
 TEST(MigrationSetTest, MalformedDirectiveValuesAreRefused) {
   TempDir dir;
   dir.Write("0001_a.up.sql", "-- schemagate:lock-timeout=soon\nSELECT 1;\n");
