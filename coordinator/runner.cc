@@ -46,16 +46,19 @@ StatementLimits LimitsFor(const MigrationScript& script, const RunnerOptions& op
 // CREATE INDEX CONCURRENTLY leaves an invalid index behind. So a resume
 // looks first:
 // - CREATE INDEX of an index that exists, valid, on the statement's table:
-//   it completed; go on after it. Invalid: drop it (CONCURRENTLY) and run.
+//   it completed; go on after it. Invalid: drop it (CONCURRENTLY) and run
+//   (also with IF NOT EXISTS, which would keep the invalid index).
 // - DROP INDEX of an index that no longer exists: it completed.
-// - IF [NOT] EXISTS forms, and REINDEX CONCURRENTLY, simply run again.
+// - DROP INDEX IF EXISTS and REINDEX CONCURRENTLY simply run again.
 // `first` is moved past a completed statement; `note` says what was found.
 absl::Status PrepareResume(RunSession& session, const std::vector<SqlStatement>& statements,
                            int* first, std::string* note) {
   if (*first >= static_cast<int>(statements.size())) return absl::OkStatus();
   const IndexStatement s = DescribeIndexStatement(statements[*first].text);
-  if (s.kind == IndexStatement::Kind::kOther || s.if_exists) return absl::OkStatus();
   const bool create = s.kind == IndexStatement::Kind::kCreate;
+  if (s.kind == IndexStatement::Kind::kOther || (!create && s.if_exists)) {
+    return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(IndexLookup found, session.LookUpIndex(s.schema, s.table, s.index));
   const std::string shown = found.qualified_name.empty() ? s.index : found.qualified_name;
   if (create && found.state == IndexLookup::State::kInvalid) {

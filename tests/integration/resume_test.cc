@@ -175,19 +175,25 @@ TEST_F(ResumeTest, ADropIndexConcurrentlyThatHadCompletedIsSkipped) {
   EXPECT_EQ(IndexValidity("public.big_v2"), "t");
 }
 
-TEST_F(ResumeTest, IfExistsFormsAndADropNotYetDoneSimplyRunAgain) {
-  dir_.Write("0001_big.up.sql", "CREATE TABLE big (v int);\nCREATE INDEX big_old ON big (v);\n");
+TEST_F(ResumeTest, AnInvalidIndexIsRebuiltAlsoUnderIfNotExistsAndADropNotYetDoneRuns) {
+  dir_.Write("0001_big.up.sql",
+             "CREATE TABLE big (v int);\nINSERT INTO big VALUES (1), (1);\n"
+             "CREATE INDEX big_old ON big (v);\n");
   dir_.Write("0002_idx.up.sql",
              "-- schemagate:no-transaction\n"
-             "CREATE INDEX CONCURRENTLY IF NOT EXISTS big_v ON big (v);\n"
+             "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS big_v ON big (v);\n"
              "DROP INDEX CONCURRENTLY big_old;\n"
              "DROP INDEX CONCURRENTLY IF EXISTS big_gone;\n");
   ApplyBelowAndCut(2);
-  db_->Exec("CREATE INDEX big_v ON big (v)");
+  EXPECT_FALSE(testing::TryQuery(db_->url(), "CREATE UNIQUE INDEX CONCURRENTLY big_v ON big (v)")
+                   .has_value());
+  ASSERT_EQ(IndexValidity("public.big_v"), "f");
+  db_->Exec("DELETE FROM big WHERE ctid = (SELECT max(ctid) FROM big)");
 
+  // IF NOT EXISTS alone would keep the invalid index and report success.
   absl::StatusOr<std::string> resumed = Resume(2);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
-  EXPECT_THAT(*resumed, Not(HasSubstr("had completed")));
+  EXPECT_THAT(*resumed, HasSubstr("dropped invalid index public.big_v first"));
   EXPECT_EQ(Row(2), "applied/3");
   EXPECT_EQ(IndexValidity("public.big_v"), "t");
   EXPECT_EQ(db_->Query("SELECT to_regclass('public.big_old')"), "");
