@@ -562,27 +562,36 @@ class PgRunSession : public RunSession {
     });
   }
 
-  absl::StatusOr<bool> DropInvalidIndex(const std::string& name) override {
-    bool dropped = false;
+  absl::StatusOr<IndexLookup> LookUpIndex(const std::string& schema, const std::string& table,
+                                          const std::string& index) override {
+    IndexLookup found;
     RETURN_IF_ERROR(Guard([&] {
-      std::string qualified;
-      {
-        pqxx::nontransaction tx(*conn_);
-        pqxx::result r = tx.exec_params(
-            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
-            "JOIN pg_index i ON i.indexrelid = c.oid JOIN pg_namespace n ON n.oid = "
-            "c.relnamespace WHERE c.relname = $1 AND NOT i.indisvalid "
-            "AND n.nspname = ANY (current_schemas(false))",
-            name);
-        if (r.empty()) return absl::OkStatus();
-        qualified = r[0][0].as<std::string>();
-      }
       pqxx::nontransaction tx(*conn_);
-      tx.exec(absl::StrCat("DROP INDEX CONCURRENTLY IF EXISTS ", qualified));
-      dropped = true;
+      // to_regclass resolves the names as the statement would, with this
+      // session's search_path; quote_ident keeps their case.
+      pqxx::result r = tx.exec_params(
+          "WITH q AS (SELECT CASE WHEN $1 = '' THEN '' ELSE quote_ident($1) || '.' END AS s)"
+          " SELECT i.indisvalid AND i.indisready, quote_ident(n.nspname) || '.' ||"
+          " quote_ident(c.relname) FROM q, pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+          " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE CASE WHEN $2 = '' THEN"
+          " i.indexrelid = to_regclass(q.s || quote_ident($3)) ELSE"
+          " i.indrelid = to_regclass(q.s || quote_ident($2)) AND c.relname = $3 END",
+          schema, table, index);
+      if (r.empty()) return absl::OkStatus();
+      found.state =
+          r[0][0].as<bool>() ? IndexLookup::State::kValid : IndexLookup::State::kInvalid;
+      found.qualified_name = r[0][1].as<std::string>();
       return absl::OkStatus();
     }));
-    return dropped;
+    return found;
+  }
+
+  absl::Status DropIndexConcurrently(const IndexLookup& found) override {
+    return Guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      tx.exec(absl::StrCat("DROP INDEX CONCURRENTLY IF EXISTS ", found.qualified_name));
+      return absl::OkStatus();
+    });
   }
 
   absl::StatusOr<std::string> FindAlembicRevision() override {

@@ -10,9 +10,8 @@
 #include "absl/time/clock.h"
 #include "coordinator/log.h"
 #include "coordinator/readiness.h"
+#include "coordinator/sql_split.h"
 #include "coordinator/status_macros.h"
-#include "pg_query.h"
-#include "pg_query.pb.h"
 
 namespace schemagate {
 namespace {
@@ -31,19 +30,37 @@ EventRecord NewEvent(const char* kind, const std::string& run_id, const std::str
   return event;
 }
 
-// The index name of a CREATE INDEX statement, or "".
-std::string IndexNameOf(const std::string& sql) {
-  PgQueryProtobufParseResult result = pg_query_parse_protobuf(sql.c_str());
-  std::string name;
-  if (result.error == nullptr) {
-    pg_query::ParseResult tree;
-    if (tree.ParseFromArray(result.parse_tree.data, static_cast<int>(result.parse_tree.len)) &&
-        tree.stmts_size() == 1 && tree.stmts(0).stmt().has_index_stmt()) {
-      name = tree.stmts(0).stmt().index_stmt().idxname();
-    }
+// Where a resume starts: a kill -9 can cut the coordinator after its
+// backend completed statement `first` but before the statement was recorded
+// (the backend notices the dead client only at its next check), and a cut
+// CREATE INDEX CONCURRENTLY leaves an invalid index behind. So a resume
+// looks first:
+// - CREATE INDEX of an index that exists, valid, on the statement's table:
+//   it completed; go on after it. Invalid: drop it (CONCURRENTLY) and run
+//   (also with IF NOT EXISTS, which would keep the invalid index).
+// - DROP INDEX of an index that no longer exists: it completed.
+// - DROP INDEX IF EXISTS and REINDEX CONCURRENTLY simply run again.
+// `first` is moved past a completed statement; `note` says what was found.
+absl::Status PrepareResume(RunSession& session, const std::vector<SqlStatement>& statements,
+                           int* first, std::string* note) {
+  if (*first >= static_cast<int>(statements.size())) return absl::OkStatus();
+  const IndexStatement s = DescribeIndexStatement(statements[*first].text);
+  const bool create = s.kind == IndexStatement::Kind::kCreate;
+  if (s.kind == IndexStatement::Kind::kOther || (!create && s.if_exists)) {
+    return absl::OkStatus();
   }
-  pg_query_free_protobuf_parse_result(result);
-  return name;
+  ASSIGN_OR_RETURN(IndexLookup found, session.LookUpIndex(s.schema, s.table, s.index));
+  const std::string shown = found.qualified_name.empty() ? s.index : found.qualified_name;
+  if (create && found.state == IndexLookup::State::kInvalid) {
+    RETURN_IF_ERROR(session.DropIndexConcurrently(found));
+    *note = absl::StrCat("; dropped invalid index ", shown, " first");
+  } else if ((create && found.state == IndexLookup::State::kValid) ||
+             (!create && found.state == IndexLookup::State::kAbsent)) {
+    *note = absl::StrCat("; statement ", *first + 1, " had completed (index ", shown,
+                         create ? " exists and is valid" : " is gone", ")");
+    ++*first;
+  }
+  return absl::OkStatus();
 }
 
 std::string DescribeFailure(const Migration& m, const SqlFailure& f) {
@@ -632,16 +649,10 @@ absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
             " changed since it started; resume runs the same statements or none"));
       }
       RETURN_IF_ERROR(session->BumpEpoch().status());
-      const int first = row->statements_done;
+      const int cut = row->statements_done;
+      int first = cut;
       std::string dropped;
-      if (first < static_cast<int>(m->up.statements.size())) {
-        // A cut CREATE INDEX CONCURRENTLY leaves an invalid index behind.
-        const std::string name = IndexNameOf(m->up.statements[first].text);
-        if (!name.empty()) {
-          ASSIGN_OR_RETURN(bool was_dropped, session->DropInvalidIndex(name));
-          if (was_dropped) dropped = absl::StrCat("; dropped invalid index ", name, " first");
-        }
-      }
+      RETURN_IF_ERROR(PrepareResume(*session, m->up.statements, &first, &dropped));
       const absl::Time started = absl::Now();
       SqlFailure failure;
       const int count = static_cast<int>(m->up.statements.size());
@@ -675,7 +686,7 @@ absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
         return status;
       }
       RETURN_IF_ERROR(session->FinishDirty(record, absl::Now() - started));
-      event.message = absl::StrCat("resumed ", m->Label(), " at statement ", first + 1, " of ",
+      event.message = absl::StrCat("resumed ", m->Label(), " at statement ", cut + 1, " of ",
                                    count, dropped);
       RETURN_IF_ERROR(session->RecordEvent(event));
       return event.message;

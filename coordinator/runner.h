@@ -122,7 +122,8 @@ struct RepairRequest {
     // Forget a version (it was undone by hand, or never ran).
     kMarkNotApplied,
     // Continue a cut no-transaction migration at its first unfinished
-    // statement, dropping an invalid index a cut CONCURRENTLY left.
+    // statement: a cut CREATE/DROP INDEX that had completed is skipped, an
+    // invalid index a cut CREATE INDEX CONCURRENTLY left is dropped first.
     kResume,
     // Forget the last run's failure so that automatic runs try again.
     kClearFailure,

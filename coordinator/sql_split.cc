@@ -174,4 +174,46 @@ absl::StatusOr<std::vector<SqlStatement>> SplitSql(absl::string_view sql) {
   return statements;
 }
 
+IndexStatement DescribeIndexStatement(absl::string_view sql) {
+  const std::string text(sql);
+  PgQueryProtobufParseResult result = pg_query_parse_protobuf(text.c_str());
+  IndexStatement described;
+  pg_query::ParseResult tree;
+  if (result.error == nullptr &&
+      tree.ParseFromArray(result.parse_tree.data, static_cast<int>(result.parse_tree.len)) &&
+      tree.stmts_size() == 1) {
+    const pg_query::Node& node = tree.stmts(0).stmt();
+    if (node.has_index_stmt() && !node.index_stmt().idxname().empty()) {
+      const pg_query::IndexStmt& index = node.index_stmt();
+      described.kind = IndexStatement::Kind::kCreate;
+      described.schema = index.relation().schemaname();
+      described.table = index.relation().relname();
+      described.index = index.idxname();
+      described.if_exists = index.if_not_exists();
+      described.concurrently = index.concurrent();
+    } else if (node.has_drop_stmt() &&
+               node.drop_stmt().remove_type() == pg_query::OBJECT_INDEX &&
+               node.drop_stmt().objects_size() == 1) {
+      const pg_query::DropStmt& drop = node.drop_stmt();
+      std::vector<std::string> parts;
+      const pg_query::Node& object = drop.objects(0);
+      if (object.has_list()) {
+        for (const pg_query::Node& item : object.list().items()) {
+          if (item.has_string()) parts.push_back(item.string().sval());
+        }
+      }
+      // [name] or [schema, name]; a catalog-qualified name is left alone.
+      if (parts.size() == 1 || parts.size() == 2) {
+        described.kind = IndexStatement::Kind::kDrop;
+        described.index = parts.back();
+        if (parts.size() == 2) described.schema = parts[0];
+        described.if_exists = drop.missing_ok();
+        described.concurrently = drop.concurrent();
+      }
+    }
+  }
+  pg_query_free_protobuf_parse_result(result);
+  return described;
+}
+
 }  // namespace schemagate

@@ -38,6 +38,30 @@ size_t FindInvalidUtf8(absl::string_view s);
 // 1-based line number of byte `offset` in `text`.
 int LineOfOffset(absl::string_view text, size_t offset);
 
+// What a CREATE INDEX / DROP INDEX statement does to which index: what a
+// resume needs to tell whether a cut statement had in fact completed.
+struct IndexStatement {
+  enum class Kind {
+    kOther,   // not a CREATE INDEX or a DROP INDEX of one index
+    kCreate,  // CREATE INDEX (CONCURRENTLY or not) with a name
+    kDrop,    // DROP INDEX (CONCURRENTLY or not) of one index
+  };
+  Kind kind = Kind::kOther;
+  // As written; "" when the statement leaves it to search_path. For kCreate
+  // the schema of the table (an index lives in its table's schema).
+  std::string schema;
+  // kCreate: the table the index is built on; "" for kDrop.
+  std::string table;
+  std::string index;
+  // IF NOT EXISTS / IF EXISTS: running it again is harmless as it stands.
+  bool if_exists = false;
+  bool concurrently = false;
+};
+
+// Describes the single statement `sql`; kOther if it does not parse, holds
+// more than one statement, or is no such statement.
+IndexStatement DescribeIndexStatement(absl::string_view sql);
+
 }  // namespace schemagate
 
 #endif  // SCHEMAGATE_COORDINATOR_SQL_SPLIT_H_

@@ -159,6 +159,14 @@ struct RehearsalResult {
 // Called before each statement with its 0-based index.
 using StatementObserver = std::function<void(int index)>;
 
+// What LookUpIndex found.
+struct IndexLookup {
+  enum class State { kAbsent, kInvalid, kValid };
+  State state = State::kAbsent;
+  // Schema-qualified and quoted, when found.
+  std::string qualified_name;
+};
+
 // One dedicated connection holding the session-level advisory lock.
 // Destroying it releases the lock (and closes the connection).
 //
@@ -216,9 +224,16 @@ class RunSession {
   virtual absl::Status MarkApplied(const StepRecord& record, const EventRecord& event) = 0;
   // Deletes the row of `version` and appends `event`, in one transaction.
   virtual absl::Status DeleteRow(int64_t version, const EventRecord& event) = 0;
-  // Drops index `name` (CONCURRENTLY) if it exists and is invalid, as a cut
-  // CREATE INDEX CONCURRENTLY leaves it. Returns whether it dropped one.
-  virtual absl::StatusOr<bool> DropInvalidIndex(const std::string& name) = 0;
+  // The state of index `index` as this session's search_path resolves
+  // `schema` ("" = search_path). With a `table`, only an index of that name
+  // on that table counts (an index lives in its table's schema); with "" any
+  // index of that name. For a resume to tell a cut CREATE/DROP INDEX
+  // CONCURRENTLY that had completed from one that had not.
+  virtual absl::StatusOr<IndexLookup> LookUpIndex(const std::string& schema,
+                                                  const std::string& table,
+                                                  const std::string& index) = 0;
+  // DROP INDEX CONCURRENTLY IF EXISTS of `found` (as LookUpIndex found it).
+  virtual absl::Status DropIndexConcurrently(const IndexLookup& found) = 0;
   // The revision in an `alembic_version` table, or "" if there is none.
   virtual absl::StatusOr<std::string> FindAlembicRevision() = 0;
   // Runs `steps` in ONE transaction and rolls it back; stops at the first

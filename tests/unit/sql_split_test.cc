@@ -140,5 +140,47 @@ TEST(SqlSplitTest, LineOfOffsetCountsNewlines) {
   EXPECT_EQ(LineOfOffset("a\nb\nc", 4), 3);
 }
 
+TEST(SqlSplitTest, DescribesTheIndexAndTableOfACreateIndex) {
+  IndexStatement s = DescribeIndexStatement(
+      "CREATE UNIQUE INDEX CONCURRENTLY \"Big_V\" ON app.big USING btree (v) WHERE v > 0");
+  EXPECT_EQ(s.kind, IndexStatement::Kind::kCreate);
+  EXPECT_EQ(s.schema, "app");
+  EXPECT_EQ(s.table, "big");
+  EXPECT_EQ(s.index, "Big_V");
+  EXPECT_TRUE(s.concurrently);
+  EXPECT_FALSE(s.if_exists);
+
+  s = DescribeIndexStatement("create index if not exists big_v on big (v)");
+  EXPECT_EQ(s.kind, IndexStatement::Kind::kCreate);
+  EXPECT_EQ(s.schema, "");
+  EXPECT_EQ(s.table, "big");
+  EXPECT_TRUE(s.if_exists);
+  EXPECT_FALSE(s.concurrently);
+}
+
+TEST(SqlSplitTest, DescribesTheIndexOfADropIndex) {
+  IndexStatement s = DescribeIndexStatement("DROP INDEX CONCURRENTLY app.big_v");
+  EXPECT_EQ(s.kind, IndexStatement::Kind::kDrop);
+  EXPECT_EQ(s.schema, "app");
+  EXPECT_EQ(s.index, "big_v");
+  EXPECT_EQ(s.table, "");
+  EXPECT_TRUE(s.concurrently);
+  EXPECT_FALSE(s.if_exists);
+
+  s = DescribeIndexStatement("DROP INDEX CONCURRENTLY IF EXISTS big_v");
+  EXPECT_EQ(s.kind, IndexStatement::Kind::kDrop);
+  EXPECT_EQ(s.schema, "");
+  EXPECT_TRUE(s.if_exists);
+}
+
+TEST(SqlSplitTest, OtherStatementsDescribeAsOther) {
+  for (const char* sql :
+       {"CREATE INDEX CONCURRENTLY ON big (v)",  // no name: PostgreSQL picks one
+        "DROP INDEX a, b", "DROP TABLE big", "REINDEX INDEX CONCURRENTLY big_v",
+        "CREATE INDEX a ON t (x); CREATE INDEX b ON t (y)", "CREATE INDEX ON", "SELECT 1"}) {
+    EXPECT_EQ(DescribeIndexStatement(sql).kind, IndexStatement::Kind::kOther) << sql;
+  }
+}
+
 }  // namespace
 }  // namespace schemagate
