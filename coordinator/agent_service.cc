@@ -53,6 +53,7 @@ class ReadinessStream : public Base, public StateObserver {
     info.app = target_->app;
     info.app_version = target_->app_version;
     info.attached = attached_;
+    info.known_version = last_ ? last_->known_version : target_->known_version;
     if (last_) info.state = last_->state;
     return info;
   }
@@ -225,7 +226,7 @@ class AttachStream
         EndStream(ToGrpc(valid));
         return;
       }
-      target = ResolveTarget(target, coordinator_->set());
+      target = ResolveTarget(target, *coordinator_->set());
       InstanceRecord instance;
       instance.instance_id = request_.instance_id();
       instance.app = target.app;

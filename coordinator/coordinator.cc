@@ -24,17 +24,60 @@ absl::Duration Jittered(absl::Duration d) {
 Coordinator::Coordinator(CoordinatorOptions options, MigrationSet set,
                          std::unique_ptr<Store> store, std::unique_ptr<ChangeFeed> feed)
     : options_(std::move(options)),
-      set_(std::move(set)),
       store_(std::move(store)),
-      feed_(std::move(feed)),
-      runner_(store_.get(), &set_, options_.runner) {
+      feed_(std::move(feed)) {
   auto first = std::make_shared<Snapshot>();
-  first->view.set = &set_;
+  first->set = std::make_shared<const MigrationSet>(std::move(set));
+  first->view.set = first->set.get();
   first->view.manual = options_.manual;
   first->view.database_available = false;
   first->view.database_error = "not connected yet";
+  if (options_.set_fingerprint) {
+    absl::StatusOr<std::string> fingerprint = options_.set_fingerprint();
+    absl::MutexLock lock(&reload_mu_);
+    if (fingerprint.ok()) set_fingerprint_ = *fingerprint;
+  }
   absl::MutexLock lock(&snapshot_mu_);
+  set_ = first->set;
   snapshot_ = std::move(first);
+}
+
+std::shared_ptr<const MigrationSet> Coordinator::set() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return set_;
+}
+
+void Coordinator::ReloadSetIfChanged() {
+  if (!options_.load_set || !options_.set_fingerprint) return;
+  absl::MutexLock reload(&reload_mu_);
+  absl::StatusOr<std::string> fingerprint = options_.set_fingerprint();
+  if (fingerprint.ok() && *fingerprint == set_fingerprint_) return;
+  absl::StatusOr<MigrationSet> loaded = options_.load_set();
+  if (fingerprint.ok()) set_fingerprint_ = *fingerprint;
+  std::shared_ptr<Snapshot> next;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    if (!loaded.ok()) {
+      const std::string error = absl::StrCat(
+          "the migration set on disk does not load, so the coordinator keeps the one it had "
+          "(head ", set_->Head(), "): ", loaded.status().message());
+      if (error == set_error_) return;
+      set_error_ = error;
+      LogError("%s", error);
+    } else {
+      set_error_.clear();
+      set_ = std::make_shared<const MigrationSet>(std::move(*loaded));
+      LogInfo("migration set re-read: %d migration(s), head %d", set_->migrations().size(),
+              set_->Head());
+    }
+    next = std::make_shared<Snapshot>(*snapshot_);
+    next->set = set_;
+    next->view.set = set_.get();
+    next->view.set_error = set_error_;
+    next->view.conflicts = FindConflicts(*set_, next->view.db);
+  }
+  // Answers shared per generation were computed against the old set.
+  Publish(std::move(next));
 }
 
 Coordinator::~Coordinator() { Shutdown(); }
@@ -153,7 +196,7 @@ std::vector<AgentStreamInfo> Coordinator::AgentStreams() const {
 
 absl::Duration Coordinator::BlockedBreakingFor() const {
   const std::shared_ptr<const Snapshot> snap = snapshot();
-  for (const Migration& m : set_.migrations()) {
+  for (const Migration& m : snap->set->migrations()) {
     if (snap->view.db.Find(m.version) != nullptr) continue;
     if (!m.breaking()) return absl::ZeroDuration();
     absl::MutexLock lock(&gate_mu_);
@@ -239,7 +282,7 @@ void Coordinator::Publish(std::shared_ptr<Snapshot> next) {
       }
       merged = true;
     }
-    if (merged) next->view.conflicts = FindConflicts(set_, next->view.db);
+    if (merged) next->view.conflicts = FindConflicts(*next->view.set, next->view.db);
     next->generation = ++generation_;
     next->view.run_in_progress = next->view.run_in_progress || local_run_;
     snapshot_ = next;
@@ -263,8 +306,8 @@ void Coordinator::Publish(std::shared_ptr<Snapshot> next) {
   }
 }
 
-void Coordinator::PublishCommitted(int64_t version) {
-  const Migration* m = set_.Find(version);
+void Coordinator::PublishCommitted(const MigrationSet& set, int64_t version) {
+  const Migration* m = set.Find(version);
   if (m == nullptr) return;
   AppliedMigration row;
   row.version = m->version;
@@ -344,14 +387,16 @@ void Coordinator::WatchLoop() {
     was_available = true;
     backoff = options_.reconnect_min;
     auto next = std::make_shared<Snapshot>();
-    next->view.set = &set_;
+    {
+      absl::MutexLock lock(&snapshot_mu_);
+      next->set = set_;
+      next->view.set_error = set_error_;
+    }
+    next->view.set = next->set.get();
     next->view.manual = options_.manual;
     next->view.database_available = true;
     next->view.run_in_progress = state->run_in_progress;
-    next->view.conflicts = FindConflicts(set_, *state);
-    for (const InstanceRecord& i : state->live_instances) {
-      next->view.live_known_versions.push_back(i.known_version);
-    }
+    next->view.conflicts = FindConflicts(*next->set, *state);
     next->view.db = std::move(*state);
     next->refreshed_at = absl::Now();
     Publish(std::move(next));
@@ -373,7 +418,10 @@ void Coordinator::WatchLoop() {
         }
       }
       const absl::Duration left = resync_at - absl::Now();
-      if (left <= absl::ZeroDuration()) break;
+      if (left <= absl::ZeroDuration()) {
+        ReloadSetIfChanged();  // a file fixed in place (a mounted volume, a ConfigMap)
+        break;
+      }
       const bool may_refresh = !LocalRunCommitting() || absl::Now() >= refresh_not_before;
       if (notified_earlier && may_refresh) break;
       absl::Duration wait = std::min(left, absl::Milliseconds(100));
@@ -392,20 +440,35 @@ void Coordinator::WatchLoop() {
 
 bool Coordinator::BreakingGate(const Migration& m, const DatabaseState& state,
                                absl::Duration grace) {
-  const bool blocked = CountInstancesBelow(state, m.version) > 0;
+  const bool blocked = !InstancesBelow(state, m.version).empty();
+  // No instance that predates it was live within the grace period, and no
+  // agent that predates it waits on this coordinator (a fresh database, a
+  // fleet that never attached): nothing can need the old schema, so there
+  // is no grace period to wait out.
+  bool recently_seen = false;
+  const absl::Time now = absl::Now();
+  for (const InstanceRecord& i : state.lapsed_instances) {
+    recently_seen = recently_seen || (i.known_version < m.version && i.lease_expires > now - grace);
+  }
+  if (!blocked && !recently_seen) {
+    for (const AgentStreamInfo& agent : AgentStreams()) {
+      recently_seen = recently_seen || (agent.known_version != 0 && agent.known_version < m.version);
+    }
+  }
   absl::MutexLock lock(&gate_mu_);
   if (blocked) {
     breaking_clear_since_.erase(m.version);
-    breaking_blocked_since_.emplace(m.version, absl::Now());
+    breaking_blocked_since_.emplace(m.version, now);
     return false;
   }
   breaking_blocked_since_.erase(m.version);
-  auto [it, inserted] = breaking_clear_since_.emplace(m.version, absl::Now());
+  if (!recently_seen) return true;
+  auto [it, inserted] = breaking_clear_since_.emplace(m.version, now);
   if (inserted && grace > absl::ZeroDuration()) {
     LogInfo("breaking migration %s: no live instance needs the old schema; applying after %s",
             m.Label(), absl::FormatDuration(grace));
   }
-  return absl::Now() - it->second >= grace;
+  return now - it->second >= grace;
 }
 
 void Coordinator::InstanceAttached(const InstanceRecord& instance) {
@@ -472,29 +535,12 @@ void Coordinator::FleetLoop() {
 }
 
 bool Coordinator::AutoRunWanted(const SchemaView& view) const {
-  if (options_.manual || !view.database_available || !view.conflicts.empty()) return false;
-  for (const AppliedMigration& row : view.db.applied) {
-    if (row.dirty) return false;
-  }
-  const Migration* first_pending = nullptr;
-  for (const Migration& m : set_.migrations()) {
-    if (view.db.Find(m.version) == nullptr) {
-      first_pending = &m;
-      break;
-    }
-  }
-  if (first_pending == nullptr) return false;
-  if (view.db.hold_above && first_pending->version > *view.db.hold_above) return false;
-  if (view.db.failure) {
-    const Migration* failed = set_.Find(view.db.failure->version);
-    const bool unchanged = failed != nullptr && failed->checksum == view.db.failure->checksum;
-    if (unchanged && view.db.Find(view.db.failure->version) == nullptr) return false;
-  }
-  if (first_pending->breaking()) {
-    return const_cast<Coordinator*>(this)->BreakingGate(*first_pending, view.db,
-                                                        options_.breaking_grace);
-  }
-  return true;
+  if (options_.manual || !view.database_available) return false;
+  PlanRequest request = AutomaticRequest();
+  request.breaking_gate = [this](const Migration& m, const DatabaseState& state) {
+    return const_cast<Coordinator*>(this)->BreakingGate(m, state, options_.breaking_grace);
+  };
+  return !PlanRun(*view.set, view.db, request, StepDefaults()).steps.empty();
 }
 
 void Coordinator::RunLoop() {
@@ -529,12 +575,19 @@ void Coordinator::RunLoop() {
         return BreakingGate(m, state, options_.breaking_grace);
       };
     }
+    // An operator's run uses the set on disk now (a file fixed in place).
+    if (have_job) ReloadSetIfChanged();
+    const std::shared_ptr<const MigrationSet> set = this->set();
+    Runner runner(store_.get(), set.get(), options_.runner);
     PublishLocalRun(true);
     const absl::Time run_start = absl::Now();
     // Count lock waits and applies for metrics, then pass progress on.
     const bool applying = !job.work;  // Apply or an automatic run (not rehearse, rollback…)
-    ProgressSink progress = [this, sink = job.progress, run_start, applying](const RunEvent& e) {
-      if (applying && e.kind == RunEvent::Kind::kMigrationFinished) PublishCommitted(e.version);
+    ProgressSink progress = [this, sink = job.progress, run_start, applying,
+                             &set](const RunEvent& e) {
+      if (applying && e.kind == RunEvent::Kind::kMigrationFinished) {
+        PublishCommitted(*set, e.version);
+      }
       {
         absl::MutexLock lock(&counters_.mu);
         if (e.kind == RunEvent::Kind::kLockAcquired) {
@@ -548,8 +601,8 @@ void Coordinator::RunLoop() {
       }
       if (sink) sink(e);
     };
-    absl::StatusOr<RunOutcome> outcome = job.work ? job.work(runner_, progress, &stopping_)
-                                                  : runner_.Apply(job.request, progress, &stopping_);
+    absl::StatusOr<RunOutcome> outcome = job.work ? job.work(runner, progress, &stopping_)
+                                                  : runner.Apply(job.request, progress, &stopping_);
     {
       absl::MutexLock lock(&counters_.mu);
       counters_.lock_held = false;

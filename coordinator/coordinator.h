@@ -33,6 +33,9 @@ namespace schemagate {
 // An immutable picture of what the coordinator knows, shared with readers.
 struct Snapshot {
   SchemaView view;
+  // Keeps view.set alive while the snapshot is in use (the set is re-read
+  // when its directory changes).
+  std::shared_ptr<const MigrationSet> set;
   absl::Time refreshed_at;
   uint64_t generation = 0;
 };
@@ -44,6 +47,8 @@ struct AgentStreamInfo {
   std::string app_version;
   // Attach streams belong to running apps; Wait streams to waiting ones.
   bool attached = false;
+  // The app's K as answered (0: not known yet).
+  int64_t known_version = 0;
   std::optional<ReadinessState> state;
 };
 
@@ -90,6 +95,11 @@ struct CoordinatorOptions {
   absl::Duration reconnect_min = absl::Milliseconds(200);
   absl::Duration reconnect_max = absl::Seconds(10);
   RunnerOptions runner;
+  // Re-reads the migration set (with the same checks as at start), and a
+  // cheap fingerprint of its directory that changes when any file does.
+  // Unset: the set given at construction is kept for good.
+  std::function<absl::StatusOr<MigrationSet>()> load_set;
+  std::function<absl::StatusOr<std::string>()> set_fingerprint;
 };
 
 class Coordinator {
@@ -161,8 +171,16 @@ class Coordinator {
   // the lock: no live instance predates it, for `grace` at least.
   bool BreakingGate(const Migration& m, const DatabaseState& state, absl::Duration grace);
 
+  // Re-reads the migration set if its directory changed since the last
+  // look (SIGHUP, before an operator's plan or apply, on every resync). A
+  // set that does not load is not installed: the old one stays, and
+  // SchemaView::set_error says why until a good one loads. Blocks on file
+  // I/O: never call it on a gRPC reaction thread. Thread-safe.
+  void ReloadSetIfChanged();
+
   Store* store() { return store_.get(); }
-  const MigrationSet& set() const { return set_; }
+  // The current migration set.
+  std::shared_ptr<const MigrationSet> set() const;
   const CoordinatorOptions& options() const { return options_; }
 
  private:
@@ -185,7 +203,7 @@ class Coordinator {
   // This coordinator's apply committed `version` (its SQL and its row in one
   // transaction): publishes it now, and keeps it in every snapshot until
   // the run ends (then the watcher re-reads everything).
-  void PublishCommitted(int64_t version);
+  void PublishCommitted(const MigrationSet& set, int64_t version);
   // A local run is under way and has committed at least one migration.
   bool LocalRunCommitting() const;
   // Whether an automatic run has something to do in `view`.
@@ -193,14 +211,19 @@ class Coordinator {
   void SleepUnlessStopped(absl::Duration d);
 
   const CoordinatorOptions options_;
-  const MigrationSet set_;
   const std::unique_ptr<Store> store_;
   const std::unique_ptr<ChangeFeed> feed_;
-  Runner runner_;
   RunCounters counters_;
   std::atomic<bool> stopping_{false};
 
+  // Serialises set re-reads; the fingerprint of the directory last read.
+  absl::Mutex reload_mu_;
+  std::string set_fingerprint_ ABSL_GUARDED_BY(reload_mu_);
+
   mutable absl::Mutex snapshot_mu_;
+  std::shared_ptr<const MigrationSet> set_ ABSL_GUARDED_BY(snapshot_mu_);
+  // Why the last re-read of the set failed ("" when it loaded).
+  std::string set_error_ ABSL_GUARDED_BY(snapshot_mu_);
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
   bool local_run_ ABSL_GUARDED_BY(snapshot_mu_) = false;
   // Rows this run committed (PublishCommitted), merged into every snapshot.

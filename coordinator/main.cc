@@ -329,6 +329,8 @@ int Main(int argc, char** argv) {
   // The schema as each run leaves it, for validate's drift check.
   auto describe_schema = [database_url, schema] { return DescribeSchema(database_url, schema); };
   options.runner.describe_schema = describe_schema;
+  // The same checks at start and whenever the set is re-read from disk
+  // (LoadLintedSet only reads files).
   LintPolicy lint_policy;
   lint_policy.mode = lint_mode == "warn" ? LintMode::kWarn : LintMode::kError;
   lint_policy.options.default_lock_timeout = options.runner.lock_timeout;
@@ -341,15 +343,21 @@ int Main(int argc, char** argv) {
     }
     lint_policy.lint_from = *version;
   }
-  std::vector<std::string> warnings;
-  absl::StatusOr<MigrationSet> set = LoadLintedSet(migrations_dir, lint_policy, &warnings);
-  for (const std::string& warning : warnings) LogWarning("%s", warning);
+  auto load_set = [migrations_dir, lint_policy]() -> absl::StatusOr<MigrationSet> {
+    std::vector<std::string> warnings;
+    absl::StatusOr<MigrationSet> set = LoadLintedSet(migrations_dir, lint_policy, &warnings);
+    for (const std::string& warning : warnings) LogWarning("%s", warning);
+    return set;
+  };
+  absl::StatusOr<MigrationSet> set = load_set();
   if (!set.ok()) {
     LogError("refusing to start: %s", set.status().message());
     return kExitUsage;
   }
   LogInfo("loaded %d migration(s) from %s (head %d)", set->migrations().size(), migrations_dir,
           set->Head());
+  options.load_set = load_set;
+  options.set_fingerprint = [migrations_dir] { return DirectoryFingerprint(migrations_dir); };
 
   PgStoreOptions store_options;
   store_options.conninfo = database_url;
@@ -429,8 +437,9 @@ int Main(int argc, char** argv) {
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) == 0) {
     if (signal_number == SIGHUP) {
-      LogInfo("SIGHUP: re-reading the database state%s",
+      LogInfo("SIGHUP: re-reading the migration set, the database state%s",
               policy->enabled() ? " and the token files" : "");
+      coordinator.ReloadSetIfChanged();
       coordinator.RequestRefresh();
       if (policy->enabled()) {
         absl::StatusOr<AccessTokens> tokens = ReadTokens(access);

@@ -122,7 +122,8 @@ void RpcMetrics::Render(std::string* out) {
 std::string RenderMetrics(Coordinator& coordinator, RpcMetrics* rpc) {
   const std::shared_ptr<const Snapshot> snap = coordinator.snapshot();
   const SchemaView& view = snap->view;
-  const MigrationSet& set = coordinator.set();
+  const std::shared_ptr<const MigrationSet> current = coordinator.set();
+  const MigrationSet& set = *current;
   int pending = 0, dirty = 0;
   for (const Migration& m : set.migrations()) pending += view.db.Find(m.version) == nullptr;
   for (const AppliedMigration& row : view.db.applied) dirty += row.dirty;

@@ -430,6 +430,29 @@ absl::StatusOr<MigrationSet> MigrationSet::LoadDirectory(const std::string& dir,
       warnings);
 }
 
+absl::StatusOr<std::string> DirectoryFingerprint(const std::string& dir) {
+  DIR* handle = opendir(dir.c_str());
+  if (handle == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": cannot open the migrations directory: ", std::strerror(errno)));
+  }
+  std::vector<std::string> entries;
+  while (struct dirent* entry = readdir(handle)) {
+    const std::string name = entry->d_name;
+    struct stat st;
+    // stat follows symlinks: a Kubernetes ConfigMap swaps its files behind them.
+    if (name == "." || name == ".." || stat(absl::StrCat(dir, "/", name).c_str(), &st) != 0 ||
+        !S_ISREG(st.st_mode)) {
+      continue;
+    }
+    entries.push_back(absl::StrCat(name, "\t", st.st_size, "\t", st.st_mtim.tv_sec, ".",
+                                   st.st_mtim.tv_nsec, "\t", st.st_ino));
+  }
+  closedir(handle);
+  std::sort(entries.begin(), entries.end());
+  return absl::StrJoin(entries, "\n");
+}
+
 absl::StatusOr<MigrationSet> MigrationSet::LoadFiles(
     const std::string& dir, const std::map<std::string, std::string>& files,
     std::vector<std::string>* warnings) {

@@ -106,6 +106,11 @@ class MigrationSet {
   std::vector<Migration> migrations_;
 };
 
+// A cheap fingerprint of the migration files in `dir` (names, sizes and
+// modification times; no content read): it changes when a file is added,
+// removed or edited, so a coordinator knows when to re-read the set.
+absl::StatusOr<std::string> DirectoryFingerprint(const std::string& dir);
+
 // Parses the leading comment lines of `content` (a file at `path`).
 // Unknown or malformed directives fail with "path:line: ...".
 absl::StatusOr<Directives> ParseDirectives(absl::string_view path,

@@ -338,10 +338,15 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::Plan(grpc::CallbackServerContext*
                                                      ValidatePlanRequest(*request)))) {
     return refused;
   }
-  absl::Status status = BuildPlan(*coordinator_->snapshot(), coordinator_->options().runner,
-                                  *request, response);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpc(status));
+  // The plan of the set on disk now: re-read it first (file I/O, off the
+  // reaction thread).
+  Coordinator* coordinator = coordinator_;
+  coordinator_->RunOffThread([coordinator, reactor, request, response] {
+    coordinator->ReloadSetIfChanged();
+    reactor->Finish(ToGrpc(
+        BuildPlan(*coordinator->snapshot(), coordinator->options().runner, *request, response)));
+  });
   return reactor;
 }
 
@@ -350,13 +355,7 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
   grpc::Status admitted =
       guards_.Admit(*context, AccessRole::kOperator, ValidateApplyRequest(*request));
   if (!admitted.ok()) return new FinishedWriter<v1::RunProgress>(admitted);
-  const MigrationSet& set = coordinator_->set();
-  if (request->target_version() != 0 && set.Find(request->target_version()) == nullptr) {
-    return new FinishedWriter<v1::RunProgress>(grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("target version ", request->target_version(),
-                     " is not in the coordinator's migration set (head ", set.Head(), ")")));
-  }
+  // The target is checked by the run, against the set re-read from disk.
   if (request->dry_run()) {
     // The plan, as progress messages; nothing is executed.
     v1::PlanRequest plan_request;
@@ -365,6 +364,11 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
     absl::Status planned = BuildPlan(*coordinator_->snapshot(), coordinator_->options().runner,
                                      plan_request, &plan);
     if (!planned.ok()) return new FinishedWriter<v1::RunProgress>(ToGrpc(planned));
+    // Exits as the real apply would: refused (FAILED_PRECONDITION) when the
+    // plan is blocked, "not done" (held_back) when breaking steps would wait.
+    const RunPlan decided = OperatorApplyPlan(*coordinator_->snapshot(),
+                                              coordinator_->options().runner,
+                                              request->target_version());
     auto stream = std::make_shared<RunStream>();
     stream->Start(stream);
     for (const v1::PlanStep& step : plan.steps()) {
@@ -373,17 +377,26 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
       event.version = step.version();
       event.name = step.name();
       event.statement_count = step.statements_size();
-      event.message = absl::StrCat("dry run: would apply (", step.transactional() ? "transaction" : "no-transaction",
-                                   step.breaking() ? ", breaking" : "", ")");
+      event.message =
+          step.held_back()
+              ? absl::StrCat("dry run: held back: ", step.held_back_reason())
+              : absl::StrCat("dry run: would apply (",
+                             step.transactional() ? "transaction" : "no-transaction",
+                             step.breaking() ? ", breaking" : "", ")");
       stream->Push(event);
     }
     RunEvent end;
     end.kind = RunEvent::Kind::kRunFinished;
-    end.message = absl::StrCat("dry run: ", plan.steps_size(),
+    end.held_back = static_cast<int>(decided.pending.size() - decided.steps.size());
+    end.message = absl::StrCat("dry run: ", decided.steps.size(),
                                " migration(s) would apply; nothing was executed",
                                plan.note().empty() ? "" : "; ", plan.note());
     stream->Push(end);
-    stream->Complete(grpc::Status::OK);
+    const bool refused = decided.stopped() && decided.blocker.kind != BlockerKind::kBreakingHeld;
+    stream->Complete(refused ? ToGrpc(absl::FailedPreconditionError(
+                                   absl::StrCat("dry run: the apply would refuse: ",
+                                                decided.blocker.message)))
+                             : grpc::Status::OK);
     return stream.get();
   }
   if (request->rehearse()) {
@@ -460,27 +473,35 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Rollback(
   rollback.target_version = request->target_version();
   rollback.actor = Actor(context, request->actor());
   if (request->dry_run()) {
+    // The plan the real rollback makes, with its refusals and exit code.
     const std::shared_ptr<const Snapshot> snap = coordinator_->snapshot();
+    PlanRequest plan_request;
+    plan_request.direction = PlanRequest::Direction::kDown;
+    plan_request.target_version = rollback.target_version;
+    StepDefaults defaults;
+    defaults.lock_timeout = coordinator_->options().runner.lock_timeout;
+    defaults.statement_timeout = coordinator_->options().runner.statement_timeout;
+    const RunPlan plan = PlanRun(*snap->view.set, snap->view.db, plan_request, defaults);
     auto stream = std::make_shared<RunStream>();
     stream->Start(stream);
-    int n = 0;
-    for (auto it = snap->view.db.applied.rbegin(); it != snap->view.db.applied.rend(); ++it) {
-      if (it->version <= rollback.target_version) break;
-      const Migration* m = coordinator_->set().Find(it->version);
+    for (const PlanStep& step : plan.steps) {
       RunEvent event;
       event.kind = RunEvent::Kind::kMigrationStarted;
-      event.version = it->version;
-      event.name = it->name;
-      event.message = m == nullptr || !m->down ? "dry run: NO DOWN MIGRATION: the rollback would refuse"
-                                               : "dry run: would roll back";
+      event.version = step.migration->version;
+      event.name = step.migration->name;
+      event.statement_count = static_cast<int>(step.script->statements.size());
+      event.message = "dry run: would roll back";
       stream->Push(event);
-      ++n;
     }
     RunEvent end;
     end.kind = RunEvent::Kind::kRunFinished;
-    end.message = absl::StrCat("dry run: ", n, " migration(s) would be rolled back; nothing was executed");
+    end.message = plan.blocked()
+                      ? absl::StrCat("dry run: the rollback would refuse: ", plan.blocker.message)
+                      : absl::StrCat("dry run: ", plan.steps.size(),
+                                     " migration(s) would be rolled back; nothing was executed");
     stream->Push(end);
-    stream->Complete(grpc::Status::OK);
+    stream->Complete(plan.blocked() ? ToGrpc(absl::FailedPreconditionError(end.message))
+                                    : grpc::Status::OK);
     return stream.get();
   }
   LogInfo("rollback to %d requested by %s", rollback.target_version, rollback.actor);
@@ -578,25 +599,28 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::Validate(grpc::CallbackServerCont
     return refused;
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const std::shared_ptr<const Snapshot> snap = coordinator_->snapshot();
-  if (!snap->view.database_available) {
-    reactor->Finish(ToGrpc(absl::UnavailableError(
-        absl::StrCat("cannot reach the database: ", snap->view.database_error))));
-    return reactor;
-  }
-  for (const std::string& problem : ValidateState(coordinator_->set(), snap->view.db)) {
-    response->add_problems(problem);
-  }
-  if (!options_.describe_schema) {
-    response->mutable_schema()->set_note("the live-schema check is off in this coordinator");
-    response->set_ok(response->problems_size() == 0);
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-  // Describing the schema reads the catalogs: on the worker thread.
+  // Re-reading the set and describing the schema touch files and the
+  // catalogs: on the worker thread.
   Coordinator* coordinator = coordinator_;
   auto describe = options_.describe_schema;
   coordinator_->RunOffThread([coordinator, describe, reactor, response] {
+    coordinator->ReloadSetIfChanged();
+    const std::shared_ptr<const Snapshot> snap = coordinator->snapshot();
+    if (!snap->view.database_available) {
+      reactor->Finish(ToGrpc(absl::UnavailableError(
+          absl::StrCat("cannot reach the database: ", snap->view.database_error))));
+      return;
+    }
+    if (!snap->view.set_error.empty()) response->add_problems(snap->view.set_error);
+    for (const std::string& problem : ValidateState(*snap->view.set, snap->view.db)) {
+      response->add_problems(problem);
+    }
+    if (!describe) {
+      response->mutable_schema()->set_note("the live-schema check is off in this coordinator");
+      response->set_ok(response->problems_size() == 0);
+      reactor->Finish(grpc::Status::OK);
+      return;
+    }
     CheckSchemaDrift(coordinator->store(), describe, response->mutable_schema());
     if (response->schema().drifted()) {
       SchemaDiff diff;

@@ -20,6 +20,10 @@
 namespace schemagate {
 namespace {
 
+// SQLSTATE lock_not_available: lock_timeout tripped.
+constexpr char kLockNotAvailable[] = "55P03";
+
+
 // Bookkeeping layout version, stored in meta.meta_version.
 // 2: meta.hold_above (rollback holds).
 // 3: table schema_record (the schema recorded after each run).
@@ -177,8 +181,8 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
       "SELECT instance_id, app, app_version, known_version, required_version, coordinator_id, "
       "(extract(epoch FROM first_seen) * 1000000)::bigint, "
       "(extract(epoch FROM last_seen) * 1000000)::bigint, "
-      "(extract(epoch FROM lease_expires) * 1000000)::bigint FROM ",
-      names.instances, " WHERE lease_expires > now() ORDER BY instance_id"));
+      "(extract(epoch FROM lease_expires) * 1000000)::bigint, lease_expires > now() FROM ",
+      names.instances, " WHERE lease_expires > now() - interval '1 hour' ORDER BY instance_id"));
   state.live_instances.reserve(instances.size());
   for (const pqxx::row& row : instances) {
     InstanceRecord i;
@@ -191,7 +195,7 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
     i.first_seen = FromMicros(row[6]);
     i.last_seen = FromMicros(row[7]);
     i.lease_expires = FromMicros(row[8]);
-    state.live_instances.push_back(std::move(i));
+    (row[9].as<bool>() ? state.live_instances : state.lapsed_instances).push_back(std::move(i));
   }
   tx.commit();
   return state;
@@ -766,6 +770,7 @@ class PgRunSession : public RunSession {
     failure->name = record.name;
     failure->checksum = record.checksum;
     failure->sqlstate = e.sqlstate();
+    failure->lock_timeout = failure->sqlstate == kLockNotAvailable;
     failure->message = CleanMessage(e.what());
     failure->statement_index = current >= 0 ? current + 1 : 0;
     failure->line = current >= 0 ? statements[current].line : 0;
@@ -980,8 +985,11 @@ absl::Status PgStore::RemoveInstances(const std::vector<std::string>& ids,
     pqxx::work tx(conn);
     for (const std::string& id : ids) {
       pqxx::result gone = tx.exec_params(
-          absl::StrCat("DELETE FROM ", names.instances,
-                       " WHERE instance_id = $1 RETURNING app, app_version"),
+          // The row stays (lapsed) for an hour: the breaking gate's grace
+          // period counts from the last old instance seen.
+          absl::StrCat("UPDATE ", names.instances,
+                       " SET lease_expires = now() WHERE instance_id = $1"
+                       " AND lease_expires > now() RETURNING app, app_version"),
           id);
       if (gone.empty()) continue;
       tx.exec_params(absl::StrCat("INSERT INTO ", names.events,

@@ -124,7 +124,19 @@ void ToProto(const EventRecord& event, v1::Event* out) {
   out->set_line(event.line);
 }
 
+void ToProto(const InstanceRecord& i, v1::Instance* out) {
+  out->set_instance_id(i.instance_id);
+  out->set_app(i.app);
+  out->set_app_version(i.app_version);
+  out->set_known_version(i.known_version);
+  out->set_required_version(i.required_version);
+  out->set_coordinator_id(i.coordinator_id);
+  SetTime(i.first_seen, out->mutable_first_seen());
+  SetTime(i.last_seen, out->mutable_last_seen());
+}
+
 void ToProto(const RunEvent& event, v1::RunProgress* out) {
+  out->set_held_back(event.held_back);
   switch (event.kind) {
     case RunEvent::Kind::kLockWait: out->set_kind(v1::LOCK_WAIT); break;
     case RunEvent::Kind::kLockAcquired: out->set_kind(v1::LOCK_ACQUIRED); break;
@@ -175,31 +187,65 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
   out->set_database(database);
   SetTime(snapshot.refreshed_at, out->mutable_refreshed_at());
   out->set_run_epoch(db.run_epoch);
+  out->set_set_error(view.set_error);
 
-  const bool failure_blocks = db.failure && db.Find(db.failure->version) == nullptr;
   if (!view.database_available) {
     out->set_state(v1::DATABASE_UNAVAILABLE);
     out->set_message(RedactSecrets(absl::StrCat("cannot reach the database: ", view.database_error)));
-  } else if (out->dirty_versions_size() > 0) {
+    return;
+  }
+  // What an automatic run would do (DESIGN.md "One run plan"), without the
+  // grace period: live instances that predate a breaking migration block it.
+  PlanRequest request = AutomaticRequest();
+  request.breaking_gate = [](const Migration& m, const DatabaseState& state) {
+    return InstancesBelow(state, m.version).empty();
+  };
+  const RunPlan plan = PlanRun(set, db, request, StepDefaults());
+  const PlanBlocker& blocker = plan.blocker;
+  const bool failed = db.failure && db.Find(db.failure->version) == nullptr &&
+                      (blocker.kind == BlockerKind::kFailed || options.manual);
+  // Running is not failing: a dirty row or a failure is what the run in
+  // progress is working on; "not current" (exit 1), never FAILED.
+  if (view.run_in_progress && (blocker.kind == BlockerKind::kDirty || failed)) {
+    out->set_state(v1::RUNNING);
+    const AppliedMigration* row = db.Find(blocker.version);
+    out->set_message(
+        blocker.kind == BlockerKind::kDirty && row != nullptr
+            ? absl::StrCat("a run is under way: no-transaction migration ", row->version, " (",
+                           row->name, ") at statement ", row->statements_done + 1, "; ",
+                           pending, " pending")
+            : absl::StrCat("a run is under way, retrying migration ", db.failure->version,
+                           "; ", pending, " pending"));
+  } else if (blocker.kind == BlockerKind::kDirty) {
     out->set_state(v1::DIRTY);
-    out->set_message(absl::StrCat("version ", out->dirty_versions(0),
-                                  " is dirty; check the database, then 'schemagatectl repair'"));
-  } else if (!view.conflicts.empty()) {
+    out->set_message(blocker.message);
+  } else if (blocker.kind == BlockerKind::kConflict) {
     out->set_state(v1::CONFLICT);
     out->set_message(absl::StrCat("the migration set disagrees with the database: ",
                                   absl::StrJoin(view.conflicts, "; ")));
-  } else if (failure_blocks) {
+  } else if (failed) {
     out->set_state(v1::SET_FAILED);
     out->set_message(absl::StrCat("migration ", db.failure->version, " failed [",
-                                  db.failure->sqlstate, "]: ", db.failure->message));
+                                  db.failure->sqlstate, "]: ", db.failure->message,
+                                  options.manual ? "; fix it, then 'schemagatectl apply'" : ""));
   } else if (view.run_in_progress && pending > 0) {
     out->set_state(v1::RUNNING);
     out->set_message(absl::StrCat("a run is under way; ", pending, " pending"));
+  } else if (plan.steps.empty() && blocker.kind == BlockerKind::kBreakingHeld &&
+             !blocker.instances.empty()) {
+    out->set_state(v1::SET_BLOCKED);
+    out->set_message(blocker.message);
+    out->set_blocked_version(blocker.version);
+    for (const InstanceRecord& i : blocker.instances) {
+      ToProto(i, out->add_blocking_instances());
+    }
   } else if (pending > 0) {
     out->set_state(v1::BEHIND);
-    out->set_message(absl::StrCat(pending, " migration(s) pending",
-                                  options.manual ? " (--apply=manual: run 'schemagatectl apply')"
-                                                 : ""));
+    out->set_message(absl::StrCat(
+        pending, " migration(s) pending",
+        plan.steps.empty() && plan.blocked() ? absl::StrCat(": ", blocker.message)
+        : options.manual                     ? " (--apply=manual: run 'schemagatectl apply')"
+                                             : ""));
   } else {
     out->set_state(v1::CURRENT);
     out->set_message(absl::StrCat("every migration is applied; schema at version ",
@@ -249,6 +295,22 @@ void BuildMigrations(const Snapshot& snapshot, v1::ListMigrationsResponse* out) 
   }
 }
 
+RunPlan OperatorApplyPlan(const Snapshot& snapshot, const RunnerOptions& runner,
+                          int64_t target_version) {
+  // No grace period for an operator, but live instances that predate a
+  // breaking migration hold it back (unless --allow-breaking).
+  PlanRequest request;
+  request.target_version = target_version;
+  request.retry_failed = true;
+  request.breaking_gate = [](const Migration& m, const DatabaseState& state) {
+    return InstancesBelow(state, m.version).empty();
+  };
+  StepDefaults defaults;
+  defaults.lock_timeout = runner.lock_timeout;
+  defaults.statement_timeout = runner.statement_timeout;
+  return PlanRun(*snapshot.view.set, snapshot.view.db, request, defaults);
+}
+
 absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
                        const v1::PlanRequest& request, v1::PlanResponse* out) {
   const SchemaView& view = snapshot.view;
@@ -262,34 +324,45 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
                                                    " is not in the migration set (head ",
                                                    set.Head(), ")"));
   }
-  const int64_t target = request.target_version() == 0 ? set.Head() : request.target_version();
-  for (const Migration& m : set.migrations()) {
-    if (m.version > target) break;
-    if (view.db.Find(m.version) != nullptr) continue;
+  StepDefaults defaults;
+  defaults.lock_timeout = runner.lock_timeout;
+  defaults.statement_timeout = runner.statement_timeout;
+  const RunPlan plan = OperatorApplyPlan(snapshot, runner, request.target_version());
+  LintOptions lint;
+  lint.default_lock_timeout = runner.lock_timeout;
+  for (const Migration* m : plan.pending) {
+    const bool runs = out->steps_size() < static_cast<int>(plan.steps.size());
     v1::PlanStep* step = out->add_steps();
-    step->set_version(m.version);
-    step->set_name(m.name);
+    step->set_version(m->version);
+    step->set_name(m->name);
     step->set_direction("up");
-    step->set_transactional(m.transactional());
-    step->set_breaking(m.breaking());
-    SetDuration(m.up.directives.lock_timeout.value_or(runner.lock_timeout),
-                step->mutable_lock_timeout());
-    SetDuration(m.up.directives.statement_timeout.value_or(runner.statement_timeout),
-                step->mutable_statement_timeout());
-    for (const SqlStatement& s : m.up.statements) step->add_statements(s.text);
-    LintOptions lint;
-    lint.default_lock_timeout = runner.lock_timeout;
-    for (const LintFinding& f : LintMigration(m, lint)) {
+    step->set_transactional(m->transactional());
+    step->set_breaking(m->breaking());
+    const StatementLimits limits = LimitsFor(m->up, defaults);
+    SetDuration(limits.lock_timeout, step->mutable_lock_timeout());
+    SetDuration(limits.statement_timeout, step->mutable_statement_timeout());
+    for (const SqlStatement& s : m->up.statements) step->add_statements(s.text);
+    for (const LintFinding& f : LintMigration(*m, lint)) {
       step->add_findings(absl::StrCat(f.path, ":", f.line, ": ", LintSeverityName(f.severity),
                                       ": ", f.message, " [", f.rule, "] fix: ", f.fix));
+    }
+    if (!runs && plan.blocked()) {
+      step->set_held_back(true);
+      step->set_held_back_reason(m->version == plan.blocker.version
+                                     ? plan.blocker.message
+                                     : absl::StrCat("waits for ", plan.blocker.version));
     }
   }
   if (!view.database_available) {
     out->set_note(RedactSecrets(absl::StrCat("the database is unreachable (", view.database_error,
                                              "); the plan assumes the last state seen")));
-  } else if (!view.conflicts.empty()) {
-    out->set_note("nothing will run: the set disagrees with the database (see status)");
-  } else if (view.db.failure && view.db.Find(view.db.failure->version) == nullptr) {
+  } else if (plan.stopped() && plan.blocker.kind != BlockerKind::kBreakingHeld) {
+    out->set_note(absl::StrCat("nothing will run: ", plan.blocker.message));
+  } else if (plan.blocker.kind == BlockerKind::kBreakingHeld) {
+    out->set_note(absl::StrCat(plan.steps.size(), " migration(s) would apply; ",
+                               plan.pending.size() - plan.steps.size(), " held back: ",
+                               plan.blocker.message));
+  } else if (plan.clears_failure) {
     out->set_note(absl::StrCat("the last run failed on ", view.db.failure->version,
                                "; 'schemagatectl apply' retries it"));
   } else if (out->steps_size() == 0) {
@@ -302,14 +375,7 @@ void BuildInstances(const Snapshot& snapshot, v1::ListInstancesResponse* out) {
   std::map<std::pair<std::string, std::string>, int> counts;
   for (const InstanceRecord& i : snapshot.view.db.live_instances) {
     v1::Instance* instance = out->add_instances();
-    instance->set_instance_id(i.instance_id);
-    instance->set_app(i.app);
-    instance->set_app_version(i.app_version);
-    instance->set_known_version(i.known_version);
-    instance->set_required_version(i.required_version);
-    instance->set_coordinator_id(i.coordinator_id);
-    SetTime(i.first_seen, instance->mutable_first_seen());
-    SetTime(i.last_seen, instance->mutable_last_seen());
+    ToProto(i, instance);
     AppTarget target;
     target.known_version = i.known_version;
     target.required_version = i.required_version;

@@ -34,11 +34,15 @@ ReadinessAnswer FromProto(const v1::Readiness& in);
 void ToProto(const SqlFailure& failure, v1::Failure* out);
 void ToProto(const EventRecord& event, v1::Event* out);
 void ToProto(const RunEvent& event, v1::RunProgress* out);
+void ToProto(const InstanceRecord& instance, v1::Instance* out);
 
 // GetStatus / ListMigrations / Plan from a snapshot.
 void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
                  const std::string& schema, const std::string& database, v1::Status* out);
 void BuildMigrations(const Snapshot& snapshot, v1::ListMigrationsResponse* out);
+// What an operator's `apply` up to `target_version` (0: head) would do now.
+RunPlan OperatorApplyPlan(const Snapshot& snapshot, const RunnerOptions& runner,
+                          int64_t target_version);
 absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
                        const v1::PlanRequest& request, v1::PlanResponse* out);
 

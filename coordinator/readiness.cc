@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/run_plan.h"
 
 namespace schemagate {
 
@@ -40,23 +41,6 @@ AppTarget ResolveTarget(const AppTarget& target, const MigrationSet& set) {
   return out;
 }
 
-std::vector<std::string> FindConflicts(const MigrationSet& set, const DatabaseState& db) {
-  std::vector<std::string> conflicts;
-  for (const AppliedMigration& applied : db.applied) {
-    const Migration* m = set.Find(applied.version);
-    if (m == nullptr) {
-      conflicts.push_back(absl::StrCat("version ", applied.version, " (", applied.name,
-                                       ") is applied but has no file in the migration set"));
-    } else if (m->checksum != applied.checksum) {
-      conflicts.push_back(absl::StrCat("version ", applied.version, " (", m->up.path,
-                                       ") was edited after it was applied: checksum ",
-                                       m->checksum.substr(0, 12), "… differs from applied ",
-                                       applied.checksum.substr(0, 12), "…"));
-    }
-  }
-  return conflicts;
-}
-
 std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseState& db) {
   std::vector<std::string> problems = FindConflicts(set, db);
   for (const AppliedMigration& row : db.applied) {
@@ -87,6 +71,22 @@ std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseSt
   return problems;
 }
 
+namespace {
+
+// Every version up to `r` that is not applied cleanly (absent or dirty).
+std::vector<const Migration*> NeededVersions(const MigrationSet& set, const DatabaseState& db,
+                                             int64_t r) {
+  std::vector<const Migration*> needed;
+  for (const Migration& m : set.migrations()) {
+    if (m.version > r) break;
+    const AppliedMigration* applied = db.Find(m.version);
+    if (applied == nullptr || applied->dirty) needed.push_back(&m);
+  }
+  return needed;
+}
+
+}  // namespace
+
 ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView& view) {
   const MigrationSet& set = *view.set;
   const AppTarget target = ResolveTarget(raw_target, set);
@@ -106,19 +106,6 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
   const DatabaseState& db = view.db;
   answer.applied_version = db.AppliedHead();
 
-  for (const AppliedMigration& row : db.applied) {
-    if (row.dirty) {
-      answer.state = ReadinessState::kFailed;
-      answer.blocking_version = row.version;
-      answer.message = absl::StrCat(
-          "migration ", row.version, " (", row.name,
-          ") is dirty: a no-transaction migration stopped part-way (statement ",
-          row.statements_done + 1,
-          "); an operator must check the database and run 'schemagatectl repair'");
-      return answer;
-    }
-  }
-
   for (const auto& [version, checksum] : target.checksums) {
     const AppliedMigration* applied = db.Find(version);
     if (applied != nullptr && applied->checksum != checksum) {
@@ -134,7 +121,7 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
   }
 
   for (const AppliedMigration& row : db.applied) {
-    if (row.version <= k) continue;
+    if (row.version <= k || row.dirty) continue;
     const Migration* m = set.Find(row.version);
     if (m != nullptr && m->breaking()) {
       answer.state = ReadinessState::kIncompatible;
@@ -147,13 +134,6 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
     }
   }
 
-  // Versions the app needs that are not applied yet.
-  std::vector<const Migration*> needed;
-  for (const Migration& m : set.migrations()) {
-    if (m.version > r) break;
-    const AppliedMigration* applied = db.Find(m.version);
-    if (applied == nullptr) needed.push_back(&m);
-  }
   const bool r_known = r == 0 || set.Find(r) != nullptr || db.Find(r) != nullptr;
   if (!r_known) {
     answer.state = ReadinessState::kUnknownVersion;
@@ -163,71 +143,115 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
         set.Head(), "; deploy the coordinator with the new migrations first");
     return answer;
   }
+  const std::vector<const Migration*> needed = NeededVersions(set, db, r);
   if (needed.empty()) {
     answer.state = ReadinessState::kReady;
     answer.message = absl::StrCat("schema is at version ", answer.applied_version,
                                   "; the app needs ", r);
     return answer;
   }
-  const Migration* next = needed.front();
-  answer.blocking_version = next->version;
+  answer.blocking_version = needed.front()->version;
 
-  if (db.failure && db.failure->version <= r) {
-    const SqlFailure& f = *db.failure;
-    answer.state = ReadinessState::kFailed;
-    answer.blocking_version = f.version;
-    answer.message = absl::StrCat(
-        "migration ", f.version, " (", f.name, ") failed", f.sqlstate.empty() ? "" : " [",
-        f.sqlstate, f.sqlstate.empty() ? "" : "]",
-        f.statement_index > 0 ? absl::StrCat(" at statement ", f.statement_index, " (line ",
-                                             f.line, ")")
-                              : "",
-        ": ", f.message,
-        "; fix the file and redeploy the coordinator, or retry with 'schemagatectl apply'");
+  // What an automatic run would do next (DESIGN.md "One run plan"). Readiness
+  // does not wait out the grace period: old live instances make BLOCKED.
+  PlanRequest request = AutomaticRequest();
+  request.target_version = set.Find(r) != nullptr ? r : 0;
+  request.breaking_gate = [](const Migration& m, const DatabaseState& state) {
+    return InstancesBelow(state, m.version).empty();
+  };
+  const RunPlan plan = PlanRun(set, db, request, StepDefaults());
+  const PlanBlocker& blocker = plan.blocker;
+  // Running is not failing: while a run holds the lock, a dirty row is the
+  // no-transaction migration it is executing, and a recorded failure is
+  // what that run is retrying.
+  auto migrating = [&](const std::string& what) {
+    answer.state = ReadinessState::kMigrating;
+    answer.message = what;
     return answer;
-  }
-  if (!view.conflicts.empty()) {
-    answer.state = ReadinessState::kFailed;
-    answer.message = absl::StrCat(
-        "the coordinator's migration set disagrees with the database (",
-        absl::StrJoin(view.conflicts, "; "),
-        "); nothing runs until an operator resolves it ('schemagatectl validate')");
-    return answer;
-  }
-  for (const Migration* m : needed) {
-    if (!m->breaking()) continue;
-    const bool old_instance_live =
-        std::any_of(view.live_known_versions.begin(), view.live_known_versions.end(),
-                    [&](int64_t live_k) { return live_k < m->version; });
-    if (old_instance_live) {
-      answer.state = ReadinessState::kBlocked;
-      answer.blocking_version = m->version;
+  };
+  switch (blocker.kind) {
+    case BlockerKind::kDirty: {
+      answer.blocking_version = blocker.version;
+      const AppliedMigration* row = db.Find(blocker.version);
+      const Migration* m = set.Find(blocker.version);
+      if (view.run_in_progress) {
+        return migrating(absl::StrCat(
+            "applying no-transaction migration ", m != nullptr ? m->Label() : row->name,
+            ": statement ", row->statements_done + 1,
+            m != nullptr ? absl::StrCat(" of ", m->up.statements.size()) : "", " (",
+            needed.size(), " pending up to ", r, ")"));
+      }
+      answer.state = ReadinessState::kFailed;
       answer.message = absl::StrCat(
-          "breaking migration ", m->version, " (", m->name,
-          ") waits until no live instance needs the old schema");
+          "migration ", row->version, " (", row->name,
+          ") is dirty: a no-transaction migration stopped part-way (statement ",
+          row->statements_done + 1,
+          "); an operator must check the database and run 'schemagatectl repair'");
       return answer;
     }
+    case BlockerKind::kConflict:
+      answer.state = ReadinessState::kFailed;
+      answer.message = absl::StrCat(
+          "the coordinator's migration set disagrees with the database (",
+          absl::StrJoin(FindConflicts(set, db), "; "),
+          "); nothing runs until an operator resolves it ('schemagatectl validate')");
+      return answer;
+    case BlockerKind::kFailed:
+      answer.blocking_version = blocker.version;
+      if (view.run_in_progress) {
+        return migrating(absl::StrCat("an operator's run is retrying migration ",
+                                      blocker.version, ", which failed before"));
+      }
+      answer.state = ReadinessState::kFailed;
+      answer.message = blocker.message;
+      return answer;
+    default:
+      break;
   }
-  if (view.run_in_progress) {
-    answer.state = ReadinessState::kMigrating;
-    answer.message = absl::StrCat("applying migrations; next needed: ", next->Label(), " (",
-                                  needed.size(), " pending up to ", r, ")");
+  // Under --apply=manual nothing retries a failed migration until an operator does.
+  if (view.manual && db.failure && db.Find(db.failure->version) == nullptr &&
+      db.failure->version <= r) {
+    const SqlFailure& f = *db.failure;
+    answer.blocking_version = f.version;
+    if (view.run_in_progress) {
+      return migrating(absl::StrCat("an operator's run is retrying migration ", f.version,
+                                    ", which failed before"));
+    }
+    answer.state = ReadinessState::kFailed;
+    answer.message = absl::StrCat(
+        "migration ", f.version, " (", f.name, ") failed", f.sqlstate.empty() ? "" : " [",
+        f.sqlstate, f.sqlstate.empty() ? "" : "]", ": ", f.message,
+        "; the coordinator runs with --apply=manual: fix the file and run 'schemagatectl apply'");
     return answer;
+  }
+  if (plan.steps.empty() && blocker.kind == BlockerKind::kBreakingHeld &&
+      !blocker.instances.empty()) {
+    answer.state = ReadinessState::kBlocked;
+    answer.blocking_version = blocker.version;
+    answer.message = blocker.message;
+    return answer;
+  }
+  const Migration* next = needed.front();
+  if (view.run_in_progress) {
+    return migrating(absl::StrCat("applying migrations; next needed: ", next->Label(), " (",
+                                  needed.size(), " pending up to ", r, ")"));
   }
   answer.state = ReadinessState::kPending;
-  if (view.db.hold_above && next->version > *view.db.hold_above) {
-    answer.message = absl::StrCat(
-        "version ", next->Label(), " is held: the schema was rolled back to ",
-        *view.db.hold_above, "; an operator resumes with 'schemagatectl apply'");
+  if (plan.steps.empty() && blocker.kind == BlockerKind::kHold) {
+    answer.message = blocker.message;
     return answer;
   }
+  const char* failed_note =
+      db.failure && db.Find(db.failure->version) == nullptr
+          ? " (the file of the migration that failed has changed: it is retried)"
+          : "";
   answer.message = view.manual
                        ? absl::StrCat(needed.size(), " migration(s) pending up to ", r, ", next ",
                                       next->Label(),
                                       "; the coordinator runs with --apply=manual: an operator "
                                       "must run 'schemagatectl apply'")
                        : absl::StrCat(needed.size(), " migration(s) pending up to ", r, ", next ",
-                                      next->Label(), "; a run will start shortly");
+                                      next->Label(), "; a run will start shortly", failed_note);
   return answer;
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "coordinator/migration_set.h"
+#include "coordinator/run_plan.h"
 #include "coordinator/store.h"
 
 namespace schemagate {
@@ -55,8 +56,9 @@ struct SchemaView {
   bool manual = false;
   // Disagreements between the set and the database (FindConflicts).
   std::vector<std::string> conflicts;
-  // K of every live instance of the fleet (for BLOCKED).
-  std::vector<int64_t> live_known_versions;
+  // Why the coordinator's last re-read of its migration set failed (it
+  // keeps the set it had); "" when the set on disk loaded.
+  std::string set_error;
 };
 
 struct ReadinessAnswer {
@@ -84,9 +86,6 @@ AppTarget ResolveTarget(const AppTarget& target, const MigrationSet& set);
 // Applies the fleet rules. REQUIRES: view.set != nullptr.
 ReadinessAnswer EvaluateReadiness(const AppTarget& target, const SchemaView& view);
 
-// Lists where the set and the database disagree: an applied checksum that
-// differs from the file's, an applied version with no file in the set.
-std::vector<std::string> FindConflicts(const MigrationSet& set, const DatabaseState& db);
 
 // Everything `schemagatectl validate` reports: the conflicts above, dirty
 // rows, a recorded failure, pending versions older than the applied head

@@ -31,16 +31,6 @@ EventRecord NewEvent(const char* kind, const std::string& run_id, const std::str
   return event;
 }
 
-constexpr char kLockNotAvailable[] = "55P03";
-
-StatementLimits LimitsFor(const MigrationScript& script, const RunnerOptions& options) {
-  StatementLimits limits;
-  limits.lock_timeout = script.directives.lock_timeout.value_or(options.lock_timeout);
-  limits.statement_timeout =
-      script.directives.statement_timeout.value_or(options.statement_timeout);
-  return limits;
-}
-
 // The index name of a CREATE INDEX statement, or "".
 std::string IndexNameOf(const std::string& sql) {
   PgQueryProtobufParseResult result = pg_query_parse_protobuf(sql.c_str());
@@ -67,12 +57,6 @@ std::string DescribeFailure(const Migration& m, const SqlFailure& f) {
 }
 
 }  // namespace
-
-int CountInstancesBelow(const DatabaseState& state, int64_t version) {
-  int n = 0;
-  for (const InstanceRecord& i : state.live_instances) n += i.known_version < version;
-  return n;
-}
 
 std::string NewRunId() {
   static thread_local std::mt19937 rng(std::random_device{}());
@@ -137,23 +121,15 @@ absl::Status Runner::NoteDrift(RunSession* session, const std::string& run_id,
 Runner::Runner(Store* store, const MigrationSet* set, RunnerOptions options)
     : store_(store), set_(set), options_(std::move(options)) {}
 
-absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const ProgressSink& progress,
-                                         const std::atomic<bool>* cancelled) {
-  RunOutcome outcome;
-  outcome.run_id = NewRunId();
-  const std::string actor = request.actor.empty() ? options_.coordinator_id : request.actor;
-  auto emit = [&](RunEvent event) {
-    event.run_id = outcome.run_id;
-    event.applied = outcome.applied;
-    if (progress) progress(event);
-  };
-  const int64_t target = request.target_version == 0 ? set_->Head() : request.target_version;
-  if (request.target_version != 0 && set_->Find(request.target_version) == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "target version ", request.target_version, " is not in the migration set (head ",
-        set_->Head(), ")"));
-  }
+StepDefaults Runner::defaults() const {
+  StepDefaults d;
+  d.lock_timeout = options_.lock_timeout;
+  d.statement_timeout = options_.statement_timeout;
+  return d;
+}
 
+absl::StatusOr<std::unique_ptr<RunSession>> Runner::LockForRun(
+    const std::atomic<bool>* cancelled, const std::function<void(RunEvent)>& emit) {
   LockWaitOptions wait;
   wait.max_wait = options_.max_lock_wait;
   wait.cancelled = cancelled;
@@ -164,271 +140,8 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
     event.message = "another run holds the lock; waiting";
     emit(event);
   };
-  const absl::Time run_start = absl::Now();
-  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, store_->BeginRun(wait));
-  {
-    RunEvent event;
-    event.kind = RunEvent::Kind::kLockAcquired;
-    event.elapsed = absl::Now() - run_start;
-    emit(event);
-  }
-  RETURN_IF_ERROR(session->EnsureSchema());
-  // Never trust a cache: what to run is decided from this read, under the lock.
-  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
-
-  for (const AppliedMigration& row : state.applied) {
-    if (row.dirty) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "migration ", row.version, " (", row.name,
-          ") is dirty: a no-transaction migration stopped part-way; check the database, then "
-          "run 'schemagatectl repair'"));
-    }
-  }
-  std::vector<std::string> conflicts = FindConflicts(*set_, state);
-  if (!conflicts.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the migration set disagrees with the database: ", absl::StrJoin(conflicts, "; "),
-        "; nothing runs until an operator resolves it"));
-  }
-  // A rollback holds automatic runs below its target; an operator's apply lifts it.
-  const int64_t limit = request.respect_hold && state.hold_above
-                            ? std::min(target, *state.hold_above)
-                            : target;
-  if (!request.respect_hold && state.hold_above) RETURN_IF_ERROR(session->SetHold(std::nullopt));
-  std::vector<const Migration*> pending;
-  for (const Migration& m : set_->migrations()) {
-    if (m.version > limit) break;
-    if (state.Find(m.version) == nullptr) pending.push_back(&m);
-  }
-  if (state.failure) {
-    const Migration* failed = set_->Find(state.failure->version);
-    const bool unchanged = failed != nullptr && failed->checksum == state.failure->checksum;
-    const bool still_pending = state.Find(state.failure->version) == nullptr;
-    if (unchanged && still_pending && !request.retry_failed) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the last run failed on migration ", state.failure->version, ": ",
-          state.failure->message, " [SQLSTATE ", state.failure->sqlstate,
-          "]; fix the file and redeploy, or retry with 'schemagatectl apply'"));
-    }
-  }
-  if (pending.empty()) {
-    RunEvent event;
-    event.kind = RunEvent::Kind::kRunFinished;
-    event.elapsed = absl::Now() - run_start;
-    event.message = absl::StrCat("nothing to apply: the database is at ", state.AppliedHead());
-    emit(event);
-    return outcome;
-  }
-
-  if (!request.rehearse) {
-    RETURN_IF_ERROR(NoteDrift(session.get(), outcome.run_id, actor));
-    RETURN_IF_ERROR(TakeBackup(session.get(), outcome.run_id, actor, emit));
-  }
-  ASSIGN_OR_RETURN(const int64_t epoch, session->BumpEpoch());
-  if (state.failure) RETURN_IF_ERROR(session->SetFailure(std::nullopt));
-  {
-    EventRecord start = NewEvent("run_start", outcome.run_id, actor);
-    start.message = absl::StrCat("applying ", pending.size(), " migration(s) up to ", target,
-                                 " (epoch ", epoch, ")");
-    RETURN_IF_ERROR(session->RecordEvent(start));
-  }
-  LogInfo("run %s: epoch %d, %d migration(s) to apply up to %d", outcome.run_id, epoch,
-          pending.size(), target);
-
-  absl::Status result = absl::OkStatus();
-  std::string held_back_message;
-  for (const Migration* m : pending) {
-    if (cancelled != nullptr && cancelled->load()) {
-      result = absl::CancelledError("the coordinator is shutting down; the run stopped between migrations");
-      break;
-    }
-    if (m->breaking()) {
-      // Re-read under the lock just before it runs: who is live right now.
-      ASSIGN_OR_RETURN(DatabaseState now, session->ReadState());
-      const int old_instances = CountInstancesBelow(now, m->version);
-      if (!request.allow_breaking &&
-          !(request.breaking_gate && request.breaking_gate(*m, now))) {
-        ++outcome.held_back;
-        held_back_message = absl::StrCat(
-            "breaking migration ", m->Label(), " held back: ", old_instances,
-            " live instance(s) still need the schema before it",
-            old_instances > 0 ? "; it is applied once they are gone (or force it with "
-                                "'schemagatectl apply --allow-breaking')"
-                              : " (grace period running)");
-        LogInfo("run %s: %s", outcome.run_id, held_back_message);
-        break;
-      }
-      if (request.allow_breaking && old_instances > 0) {
-        EventRecord forced = NewEvent("breaking_forced", outcome.run_id, actor, m);
-        forced.message = absl::StrCat("applied with --allow-breaking while ", old_instances,
-                                      " live instance(s) need the old schema");
-        RETURN_IF_ERROR(session->RecordEvent(forced));
-        LogWarning("run %s: %s: %s (by %s)", outcome.run_id, m->Label(), forced.message, actor);
-      }
-    }
-    const absl::Time started = absl::Now();
-    const int count = static_cast<int>(m->up.statements.size());
-    RunEvent begin;
-    begin.kind = RunEvent::Kind::kMigrationStarted;
-    begin.version = m->version;
-    begin.name = m->name;
-    begin.statement_count = count;
-    emit(begin);
-    StepRecord record;
-    record.version = m->version;
-    record.name = m->name;
-    record.checksum = m->checksum;
-    record.run_id = outcome.run_id;
-    record.actor = actor;
-    record.up = true;
-    const StatementLimits limits = LimitsFor(m->up, options_);
-    int first = 0;
-    auto observer = [&](int index) {
-      first = index;
-      RunEvent event;
-      event.kind = RunEvent::Kind::kStatementStarted;
-      event.version = m->version;
-      event.name = m->name;
-      event.statement_index = index + 1;
-      event.statement_count = count;
-      event.elapsed = absl::Now() - started;
-      emit(event);
-    };
-    if (!m->transactional()) RETURN_IF_ERROR(session->MarkDirty(record));
-    absl::Duration backoff = options_.retry_backoff;
-    absl::Status status;
-    SqlFailure failure;
-    for (int attempt = 0;; ++attempt) {
-      failure = SqlFailure();
-      status = m->transactional()
-                   ? session->RunTransactional(m->up.statements, limits, record, observer, &failure)
-                   : session->RunNonTransactional(m->up.statements, first, limits, record,
-                                                  observer, &failure);
-      if (status.ok() || failure.sqlstate != kLockNotAvailable ||
-          attempt >= options_.lock_retries) {
-        break;
-      }
-      RunEvent retry;
-      retry.kind = RunEvent::Kind::kLockTimeoutRetry;
-      retry.version = m->version;
-      retry.name = m->name;
-      retry.elapsed = absl::Now() - started;
-      retry.message = absl::StrCat("lock_timeout (", absl::FormatDuration(limits.lock_timeout),
-                                   ") tripped: ", failure.message, "; retry ", attempt + 1, "/",
-                                   options_.lock_retries, " in ", absl::FormatDuration(backoff));
-      emit(retry);
-      LogWarning("run %s: %s: %s", outcome.run_id, m->Label(), retry.message);
-      // In history too: an operator asking why a rollout took long sees the waits.
-      EventRecord waited = NewEvent("lock_timeout", outcome.run_id, actor, m);
-      waited.duration = retry.elapsed;
-      waited.sqlstate = failure.sqlstate;
-      waited.message = retry.message;
-      status = session->RecordEvent(waited);
-      if (!status.ok()) break;
-      options_.sleep(backoff);
-      backoff = std::min(backoff * 2, absl::Seconds(30));
-    }
-    if (status.ok() && !m->transactional()) {
-      status = session->FinishDirty(record, absl::Now() - started);
-    }
-    if (!status.ok()) {
-      if (absl::IsFailedPrecondition(status) && !failure.sqlstate.empty()) {
-        const bool lock_exhausted = failure.sqlstate == kLockNotAvailable;
-        EventRecord event = NewEvent("failure", outcome.run_id, actor, m);
-        event.duration = absl::Now() - started;
-        event.sqlstate = failure.sqlstate;
-        event.message = failure.message;
-        event.statement_index = failure.statement_index;
-        event.line = failure.line;
-        // A migration that keeps timing out on its locks is not broken: the
-        // set stays pending and a later run tries again.
-        if (!lock_exhausted && m->transactional()) {
-          RETURN_IF_ERROR(session->SetFailure(failure));
-        }
-        RETURN_IF_ERROR(session->RecordEvent(event));
-        RunEvent failed;
-        failed.kind = RunEvent::Kind::kMigrationFailed;
-        failed.version = m->version;
-        failed.name = m->name;
-        failed.elapsed = absl::Now() - started;
-        failed.failure = failure;
-        failed.message = DescribeFailure(*m, failure);
-        emit(failed);
-        if (lock_exhausted) {
-          result = absl::UnavailableError(absl::StrCat(
-              "migration ", m->Label(), " could not take its locks within lock_timeout ",
-              absl::FormatDuration(limits.lock_timeout), " after ", options_.lock_retries + 1,
-              " tries (a long transaction holds them); the run will be tried again later"));
-        } else if (!m->transactional()) {
-          result = absl::FailedPreconditionError(absl::StrCat(
-              "no-transaction migration ", m->Label(), " failed at statement ",
-              failure.statement_index, " (", m->up.path, ":", failure.line, "): ",
-              failure.message, " [SQLSTATE ", failure.sqlstate,
-              "]; its row is left dirty: fix the database, then 'schemagatectl repair'"));
-        } else {
-          result = absl::FailedPreconditionError(DescribeFailure(*m, failure));
-        }
-      } else {
-        result = status;
-      }
-      break;
-    }
-    ++outcome.applied;
-    RunEvent done;
-    done.kind = RunEvent::Kind::kMigrationFinished;
-    done.version = m->version;
-    done.name = m->name;
-    done.statement_count = count;
-    done.elapsed = absl::Now() - started;
-    emit(done);
-    LogInfo("run %s: applied %s in %s", outcome.run_id, m->Label(),
-            absl::FormatDuration(absl::Now() - started));
-  }
-
-  if (absl::IsAborted(result)) return result;  // The connection is gone: record nothing.
-  if (!request.rehearse && (outcome.applied > 0 || !result.ok())) {
-    RecordSchema(session.get(), outcome.run_id);
-  }
-  EventRecord finish = NewEvent("run_finish", outcome.run_id, actor);
-  finish.duration = absl::Now() - run_start;
-  finish.message = result.ok() ? absl::StrCat("applied ", outcome.applied, " migration(s)",
-                                              held_back_message.empty() ? "" : "; ",
-                                              held_back_message)
-                               : absl::StrCat("stopped after ", outcome.applied,
-                                              " migration(s): ", result.message());
-  absl::Status recorded = session->RecordEvent(finish);
-  RunEvent end;
-  end.kind = RunEvent::Kind::kRunFinished;
-  end.elapsed = absl::Now() - run_start;
-  end.message = finish.message;
-  emit(end);
-  if (!result.ok()) return result;
-  RETURN_IF_ERROR(recorded);
-  return outcome;
-}
-
-}  // namespace schemagate
-
-namespace schemagate {
-namespace {
-
-// Takes the lock for an operator action, reporting waits, and prepares the
-// bookkeeping. The state is re-read under the lock by the caller.
-absl::StatusOr<std::unique_ptr<RunSession>> LockForRun(Store* store, const RunnerOptions& options,
-                                                       const std::atomic<bool>* cancelled,
-                                                       const std::function<void(RunEvent)>& emit) {
-  LockWaitOptions wait;
-  wait.max_wait = options.max_lock_wait;
-  wait.cancelled = cancelled;
-  wait.on_wait = [&](absl::Duration waited) {
-    RunEvent event;
-    event.kind = RunEvent::Kind::kLockWait;
-    event.elapsed = waited;
-    event.message = "another run holds the lock; waiting";
-    emit(event);
-  };
   const absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, store->BeginRun(wait));
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, store_->BeginRun(wait));
   RunEvent acquired;
   acquired.kind = RunEvent::Kind::kLockAcquired;
   acquired.elapsed = absl::Now() - start;
@@ -437,27 +150,273 @@ absl::StatusOr<std::unique_ptr<RunSession>> LockForRun(Store* store, const Runne
   return session;
 }
 
-absl::Status RefuseDirty(const DatabaseState& state) {
-  for (const AppliedMigration& row : state.applied) {
-    if (row.dirty) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "migration ", row.version, " (", row.name,
-          ") is dirty; check the database, then 'schemagatectl repair --resume ", row.version,
-          "' (or --clear-dirty / --mark-not-applied)"));
-    }
+absl::Status Runner::ExecuteStep(const RunContext& run, const PlanStep& step, int first,
+                                 bool resuming) {
+  const Migration& m = *step.migration;
+  const MigrationScript& script = *step.script;
+  const char* verb = step.up ? "" : "rollback ";
+  const absl::Time started = absl::Now();
+  const int count = static_cast<int>(script.statements.size());
+  auto progress = [&](RunEvent::Kind kind) {
+    RunEvent event;
+    event.kind = kind;
+    event.version = m.version;
+    event.name = m.name;
+    event.statement_count = count;
+    event.elapsed = absl::Now() - started;
+    return event;
+  };
+  {
+    RunEvent begin = progress(RunEvent::Kind::kMigrationStarted);
+    if (!step.up) begin.message = "rolling back";
+    if (resuming) begin.message = absl::StrCat("resuming at statement ", first + 1);
+    run.emit(begin);
   }
-  return absl::OkStatus();
+  StepRecord record;
+  record.version = m.version;
+  record.name = m.name;
+  record.checksum = m.checksum;
+  record.run_id = run.run_id;
+  record.actor = run.actor;
+  record.up = step.up;
+  auto observer = [&](int index) {
+    first = index;
+    RunEvent event = progress(RunEvent::Kind::kStatementStarted);
+    event.statement_index = index + 1;
+    run.emit(event);
+  };
+  if (!step.transactional() && !resuming) RETURN_IF_ERROR(run.session->MarkDirty(record));
+  absl::Duration backoff = options_.retry_backoff;
+  absl::Status status;
+  SqlFailure failure;
+  for (int attempt = 0;; ++attempt) {
+    failure = SqlFailure();
+    status = step.transactional()
+                 ? run.session->RunTransactional(script.statements, step.limits, record, observer,
+                                                 &failure)
+                 : run.session->RunNonTransactional(script.statements, first, step.limits,
+                                                    record, observer, &failure);
+    if (status.ok() || !failure.lock_timeout || attempt >= options_.lock_retries) break;
+    RunEvent retry = progress(RunEvent::Kind::kLockTimeoutRetry);
+    retry.message = absl::StrCat("lock_timeout (", absl::FormatDuration(step.limits.lock_timeout),
+                                 ") tripped: ", failure.message, "; retry ", attempt + 1, "/",
+                                 options_.lock_retries, " in ", absl::FormatDuration(backoff));
+    run.emit(retry);
+    LogWarning("run %s: %s: %s", run.run_id, m.Label(), retry.message);
+    // In history too: an operator asking why a rollout took long sees the waits.
+    EventRecord waited = NewEvent("lock_timeout", run.run_id, run.actor, &m);
+    waited.duration = retry.elapsed;
+    waited.sqlstate = failure.sqlstate;
+    waited.message = retry.message;
+    RETURN_IF_ERROR(run.session->RecordEvent(waited));
+    options_.sleep(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(30));
+  }
+  if (status.ok() && !step.transactional()) {
+    status = run.session->FinishDirty(record, absl::Now() - started);
+  }
+  if (status.ok()) {
+    RunEvent done = progress(RunEvent::Kind::kMigrationFinished);
+    if (!step.up) done.message = "rolled back";
+    run.emit(done);
+    LogInfo("run %s: %s%s in %s", run.run_id, step.up ? "applied " : "rolled back ", m.Label(),
+            absl::FormatDuration(absl::Now() - started));
+    return absl::OkStatus();
+  }
+  if (!absl::IsFailedPrecondition(status) || failure.sqlstate.empty()) return status;
+
+  EventRecord event = NewEvent("failure", run.run_id, run.actor, &m);
+  event.duration = absl::Now() - started;
+  event.sqlstate = failure.sqlstate;
+  event.message = absl::StrCat(verb, resuming ? "resume failed: " : "", failure.message);
+  event.statement_index = failure.statement_index;
+  event.line = failure.line;
+  // A migration that keeps timing out on its locks is not broken: the set
+  // stays pending and a later run tries again. A failed no-transaction step
+  // leaves its row dirty instead.
+  if (step.up && !failure.lock_timeout && step.transactional()) {
+    RETURN_IF_ERROR(run.session->SetFailure(failure));
+  }
+  RETURN_IF_ERROR(run.session->RecordEvent(event));
+  RunEvent failed = progress(RunEvent::Kind::kMigrationFailed);
+  failed.failure = failure;
+  const std::string where = absl::StrCat(" at statement ", failure.statement_index, " (",
+                                         script.path, ":", failure.line, "): ", failure.message,
+                                         " [SQLSTATE ", failure.sqlstate, "]");
+  if (failure.lock_timeout) {
+    failed.message = absl::StrCat(
+        "migration ", m.Label(), " could not take its locks within lock_timeout ",
+        absl::FormatDuration(step.limits.lock_timeout), " after ", options_.lock_retries + 1,
+        " tries (a long transaction holds them); the run will be tried again later");
+    run.emit(failed);
+    return absl::UnavailableError(failed.message);
+  }
+  if (!step.up) {
+    failed.message = absl::StrCat("rollback of ", m.Label(), " failed", where);
+  } else if (!step.transactional()) {
+    failed.message = absl::StrCat(resuming ? "resume of " : "no-transaction migration ",
+                                  m.Label(), " failed", where,
+                                  "; its row is left dirty: fix the database, then "
+                                  "'schemagatectl repair'");
+  } else {
+    failed.message = DescribeFailure(m, failure);
+  }
+  run.emit(failed);
+  return absl::FailedPreconditionError(failed.message);
+}
+
+absl::Status Runner::FinishRun(const RunContext& run, absl::Time run_start, absl::Status result,
+                               const std::string& message) {
+  EventRecord finish = NewEvent("run_finish", run.run_id, run.actor);
+  finish.duration = absl::Now() - run_start;
+  finish.message = message;
+  absl::Status recorded = run.session->RecordEvent(finish);
+  RunEvent end;
+  end.kind = RunEvent::Kind::kRunFinished;
+  end.elapsed = absl::Now() - run_start;
+  end.message = message;
+  run.emit(end);
+  if (!result.ok()) return result;
+  return recorded;
+}
+
+namespace {
+
+// The error a run that cannot start returns, from its plan's blocker.
+absl::Status BlockerStatus(const PlanBlocker& blocker) {
+  switch (blocker.kind) {
+    case BlockerKind::kUnknownVersion: return absl::InvalidArgumentError(blocker.message);
+    case BlockerKind::kHold:
+    case BlockerKind::kBreakingHeld:
+    case BlockerKind::kNone: return absl::OkStatus();
+    default: return absl::FailedPreconditionError(blocker.message);
+  }
 }
 
 }  // namespace
+
+absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const ProgressSink& progress,
+                                         const std::atomic<bool>* cancelled) {
+  RunOutcome outcome;
+  outcome.run_id = NewRunId();
+  RunContext run;
+  run.run_id = outcome.run_id;
+  run.actor = request.actor.empty() ? options_.coordinator_id : request.actor;
+  run.emit = [&](RunEvent event) {
+    event.run_id = outcome.run_id;
+    event.applied = outcome.applied;
+    event.held_back = outcome.held_back;
+    if (progress) progress(event);
+  };
+  if (request.target_version != 0 && set_->Find(request.target_version) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target version ", request.target_version, " is not in the migration set (head ",
+        set_->Head(), ")"));
+  }
+  const absl::Time run_start = absl::Now();
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, LockForRun(cancelled, run.emit));
+  run.session = session.get();
+  // Never trust a cache: what to run is decided from this read, under the lock.
+  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  PlanRequest plan_request;
+  plan_request.target_version = request.target_version;
+  plan_request.respect_hold = request.respect_hold;
+  plan_request.retry_failed = request.retry_failed;
+  plan_request.allow_breaking = request.allow_breaking;
+  plan_request.breaking_gate = request.breaking_gate;
+  const RunPlan plan = PlanRun(*set_, state, plan_request, defaults());
+  if (plan.stopped()) RETURN_IF_ERROR(BlockerStatus(plan.blocker));
+  if (plan.lifts_hold) RETURN_IF_ERROR(session->SetHold(std::nullopt));
+  if (plan.blocker.kind == BlockerKind::kBreakingHeld) {
+    outcome.held_back = 1;
+    outcome.held_back_message = plan.blocker.message;
+  }
+  if (plan.steps.empty()) {
+    RunEvent event;
+    event.kind = RunEvent::Kind::kRunFinished;
+    event.elapsed = absl::Now() - run_start;
+    event.message = plan.blocked() ? plan.blocker.message
+                                   : absl::StrCat("nothing to apply: the database is at ",
+                                                  state.AppliedHead());
+    run.emit(event);
+    return outcome;
+  }
+
+  // Only a run with steps to take is worth a drift check and a backup.
+  RETURN_IF_ERROR(NoteDrift(session.get(), outcome.run_id, run.actor));
+  RETURN_IF_ERROR(TakeBackup(session.get(), outcome.run_id, run.actor, run.emit));
+  ASSIGN_OR_RETURN(const int64_t epoch, session->BumpEpoch());
+  if (plan.clears_failure) RETURN_IF_ERROR(session->SetFailure(std::nullopt));
+  const int64_t target = request.target_version == 0 ? set_->Head() : request.target_version;
+  {
+    EventRecord start = NewEvent("run_start", outcome.run_id, run.actor);
+    start.message = absl::StrCat("applying ", plan.steps.size(), " migration(s) up to ", target,
+                                 " (epoch ", epoch, ")");
+    RETURN_IF_ERROR(session->RecordEvent(start));
+  }
+  LogInfo("run %s: epoch %d, %d migration(s) to apply up to %d", outcome.run_id, epoch,
+          plan.steps.size(), target);
+
+  absl::Status result = absl::OkStatus();
+  for (const PlanStep& step : plan.steps) {
+    const Migration& m = *step.migration;
+    if (cancelled != nullptr && cancelled->load()) {
+      result = absl::CancelledError(
+          "the coordinator is shutting down; the run stopped between migrations");
+      break;
+    }
+    if (m.breaking()) {
+      // Re-read under the lock just before it runs: who is live right now.
+      ASSIGN_OR_RETURN(DatabaseState now, session->ReadState());
+      const std::vector<InstanceRecord> older = InstancesBelow(now, m.version);
+      if (!request.allow_breaking && !older.empty()) {
+        outcome.held_back = 1;
+        outcome.held_back_message = absl::StrCat(
+            "breaking migration ", m.Label(), " held back: ", older.size(),
+            " live instance(s) still need the schema before it: ", DescribeInstances(older),
+            "; it is applied once they are gone (or force it with 'schemagatectl apply "
+            "--allow-breaking')");
+        break;
+      }
+      if (request.allow_breaking && !older.empty()) {
+        EventRecord forced = NewEvent("breaking_forced", outcome.run_id, run.actor, &m);
+        forced.message = absl::StrCat("applied with --allow-breaking while ", older.size(),
+                                      " live instance(s) need the old schema: ",
+                                      DescribeInstances(older));
+        RETURN_IF_ERROR(session->RecordEvent(forced));
+        LogWarning("run %s: %s: %s (by %s)", outcome.run_id, m.Label(), forced.message,
+                   run.actor);
+      }
+    }
+    result = ExecuteStep(run, step, 0, /*resuming=*/false);
+    if (!result.ok()) break;
+    ++outcome.applied;
+  }
+  if (!outcome.held_back_message.empty()) {
+    LogInfo("run %s: %s", outcome.run_id, outcome.held_back_message);
+  }
+
+  if (absl::IsAborted(result)) return result;  // The connection is gone: record nothing.
+  if (outcome.applied > 0 || !result.ok()) RecordSchema(session.get(), outcome.run_id);
+  RETURN_IF_ERROR(FinishRun(
+      run, run_start, result,
+      result.ok() ? absl::StrCat("applied ", outcome.applied, " migration(s)",
+                                 outcome.held_back_message.empty() ? "" : "; ",
+                                 outcome.held_back_message)
+                  : absl::StrCat("stopped after ", outcome.applied,
+                                 " migration(s): ", result.message())));
+  return outcome;
+}
 
 absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
                                             const ProgressSink& progress,
                                             const std::atomic<bool>* cancelled) {
   RunOutcome outcome;
   outcome.run_id = NewRunId();
-  const std::string actor = request.actor.empty() ? options_.coordinator_id : request.actor;
-  auto emit = [&](RunEvent event) {
+  RunContext run;
+  run.run_id = outcome.run_id;
+  run.actor = request.actor.empty() ? options_.coordinator_id : request.actor;
+  run.emit = [&](RunEvent event) {
     event.run_id = outcome.run_id;
     event.applied = outcome.applied;
     if (progress) progress(event);
@@ -466,144 +425,46 @@ absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
     return absl::InvalidArgumentError("the rollback target must not be negative");
   }
   const absl::Time run_start = absl::Now();
-  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session,
-                   LockForRun(store_, options_, cancelled, emit));
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, LockForRun(cancelled, run.emit));
+  run.session = session.get();
   ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
-  RETURN_IF_ERROR(RefuseDirty(state));
-  // Newest first; every down must exist before anything runs.
-  std::vector<const Migration*> to_revert;
-  for (auto it = state.applied.rbegin(); it != state.applied.rend(); ++it) {
-    if (it->version <= request.target_version) break;
-    const Migration* m = set_->Find(it->version);
-    if (m == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "version ", it->version, " (", it->name,
-          ") is applied but not in the coordinator's migration set: its down is unknown; "
-          "roll back to ", it->version, " or above"));
-    }
-    if (!m->down) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "version ", m->Label(), " has no down migration (", m->version, "_", m->name,
-          ".down.sql); write it, or roll back to ", m->version, " or above"));
-    }
-    if (m->checksum != it->checksum) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "version ", m->Label(), " was edited after it was applied; its down may not match "
-          "what ran. Resolve the checksum first ('schemagatectl validate')"));
-    }
-    to_revert.push_back(m);
-  }
-  if (to_revert.empty()) {
+  PlanRequest plan_request;
+  plan_request.direction = PlanRequest::Direction::kDown;
+  plan_request.target_version = request.target_version;
+  const RunPlan plan = PlanRun(*set_, state, plan_request, defaults());
+  if (plan.blocked()) return BlockerStatus(plan.blocker);
+  if (plan.steps.empty()) {
     RunEvent event;
     event.kind = RunEvent::Kind::kRunFinished;
     event.message = absl::StrCat("nothing to roll back: the database is at ", state.AppliedHead());
-    emit(event);
+    run.emit(event);
     return outcome;
   }
-  RETURN_IF_ERROR(TakeBackup(session.get(), outcome.run_id, actor, emit));
+  RETURN_IF_ERROR(TakeBackup(session.get(), outcome.run_id, run.actor, run.emit));
   ASSIGN_OR_RETURN(const int64_t epoch, session->BumpEpoch());
   // Hold automatic runs below the target, or the next one re-applies them.
   RETURN_IF_ERROR(session->SetHold(request.target_version));
   {
-    EventRecord start = NewEvent("run_start", outcome.run_id, actor);
-    start.message = absl::StrCat("rolling back ", to_revert.size(), " migration(s) to ",
+    EventRecord start = NewEvent("run_start", outcome.run_id, run.actor);
+    start.message = absl::StrCat("rolling back ", plan.steps.size(), " migration(s) to ",
                                  request.target_version, " (epoch ", epoch, ")");
     RETURN_IF_ERROR(session->RecordEvent(start));
   }
   absl::Status result = absl::OkStatus();
-  for (const Migration* m : to_revert) {
-    const MigrationScript& down = *m->down;
-    const absl::Time started = absl::Now();
-    const int count = static_cast<int>(down.statements.size());
-    RunEvent begin;
-    begin.kind = RunEvent::Kind::kMigrationStarted;
-    begin.version = m->version;
-    begin.name = m->name;
-    begin.statement_count = count;
-    begin.message = "rolling back";
-    emit(begin);
-    StepRecord record;
-    record.version = m->version;
-    record.name = m->name;
-    record.checksum = m->checksum;
-    record.run_id = outcome.run_id;
-    record.actor = actor;
-    record.up = false;
-    const StatementLimits limits = LimitsFor(down, options_);
-    auto observer = [&](int index) {
-      RunEvent event;
-      event.kind = RunEvent::Kind::kStatementStarted;
-      event.version = m->version;
-      event.name = m->name;
-      event.statement_index = index + 1;
-      event.statement_count = count;
-      event.elapsed = absl::Now() - started;
-      emit(event);
-    };
-    SqlFailure failure;
-    absl::Status status;
-    if (down.transactional()) {
-      status = session->RunTransactional(down.statements, limits, record, observer, &failure);
-    } else {
-      status = session->MarkDirty(record);
-      if (status.ok()) {
-        status = session->RunNonTransactional(down.statements, 0, limits, record, observer,
-                                              &failure);
-      }
-      if (status.ok()) status = session->FinishDirty(record, absl::Now() - started);
-    }
-    if (!status.ok()) {
-      if (absl::IsFailedPrecondition(status) && !failure.sqlstate.empty()) {
-        EventRecord event = NewEvent("failure", outcome.run_id, actor, m);
-        event.sqlstate = failure.sqlstate;
-        event.message = absl::StrCat("rollback failed: ", failure.message);
-        event.statement_index = failure.statement_index;
-        event.line = failure.line;
-        RETURN_IF_ERROR(session->RecordEvent(event));
-        RunEvent failed;
-        failed.kind = RunEvent::Kind::kMigrationFailed;
-        failed.version = m->version;
-        failed.name = m->name;
-        failed.failure = failure;
-        failed.message = absl::StrCat("rollback of ", m->Label(), " failed at ", down.path, ":",
-                                      failure.line, ": ", failure.message, " [SQLSTATE ",
-                                      failure.sqlstate, "]");
-        emit(failed);
-        result = absl::FailedPreconditionError(failed.message);
-      } else {
-        result = status;
-      }
-      break;
-    }
+  for (const PlanStep& step : plan.steps) {
+    result = ExecuteStep(run, step, 0, /*resuming=*/false);
+    if (!result.ok()) break;
     ++outcome.applied;
-    RunEvent done;
-    done.kind = RunEvent::Kind::kMigrationFinished;
-    done.version = m->version;
-    done.name = m->name;
-    done.statement_count = count;
-    done.elapsed = absl::Now() - started;
-    done.message = "rolled back";
-    emit(done);
-    LogInfo("run %s: rolled back %s", outcome.run_id, m->Label());
   }
   if (absl::IsAborted(result)) return result;
   RecordSchema(session.get(), outcome.run_id);
-  EventRecord finish = NewEvent("run_finish", outcome.run_id, actor);
-  finish.duration = absl::Now() - run_start;
-  finish.message = result.ok()
-                       ? absl::StrCat("rolled back ", outcome.applied, " migration(s) to ",
-                                      request.target_version,
-                                      "; automatic runs hold below it until 'schemagatectl apply'")
-                       : absl::StrCat("rollback stopped after ", outcome.applied,
-                                      " migration(s): ", result.message());
-  absl::Status recorded = session->RecordEvent(finish);
-  RunEvent end;
-  end.kind = RunEvent::Kind::kRunFinished;
-  end.elapsed = absl::Now() - run_start;
-  end.message = finish.message;
-  emit(end);
-  if (!result.ok()) return result;
-  RETURN_IF_ERROR(recorded);
+  RETURN_IF_ERROR(FinishRun(
+      run, run_start, result,
+      result.ok() ? absl::StrCat("rolled back ", outcome.applied, " migration(s) to ",
+                                 request.target_version,
+                                 "; automatic runs hold below it until 'schemagatectl apply'")
+                  : absl::StrCat("rollback stopped after ", outcome.applied,
+                                 " migration(s): ", result.message())));
   return outcome;
 }
 
@@ -614,17 +475,20 @@ absl::StatusOr<RehearsalReport> Runner::Rehearse(const RunRequest& request,
     event.run_id = run_id;
     if (progress) progress(event);
   };
-  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session,
-                   LockForRun(store_, options_, nullptr, emit));
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, LockForRun(nullptr, emit));
   ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
-  RETURN_IF_ERROR(RefuseDirty(state));
-  const int64_t target = request.target_version == 0 ? set_->Head() : request.target_version;
+  // Everything an operator's apply would run, breaking migrations included.
+  PlanRequest plan_request;
+  plan_request.target_version = request.target_version;
+  plan_request.retry_failed = true;
+  plan_request.allow_breaking = true;
+  const RunPlan plan = PlanRun(*set_, state, plan_request, defaults());
+  if (plan.stopped()) RETURN_IF_ERROR(BlockerStatus(plan.blocker));
   RehearsalReport report;
   std::vector<RehearsalStep> steps;
-  for (const Migration& m : set_->migrations()) {
-    if (m.version > target) break;
-    if (state.Find(m.version) != nullptr) continue;
-    if (!m.transactional()) {
+  for (const PlanStep& planned : plan.steps) {
+    const Migration& m = *planned.migration;
+    if (!planned.transactional()) {
       report.not_rehearsable.push_back(m.version);
       continue;
     }
@@ -632,7 +496,7 @@ absl::StatusOr<RehearsalReport> Runner::Rehearse(const RunRequest& request,
     step.version = m.version;
     step.name = m.name;
     step.statements = &m.up.statements;
-    step.limits = LimitsFor(m.up, options_);
+    step.limits = planned.limits;
     steps.push_back(step);
   }
   RETURN_IF_ERROR(session->Rehearse(steps, &report.results));
@@ -677,8 +541,7 @@ absl::StatusOr<std::string> Runner::Repair(const RepairRequest& request,
     event.run_id = run_id;
     if (progress) progress(event);
   };
-  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session,
-                   LockForRun(store_, options_, nullptr, emit));
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, LockForRun(nullptr, emit));
   absl::StatusOr<std::string> done = RepairUnderLock(session.get(), request, run_id, actor, emit);
   // Every action but clearing a failure changes the schema or blesses the
   // operator's own changes: the schema as it is now is the one to compare with.
@@ -794,7 +657,7 @@ absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
       };
       record.up = true;
       absl::Status status = session->RunNonTransactional(
-          m->up.statements, first, LimitsFor(m->up, options_), record, observer, &failure);
+          m->up.statements, first, LimitsFor(m->up, defaults()), record, observer, &failure);
       if (!status.ok()) {
         if (!failure.sqlstate.empty()) {
           EventRecord failed = event;
@@ -829,7 +692,7 @@ absl::StatusOr<std::string> Runner::Baseline(int64_t version, const std::string&
         "baseline version ", version, " is not in the coordinator's migration set"));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session,
-                   LockForRun(store_, options_, nullptr, [](RunEvent) {}));
+                   LockForRun(nullptr, [](RunEvent) {}));
   ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
   if (!state.applied.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(

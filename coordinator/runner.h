@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "coordinator/migration_set.h"
+#include "coordinator/run_plan.h"
 #include "coordinator/schema_fingerprint.h"
 #include "coordinator/store.h"
 
@@ -25,7 +26,7 @@ struct RunnerOptions {
   // Defaults for migrations without lock-timeout / statement-timeout directives.
   absl::Duration lock_timeout = absl::Seconds(5);
   absl::Duration statement_timeout = absl::ZeroDuration();
-  // A lock_timeout (SQLSTATE 55P03) is retried this many times, backing off
+  // A lock_timeout (SqlFailure::lock_timeout) is retried this many times, backing off
   // from retry_backoff (doubling, at most 30 s) between tries.
   int lock_retries = 5;
   absl::Duration retry_backoff = absl::Seconds(1);
@@ -61,9 +62,9 @@ struct RunRequest {
   // Run the pending transactional migrations in one transaction on the lock
   // session and roll it back: nothing is applied or recorded.
   bool rehearse = false;
-  // For breaking migrations without allow_breaking: true lets it run now.
-  // Called under the lock with the state read under it (live instances
-  // included). Unset means breaking migrations are held back.
+  // For breaking migrations without allow_breaking: true lets it run now
+  // (PlanRequest::breaking_gate). Called under the lock with the state read
+  // under it. Unset means breaking migrations are held back.
   std::function<bool(const Migration&, const DatabaseState&)> breaking_gate;
 };
 
@@ -89,6 +90,8 @@ struct RunEvent {
   std::string message;
   std::optional<SqlFailure> failure;
   int applied = 0;
+  // Migrations held back so far (a breaking one waiting for live instances).
+  int held_back = 0;
 };
 
 using ProgressSink = std::function<void(const RunEvent&)>;
@@ -98,6 +101,8 @@ struct RunOutcome {
   int applied = 0;
   // Migrations left pending because they are breaking and the gate said no.
   int held_back = 0;
+  // Why they were held back (the plan's blocker message), "" if none were.
+  std::string held_back_message;
 };
 
 struct RollbackRequest {
@@ -166,6 +171,30 @@ class Runner {
   absl::StatusOr<std::string> Baseline(int64_t version, const std::string& actor);
 
  private:
+  // Who a run's events name, what they are numbered by, where progress goes.
+  struct RunContext {
+    RunSession* session = nullptr;
+    std::string run_id;
+    std::string actor;
+    std::function<void(RunEvent)> emit;
+  };
+
+  // The step executor: runs one step of any run (apply, rollback, resume)
+  // from statement `first`: progress events, dirty marking of a
+  // no-transaction step (unless `resuming` a row that is dirty already),
+  // lock-timeout retry with backoff, failure recording. Errors:
+  // FAILED_PRECONDITION (the step failed; recorded), UNAVAILABLE (lock
+  // timeouts exhausted; the set stays pending), ABORTED (connection lost).
+  absl::Status ExecuteStep(const RunContext& run, const PlanStep& step, int first, bool resuming);
+  // The session and run context of a run that holds the lock.
+  absl::StatusOr<std::unique_ptr<RunSession>> LockForRun(const std::atomic<bool>* cancelled,
+                                                         const std::function<void(RunEvent)>& emit);
+  // The run's closing history event and progress message; returns `result`
+  // (or the recording's error when the run itself succeeded).
+  absl::Status FinishRun(const RunContext& run, absl::Time run_start, absl::Status result,
+                         const std::string& message);
+  StepDefaults defaults() const;
+
   // Runs options_.backup, records it (or its failure) in history.
   absl::Status TakeBackup(RunSession* session, const std::string& run_id,
                           const std::string& actor, const std::function<void(RunEvent)>& emit);
@@ -188,9 +217,6 @@ class Runner {
   const MigrationSet* const set_;
   const RunnerOptions options_;
 };
-
-// Live instances whose K is below `version` (they predate that migration).
-int CountInstancesBelow(const DatabaseState& state, int64_t version);
 
 // A short random id for a run ("r-3f9a1c2b").
 std::string NewRunId();

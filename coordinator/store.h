@@ -47,6 +47,9 @@ struct SqlFailure {
   int line = 0;
   absl::Time at;
   std::string coordinator_id;
+  // The statement could not take its locks within lock_timeout (PostgreSQL's
+  // lock_not_available): the migration is not broken, a retry may succeed.
+  bool lock_timeout = false;
 };
 
 // A row of the `instances` table: one live instance of the fleet.
@@ -78,6 +81,9 @@ struct DatabaseState {
   int64_t last_event_id = 0;
   // Instances whose lease has not expired, by instance id.
   std::vector<InstanceRecord> live_instances;
+  // Instances whose lease ran out within the last hour without a goodbye
+  // (crashed, or cut off): the breaking gate's grace period counts from them.
+  std::vector<InstanceRecord> lapsed_instances;
   // Set by a rollback: automatic runs apply nothing above this version
   // until an operator applies again.
   std::optional<int64_t> hold_above;

@@ -158,9 +158,14 @@ int StreamRun(const GlobalFlags& flags, const std::string& what, const StartRun&
   const bool tty = !flags.json() && isatty(STDOUT_FILENO);
   bool redraw_pending = false;
   v1::RunProgress progress;
-  int applied = 0;
+  int applied = 0, held_back = 0;
+  std::string held_back_why;
   while (reader->Read(&progress)) {
     applied = progress.applied();
+    if (progress.held_back() > 0) {
+      held_back = progress.held_back();
+      held_back_why = progress.message();
+    }
     if (flags.json()) {
       Print(ToJson(progress, false));
       std::fflush(stdout);
@@ -189,6 +194,12 @@ int StreamRun(const GlobalFlags& flags, const std::string& what, const StartRun&
     return Fail(flags, what, status);
   }
   if (!flags.json()) Print(absl::StrCat(what, " finished: ", applied, " migration(s)\n"));
+  if (held_back > 0) {
+    // Part of what was asked for did not run: not done (exit 1), never silently 0.
+    std::fprintf(stderr, "schemagatectl: %s: not everything was applied: %s\n", what.c_str(),
+                 held_back_why.c_str());
+    return kExitNotDone;
+  }
   return kExitReady;
 }
 

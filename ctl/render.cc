@@ -64,6 +64,7 @@ std::string SetStateName(v1::SetState state) {
     // The set disagrees with the database (an edited applied file, a
     // version missing from the set): shown as MISMATCH, as agents see it.
     case v1::CONFLICT: return "MISMATCH";
+    case v1::SET_BLOCKED: return "BLOCKED";
     case v1::DATABASE_UNAVAILABLE: return "DATABASE_UNAVAILABLE";
     default: return "UNKNOWN";
   }
@@ -102,6 +103,15 @@ std::string RenderStatus(const v1::Status& s) {
   }
   for (const std::string& conflict : s.conflicts()) {
     absl::StrAppend(&out, "conflict:     ", conflict, "\n");
+  }
+  if (!s.set_error().empty()) absl::StrAppend(&out, "set:          ", s.set_error(), "\n");
+  if (s.blocked_version() != 0) {
+    absl::StrAppend(&out, "blocked:      breaking migration ", s.blocked_version(),
+                    " waits for ", s.blocking_instances_size(), " live instance(s):\n");
+    for (const v1::Instance& i : s.blocking_instances()) {
+      absl::StrAppend(&out, "              ", i.app(), " ", i.app_version(), " (id ",
+                      i.instance_id(), ", knows up to ", i.known_version(), ")\n");
+    }
   }
   absl::StrAppend(&out, "apply mode:   ", s.apply_mode() == v1::MANUAL ? "manual" : "auto", "\n",
                   "coordinator:  ", s.coordinator_id(), "\n", "database:     ", s.database(),
@@ -146,10 +156,13 @@ std::string RenderPlan(const v1::PlanResponse& plan) {
                       absl::StrReplaceAll(sql, {{"\n", "\n   "}}), ";\n");
     }
     for (const std::string& finding : step.findings()) absl::StrAppend(&out, "   ! ", finding, "\n");
+    if (step.held_back()) absl::StrAppend(&out, "   HELD BACK: ", step.held_back_reason(), "\n");
   }
   if (!plan.note().empty()) absl::StrAppend(&out, plan.note(), "\n");
-  if (plan.steps_size() > 0) {
-    absl::StrAppend(&out, plan.steps_size(), " step(s); run 'schemagatectl apply' to apply\n");
+  int runnable = 0;
+  for (const v1::PlanStep& step : plan.steps()) runnable += step.held_back() ? 0 : 1;
+  if (runnable > 0) {
+    absl::StrAppend(&out, runnable, " step(s) would run; 'schemagatectl apply' applies them\n");
   }
   return out;
 }

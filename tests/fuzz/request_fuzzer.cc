@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "coordinator/migration_set.h"
 #include "coordinator/proto_convert.h"
@@ -123,7 +124,14 @@ std::shared_ptr<const Snapshot> FixtureSnapshot(uint8_t bits) {
       view.run_in_progress = (b & kRunInProgress) != 0;
       view.db.run_in_progress = view.run_in_progress;
       view.manual = (b & kManual) != 0;
-      if (b & kOldInstancesLive) view.live_known_versions = {1, 2};
+      if (b & kOldInstancesLive) {
+        for (int64_t known : {1, 2}) {
+          InstanceRecord old;
+          old.instance_id = absl::StrCat("old-", known);
+          old.known_version = known;
+          view.db.live_instances.push_back(old);
+        }
+      }
       if (b & kHeldByRollback) view.db.hold_above = 1;
       InstanceRecord instance;
       instance.instance_id = "pod-1";
@@ -281,7 +289,8 @@ void FuzzRequest(absl::string_view input) {
   // Every live instance gets a state: ListInstances from the same snapshot.
   v1::ListInstancesResponse instances;
   BuildInstances(*snapshot, &instances);
-  FUZZ_CHECK(instances.instances_size() == 1);
+  FUZZ_CHECK(instances.instances_size() ==
+             static_cast<int>(snapshot->view.db.live_instances.size()));
 }
 
 }  // namespace

@@ -50,6 +50,16 @@ class ReadinessTest : public ::testing::Test {
     return t;
   }
 
+  InstanceRecord Instance(const std::string& id, int64_t known) {
+    InstanceRecord i;
+    i.instance_id = id;
+    i.app = "api";
+    i.app_version = "1.0";
+    i.known_version = known;
+    i.required_version = known;
+    return i;
+  }
+
   TempDir dir_;
   std::unique_ptr<MigrationSet> set_;
   SchemaView view_;
@@ -146,12 +156,54 @@ TEST_F(ReadinessTest, MismatchWhenAnAppChecksumDiffersFromTheAppliedOne) {
   EXPECT_EQ(EvaluateReadiness(later, view_).state, ReadinessState::kReady);
 }
 
-TEST_F(ReadinessTest, FailedWhenARowIsDirtyWhateverTheAppNeeds) {
+TEST_F(ReadinessTest, FailedWhenARowTheAppNeedsIsDirtyAndNoRunHoldsTheLock) {
   ApplyUpTo(3);
   view_.db.applied[2].dirty = true;
-  ReadinessAnswer a = EvaluateReadiness(Target(1, 1), view_);
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
   EXPECT_EQ(a.state, ReadinessState::kFailed);
+  EXPECT_EQ(a.blocking_version, 3);
   EXPECT_THAT(a.message, HasSubstr("schemagatectl repair"));
+  // An app that needs nothing of the cut migration can start.
+  EXPECT_EQ(EvaluateReadiness(Target(2, 2), view_).state, ReadinessState::kReady);
+}
+
+TEST_F(ReadinessTest, RunningIsNotFailingADirtyRowOfTheRunInProgressIsMigrating) {
+  // A no-transaction migration's row is dirty while it runs (issue: every
+  // agent waiting through CREATE INDEX CONCURRENTLY was told FAILED).
+  ApplyUpTo(3);
+  view_.db.applied[2].dirty = true;
+  view_.db.applied[2].statements_done = 0;
+  view_.run_in_progress = true;
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kMigrating);
+  EXPECT_EQ(a.blocking_version, 3);
+  EXPECT_THAT(a.message, HasSubstr("statement 1"));
+  EXPECT_FALSE(IsFinal(a.state));
+}
+
+TEST_F(ReadinessTest, AFixedFileIsPendingUnderAutoAndFailedUnderManual) {
+  ApplyUpTo(2);
+  SqlFailure f;
+  f.version = 3;
+  f.name = "c";
+  f.checksum = std::string(64, 'e');  // not the file's checksum: the file changed
+  f.sqlstate = "42601";
+  f.message = "syntax error";
+  view_.db.failure = f;
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kPending);
+  EXPECT_THAT(a.message, HasSubstr("retried"));
+  view_.run_in_progress = true;
+  EXPECT_EQ(EvaluateReadiness(Target(3, 3), view_).state, ReadinessState::kMigrating);
+  view_.run_in_progress = false;
+  view_.manual = true;
+  EXPECT_EQ(EvaluateReadiness(Target(3, 3), view_).state, ReadinessState::kFailed);
+  // The same file as failed: FAILED under auto too, until a retry is under way.
+  view_.manual = false;
+  view_.db.failure->checksum = set_->Find(3)->checksum;
+  EXPECT_EQ(EvaluateReadiness(Target(3, 3), view_).state, ReadinessState::kFailed);
+  view_.run_in_progress = true;
+  EXPECT_EQ(EvaluateReadiness(Target(3, 3), view_).state, ReadinessState::kMigrating);
 }
 
 TEST_F(ReadinessTest, FailedRunFailsOnlyTheAppsThatNeedIt) {
@@ -159,6 +211,7 @@ TEST_F(ReadinessTest, FailedRunFailsOnlyTheAppsThatNeedIt) {
   SqlFailure f;
   f.version = 3;
   f.name = "c";
+  f.checksum = set_->Find(3)->checksum;  // the file that failed, unchanged
   f.sqlstate = "42P07";
   f.message = "relation \"c\" already exists";
   f.statement_index = 1;
@@ -173,19 +226,20 @@ TEST_F(ReadinessTest, FailedRunFailsOnlyTheAppsThatNeedIt) {
 
 TEST_F(ReadinessTest, ConflictingSetFailsAppsThatNeedMore) {
   ApplyUpTo(2);
-  view_.conflicts = {"version 1 was edited"};
+  view_.db.applied[0].checksum = std::string(64, 'f');
   ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
   EXPECT_EQ(a.state, ReadinessState::kFailed);
-  EXPECT_THAT(a.message, HasSubstr("version 1 was edited"));
+  EXPECT_THAT(a.message, HasSubstr("was edited after it was applied"));
 }
 
 TEST_F(ReadinessTest, BlockedWhileAnOldInstanceNeedsTheOldShape) {
   ApplyUpTo(3);
-  view_.live_known_versions = {3};
+  view_.db.live_instances = {Instance("old-1", 3)};
   ReadinessAnswer a = EvaluateReadiness(Target(5, 5), view_);
   EXPECT_EQ(a.state, ReadinessState::kBlocked);
   EXPECT_EQ(a.blocking_version, 4);
-  view_.live_known_versions = {4, 5};
+  EXPECT_THAT(a.message, HasSubstr("old-1"));
+  view_.db.live_instances = {Instance("new-1", 4), Instance("new-2", 5)};
   EXPECT_EQ(EvaluateReadiness(Target(5, 5), view_).state, ReadinessState::kPending);
 }
 

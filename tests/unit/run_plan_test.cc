@@ -1,0 +1,181 @@
+#include "coordinator/run_plan.h"
+
+#include <memory>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_support.h"
+
+namespace schemagate {
+namespace {
+
+using ::schemagate::testing::TempDir;
+using ::testing::HasSubstr;
+
+// Set: 1, 2 (no-transaction), 3, 4 (breaking), 5 (breaking), 6.
+class RunPlanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_.Write("0001_a.up.sql", "CREATE TABLE a (id int);\n");
+    dir_.Write("0001_a.down.sql", "DROP TABLE a;\n");
+    dir_.Write("0002_idx.up.sql",
+               "-- schemagate:no-transaction\nCREATE INDEX CONCURRENTLY a_id ON a (id);\n");
+    dir_.Write("0003_c.up.sql", "-- schemagate:lock-timeout=9s\nCREATE TABLE c (id int);\n");
+    dir_.Write("0003_c.down.sql", "DROP TABLE c;\n");
+    dir_.Write("0004_drop_c.up.sql", "-- schemagate:breaking\nDROP TABLE c;\n");
+    dir_.Write("0005_drop_a.up.sql", "-- schemagate:breaking\nDROP TABLE a;\n");
+    dir_.Write("0006_e.up.sql", "CREATE TABLE e (id int);\n");
+    std::vector<std::string> warnings;
+    absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(dir_.path(), &warnings);
+    ASSERT_TRUE(set.ok()) << set.status();
+    set_ = std::make_unique<MigrationSet>(std::move(*set));
+  }
+  void ApplyUpTo(int64_t n) {
+    db_.applied.clear();
+    for (const Migration& m : set_->migrations()) {
+      if (m.version > n) break;
+      AppliedMigration row;
+      row.version = m.version;
+      row.name = m.name;
+      row.checksum = m.checksum;
+      db_.applied.push_back(row);
+    }
+  }
+  std::vector<int64_t> Versions(const RunPlan& plan) {
+    std::vector<int64_t> out;
+    for (const PlanStep& s : plan.steps) out.push_back(s.migration->version);
+    return out;
+  }
+  static bool NoOlderLive(const Migration& m, const DatabaseState& db) {
+    return InstancesBelow(db, m.version).empty();
+  }
+  InstanceRecord Instance(const std::string& id, int64_t known) {
+    InstanceRecord i;
+    i.instance_id = id;
+    i.app = "shop";
+    i.app_version = "1.0";
+    i.known_version = known;
+    return i;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<MigrationSet> set_;
+  DatabaseState db_;
+  StepDefaults defaults_;
+};
+
+TEST_F(RunPlanTest, StepsInOrderWithTheirLimitsUpToTheFirstHeldBreakingMigration) {
+  const RunPlan plan = PlanRun(*set_, db_, PlanRequest(), defaults_);
+  EXPECT_EQ(Versions(plan), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_FALSE(plan.steps[1].transactional());
+  EXPECT_EQ(plan.steps[2].limits.lock_timeout, absl::Seconds(9));
+  EXPECT_EQ(plan.steps[0].limits.lock_timeout, defaults_.lock_timeout);
+  EXPECT_EQ(plan.blocker.kind, BlockerKind::kBreakingHeld);
+  EXPECT_EQ(plan.blocker.version, 4);
+  EXPECT_EQ(plan.pending.size(), 6u);
+}
+
+TEST_F(RunPlanTest, ConsecutiveBreakingMigrationsShareOneGateDecision) {
+  int asked = 0;
+  PlanRequest request;
+  request.breaking_gate = [&](const Migration& m, const DatabaseState& db) {
+    ++asked;
+    return NoOlderLive(m, db);
+  };
+  const RunPlan plan = PlanRun(*set_, db_, request, defaults_);
+  EXPECT_EQ(Versions(plan), (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(asked, 1);
+  // An instance that knows 4 but not 5 holds 5 back even when 4 may go.
+  db_.live_instances = {Instance("web-1", 4)};
+  const RunPlan partial = PlanRun(*set_, db_, request, defaults_);
+  EXPECT_EQ(Versions(partial), (std::vector<int64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(partial.blocker.kind, BlockerKind::kBreakingHeld);
+  EXPECT_EQ(partial.blocker.version, 5);
+  ASSERT_EQ(partial.blocker.instances.size(), 1u);
+  EXPECT_THAT(partial.blocker.message, HasSubstr("shop 1.0 (id web-1"));
+}
+
+TEST_F(RunPlanTest, ADirtyRowStopsEveryRunInBothDirections) {
+  ApplyUpTo(2);
+  db_.applied[1].dirty = true;
+  for (auto direction : {PlanRequest::Direction::kUp, PlanRequest::Direction::kDown}) {
+    PlanRequest request;
+    request.direction = direction;
+    const RunPlan plan = PlanRun(*set_, db_, request, defaults_);
+    EXPECT_TRUE(plan.stopped());
+    EXPECT_EQ(plan.blocker.kind, BlockerKind::kDirty);
+    EXPECT_EQ(plan.blocker.version, 2);
+    EXPECT_THAT(plan.blocker.message, HasSubstr("repair --resume 2"));
+  }
+}
+
+TEST_F(RunPlanTest, AConflictStopsTheRun) {
+  ApplyUpTo(1);
+  db_.applied[0].checksum = std::string(64, '0');
+  const RunPlan plan = PlanRun(*set_, db_, PlanRequest(), defaults_);
+  EXPECT_EQ(plan.blocker.kind, BlockerKind::kConflict);
+  EXPECT_TRUE(plan.steps.empty());
+}
+
+TEST_F(RunPlanTest, AnUnchangedFailedFileBlocksAutomaticRunsAndAChangedOneIsRetried) {
+  ApplyUpTo(2);
+  SqlFailure f;
+  f.version = 3;
+  f.name = "c";
+  f.checksum = set_->Find(3)->checksum;
+  f.sqlstate = "42P07";
+  db_.failure = f;
+  const RunPlan automatic = PlanRun(*set_, db_, AutomaticRequest(), defaults_);
+  EXPECT_EQ(automatic.blocker.kind, BlockerKind::kFailed);
+  EXPECT_THAT(automatic.blocker.message, HasSubstr("42P07"));
+  PlanRequest operator_apply;
+  operator_apply.retry_failed = true;
+  const RunPlan retried = PlanRun(*set_, db_, operator_apply, defaults_);
+  EXPECT_EQ(Versions(retried), (std::vector<int64_t>{3}));
+  EXPECT_TRUE(retried.clears_failure);
+  db_.failure->checksum = std::string(64, 'f');  // the file changed since it failed
+  const RunPlan fixed = PlanRun(*set_, db_, AutomaticRequest(), defaults_);
+  EXPECT_EQ(Versions(fixed), (std::vector<int64_t>{3}));
+  EXPECT_TRUE(fixed.clears_failure);
+}
+
+TEST_F(RunPlanTest, AHoldStopsAutomaticRunsAndAnOperatorLiftsIt) {
+  ApplyUpTo(1);
+  db_.hold_above = 1;
+  const RunPlan automatic = PlanRun(*set_, db_, AutomaticRequest(), defaults_);
+  EXPECT_EQ(automatic.blocker.kind, BlockerKind::kHold);
+  EXPECT_TRUE(automatic.steps.empty());
+  const RunPlan lifted = PlanRun(*set_, db_, PlanRequest(), defaults_);
+  EXPECT_TRUE(lifted.lifts_hold);
+  EXPECT_EQ(Versions(lifted), (std::vector<int64_t>{2, 3}));
+}
+
+TEST_F(RunPlanTest, AnUnknownTargetIsRefused) {
+  PlanRequest request;
+  request.target_version = 20261202044442;
+  const RunPlan plan = PlanRun(*set_, db_, request, defaults_);
+  EXPECT_EQ(plan.blocker.kind, BlockerKind::kUnknownVersion);
+  EXPECT_THAT(plan.blocker.message, HasSubstr("20261202044442"));
+}
+
+TEST_F(RunPlanTest, RollbackRunsDownsNewestFirstAndRefusesAMissingDownBeforeAnything) {
+  ApplyUpTo(3);
+  PlanRequest request;
+  request.direction = PlanRequest::Direction::kDown;
+  request.target_version = 2;
+  const RunPlan plan = PlanRun(*set_, db_, request, defaults_);
+  EXPECT_EQ(Versions(plan), (std::vector<int64_t>{3}));
+  EXPECT_FALSE(plan.steps[0].up);
+  request.target_version = 0;  // 2 has no down
+  const RunPlan refused = PlanRun(*set_, db_, request, defaults_);
+  EXPECT_EQ(refused.blocker.kind, BlockerKind::kNoDown);
+  EXPECT_EQ(refused.blocker.version, 2);
+  EXPECT_TRUE(refused.steps.empty());
+  // An edited file's down may not match what ran.
+  db_.applied[2].checksum = std::string(64, '1');
+  request.target_version = 2;
+  EXPECT_EQ(PlanRun(*set_, db_, request, defaults_).blocker.kind, BlockerKind::kNoDown);
+}
+
+}  // namespace
+}  // namespace schemagate
