@@ -14,7 +14,16 @@ ReadinessAnswer FallbackReadiness(const AppTarget& raw, const DatabaseState& sta
   answer.applied_version = state.AppliedHead();
   const int64_t r = target.required_version;
   for (const AppliedMigration& row : state.applied) {
-    if (row.dirty) {
+    if (row.dirty && (r == 0 || row.version <= r) && state.run_in_progress) {
+      // Running is not failing: the run holding the lock is executing it.
+      answer.state = ReadinessState::kMigrating;
+      answer.blocking_version = row.version;
+      answer.message = absl::StrCat("no-transaction migration ", row.version,
+                                    " is running (read from the database directly: no "
+                                    "coordinator answered)");
+      return answer;
+    }
+    if (row.dirty && (r == 0 || row.version <= r)) {
       answer.state = ReadinessState::kFailed;
       answer.blocking_version = row.version;
       answer.message = absl::StrCat("migration ", row.version,

@@ -857,6 +857,16 @@ absl::Status PgStore::WithConnection(
   ASSIGN_OR_RETURN(pqxx::connection * conn, ReadConnection());
   try {
     return fn(*conn);
+  } catch (const pqxx::sql_error& e) {
+    // An SQL error on a connection that still works is a bug or a damaged
+    // bookkeeping schema, not an unreachable database: say so (not "retry").
+    const std::string sqlstate = e.sqlstate();
+    const bool connection_trouble = !conn->is_open() || absl::StartsWith(sqlstate, "08") ||
+                                    absl::StartsWith(sqlstate, "57P");
+    if (!conn->is_open()) read_conn_.reset();
+    if (connection_trouble) return Unavailable(e);
+    return absl::InternalError(absl::StrCat("reading the bookkeeping failed [SQLSTATE ",
+                                            sqlstate, "]: ", CleanMessage(e.what())));
   } catch (const std::exception& e) {
     if (!conn->is_open()) read_conn_.reset();
     return Unavailable(e);
@@ -873,7 +883,7 @@ absl::StatusOr<std::vector<EventRecord>> PgStore::ReadHistory(int limit, int64_t
     }
     events = EventsFromRows(tx.exec_params(
         absl::StrCat("SELECT ", kEventColumns, " FROM ", names.events,
-                     " WHERE ($2 = 0 OR version = $2) ORDER BY id DESC LIMIT $1"),
+                     " WHERE ($2::bigint = 0 OR version = $2::bigint) ORDER BY id DESC LIMIT $1"),
         limit, version));
     return absl::OkStatus();
   }));

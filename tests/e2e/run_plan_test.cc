@@ -151,5 +151,28 @@ TEST_F(RunPlanTest, AFreshDatabaseDoesNotWaitTheGracePeriodForBreakingMigrations
   EXPECT_LT(absl::Now() - start, absl::Seconds(30));
 }
 
+// Issue 12 item 3: timestamp versions (what `schemagatectl new` writes) on
+// every command that takes a version.
+TEST_F(RunPlanTest, EveryCommandTakesATimestampVersion) {
+  dir_.Write("20261202044442_a.up.sql", "CREATE TABLE a(id int);\n");
+  dir_.Write("20261202044442_a.down.sql", "DROP TABLE a;\n");
+  dir_.Write("20261202050000_b.up.sql", "CREATE TABLE b(id int);\n");
+  dir_.Write("20261202050000_b.down.sql", "DROP TABLE b;\n");
+  CoordinatorProcess c(db_->url(), dir_.path(), {"--apply", "manual"});
+  std::string out;
+  EXPECT_EQ(Ctl(c.address(), {"plan", "--target", "20261202044442"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("20261202044442"));
+  EXPECT_EQ(Ctl(c.address(), {"apply", "--target", "20261202044442"}, &out), 0) << out;
+  EXPECT_EQ(Ctl(c.address(), {"history", "--version", "20261202044442"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("apply"));
+  EXPECT_EQ(Ctl(c.address(), {"apply"}, &out), 0) << out;
+  EXPECT_EQ(Ctl(c.address(), {"rollback", "--target", "20261202044442", "--dry-run"}, &out), 0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("20261202050000"));
+  EXPECT_EQ(Ctl(c.address(), {"rollback", "--target", "20261202044442"}, &out), 0) << out;
+  EXPECT_EQ(Ctl(c.address(), {"history", "--version", "20261202050000"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("rollback"));
+}
+
 }  // namespace
 }  // namespace schemagate
