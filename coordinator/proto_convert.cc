@@ -146,6 +146,7 @@ void ToProto(const RunEvent& event, v1::RunProgress* out) {
     case RunEvent::Kind::kMigrationFailed: out->set_kind(v1::MIGRATION_FAILED); break;
     case RunEvent::Kind::kLockTimeoutRetry: out->set_kind(v1::LOCK_TIMEOUT_RETRY); break;
     case RunEvent::Kind::kRunFinished: out->set_kind(v1::RUN_FINISHED); break;
+    case RunEvent::Kind::kBackupTaken: out->set_kind(v1::BACKUP_TAKEN); break;
   }
   out->set_run_id(event.run_id);
   out->set_version(event.version);

@@ -86,13 +86,13 @@ absl::Status Runner::TakeBackup(RunSession* session, const std::string& run_id,
   if (!options_.backup) return absl::OkStatus();
   const absl::Time start = absl::Now();
   absl::StatusOr<std::string> taken = options_.backup(run_id);
-  EventRecord event = NewEvent("backup", run_id, actor);
+  // A failed backup is its own kind of event: it has no SQLSTATE.
+  EventRecord event = NewEvent(taken.ok() ? "backup" : "backup_failed", run_id, actor);
   event.duration = absl::Now() - start;
   event.message = taken.ok() ? *taken : std::string(taken.status().message());
-  if (!taken.ok()) event.sqlstate = "backup";
   RETURN_IF_ERROR(session->RecordEvent(event));
   RunEvent progress;
-  progress.kind = RunEvent::Kind::kLockAcquired;
+  progress.kind = RunEvent::Kind::kBackupTaken;
   progress.elapsed = absl::Now() - start;
   progress.message = taken.ok() ? absl::StrCat("backup written: ", *taken) : event.message;
   emit(progress);

@@ -79,6 +79,7 @@ struct RunEvent {
     kMigrationFailed,
     kLockTimeoutRetry,
     kRunFinished,
+    kBackupTaken,
   };
   Kind kind = Kind::kRunFinished;
   std::string run_id;
