@@ -8,6 +8,7 @@
 // pg_terminate_backend(pg_backend_pid()) cuts the connection.
 #include <atomic>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,8 @@ struct BackendParam {
   bool needs_database;
   std::function<std::unique_ptr<Backend>()> make;
 };
+
+void PrintTo(const BackendParam& param, std::ostream* os) { *os << param.name; }
 
 class StoreConformanceTest : public ::testing::TestWithParam<BackendParam> {
  protected:
@@ -458,6 +461,41 @@ TEST_P(StoreConformanceTest, TheSchemaRecordIsReplaced) {
   EXPECT_EQ((*record)->description, "table b");
   EXPECT_EQ((*record)->run_id, "run-2");
   EXPECT_GT((*record)->recorded_at, absl::UnixEpoch());
+}
+
+TEST_P(StoreConformanceTest, RehearsalRunsStepsInOneTransactionAndRecordsNothing) {
+  std::unique_ptr<RunSession> session = BeginReady();
+  const std::vector<SqlStatement> first = Sql({"CREATE TABLE conf_r (id int)"});
+  const std::vector<SqlStatement> second =
+      Sql({"INSERT INTO conf_r VALUES (1)", "SELECT * FROM no_such_table"});
+  const std::vector<SqlStatement> third = Sql({"SELECT 1"});
+  std::vector<RehearsalStep> steps = {{1, "r1", &first, Limits()},
+                                      {2, "r2", &second, Limits()},
+                                      {3, "r3", &third, Limits()}};
+  std::vector<RehearsalResult> results;
+  ASSERT_TRUE(session->Rehearse(steps, &results).ok());
+  ASSERT_EQ(results.size(), 2u) << "stops at the first failure";
+  EXPECT_TRUE(results[0].ok);
+  EXPECT_FALSE(results[1].ok);
+  EXPECT_EQ(results[1].version, 2);
+  EXPECT_EQ(results[1].failure.sqlstate, "42P01");
+  EXPECT_EQ(results[1].failure.statement_index, 2);
+  EXPECT_EQ(results[1].failure.name, "r2");
+  EXPECT_TRUE(State().applied.empty());
+  EXPECT_TRUE(History().empty());
+  // Rolled back: the table can be created for real.
+  SqlFailure failure;
+  EXPECT_TRUE(session->RunTransactional(first, Limits(), Step(1), nullptr, &failure).ok());
+}
+
+TEST_P(StoreConformanceTest, WithoutAnInvalidIndexOrAlembicTableThereIsNothingToFind) {
+  std::unique_ptr<RunSession> session = BeginReady();
+  absl::StatusOr<bool> dropped = session->DropInvalidIndex("conf_no_such_index");
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  EXPECT_FALSE(*dropped);
+  absl::StatusOr<std::string> revision = session->FindAlembicRevision();
+  ASSERT_TRUE(revision.ok()) << revision.status();
+  EXPECT_EQ(*revision, "");
 }
 
 InstanceRecord Instance(const std::string& id, int64_t known) {
