@@ -349,6 +349,7 @@ class PgRunSession : public RunSession {
                                 SqlFailure* failure) override {
     const absl::Time start = absl::Now();
     int current = -1;
+    RETURN_IF_ERROR(CheckConnection());
     try {
       PrepareStepStatements();
       pqxx::work tx(*conn_);
@@ -399,6 +400,7 @@ class PgRunSession : public RunSession {
                                    const StatementObserver& observer,
                                    SqlFailure* failure) override {
     int current = -1;
+    RETURN_IF_ERROR(CheckConnection());
     try {
       {
         pqxx::nontransaction tx(*conn_);
@@ -613,6 +615,7 @@ class PgRunSession : public RunSession {
 
   absl::Status Rehearse(const std::vector<RehearsalStep>& steps,
                         std::vector<RehearsalResult>* results) override {
+    RETURN_IF_ERROR(CheckConnection());
     try {
       pqxx::work tx(*conn_);
       for (const RehearsalStep& step : steps) {
@@ -672,8 +675,19 @@ class PgRunSession : public RunSession {
 
  private:
   // Runs `fn`, turning libpqxx exceptions into statuses.
+  // libpqxx 6 reopens a closed connection on its next use: a new session
+  // without the run lock. Once the connection was lost, every call fails.
+  absl::Status CheckConnection() {
+    if (conn_ != nullptr && conn_->is_open() && !lost_) return absl::OkStatus();
+    lost_ = true;
+    return absl::AbortedError(
+        "the run connection was lost earlier in this run; PostgreSQL released the lock; "
+        "retry the run");
+  }
+
   template <typename Fn>
   absl::Status Guard(Fn fn) {
+    RETURN_IF_ERROR(CheckConnection());
     try {
       return fn();
     } catch (const pqxx::broken_connection& e) {
@@ -792,6 +806,7 @@ class PgRunSession : public RunSession {
   const int64_t lock_key_;
   const Names names_;
   int64_t epoch_ = -1;
+  bool lost_ = false;
   bool step_statements_prepared_ = false;
 };
 
