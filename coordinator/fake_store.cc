@@ -296,11 +296,16 @@ class FakeRunSession : public RunSession {
     return absl::OkStatus();
   }
 
-  // The fake has no catalog: there is never an invalid index or an alembic table.
-  absl::StatusOr<bool> DropInvalidIndex(const std::string&) override {
+  // The fake has no catalog: there is never an index or an alembic table.
+  absl::StatusOr<IndexLookup> LookUpIndex(const std::string&, const std::string&,
+                                          const std::string&) override {
     absl::MutexLock lock(&db_->mu_);
     RETURN_IF_ERROR(LiveLocked());
-    return false;
+    return IndexLookup();
+  }
+  absl::Status DropIndexConcurrently(const IndexLookup&) override {
+    absl::MutexLock lock(&db_->mu_);
+    return LiveLocked();
   }
   absl::StatusOr<std::string> FindAlembicRevision() override {
     absl::MutexLock lock(&db_->mu_);

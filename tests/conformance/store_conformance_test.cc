@@ -488,11 +488,11 @@ TEST_P(StoreConformanceTest, RehearsalRunsStepsInOneTransactionAndRecordsNothing
   EXPECT_TRUE(session->RunTransactional(first, Limits(), Step(1), nullptr, &failure).ok());
 }
 
-TEST_P(StoreConformanceTest, WithoutAnInvalidIndexOrAlembicTableThereIsNothingToFind) {
+TEST_P(StoreConformanceTest, WithoutAnIndexOrAlembicTableThereIsNothingToFind) {
   std::unique_ptr<RunSession> session = BeginReady();
-  absl::StatusOr<bool> dropped = session->DropInvalidIndex("conf_no_such_index");
-  ASSERT_TRUE(dropped.ok()) << dropped.status();
-  EXPECT_FALSE(*dropped);
+  absl::StatusOr<IndexLookup> found = session->LookUpIndex("", "conf_t", "conf_no_such_index");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->state, IndexLookup::State::kAbsent);
   absl::StatusOr<std::string> revision = session->FindAlembicRevision();
   ASSERT_TRUE(revision.ok()) << revision.status();
   EXPECT_EQ(*revision, "");
