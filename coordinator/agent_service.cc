@@ -31,6 +31,9 @@ class ReadinessStream : public Base, public StateObserver {
     {
       absl::MutexLock lock(&mu_);
       if (finishing_ || !target_) return;
+      // Publish may tell observers from two threads: never go back in time.
+      if (snapshot->generation < generation_) return;
+      generation_ = snapshot->generation;
       answer = coordinator_->SharedAnswer(*snapshot, target_key_, *target_);
       if (last_ && *last_ == answer) return;
       last_ = answer;
@@ -151,6 +154,8 @@ class ReadinessStream : public Base, public StateObserver {
   std::optional<AppTarget> target_ ABSL_GUARDED_BY(mu_);
   std::string target_key_ ABSL_GUARDED_BY(mu_);  // Coordinator::TargetKey(*target_)
   std::optional<ReadinessAnswer> last_ ABSL_GUARDED_BY(mu_);
+  // Generation of the newest snapshot answered from.
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<v1::Readiness> pending_ ABSL_GUARDED_BY(mu_);
   // Owned by gRPC between StartWrite and OnWriteDone (or OnDone after a
   // write-and-finish).

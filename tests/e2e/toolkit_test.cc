@@ -183,7 +183,7 @@ TEST_F(ToolkitTest, ResumeFinishesACutConcurrentIndexAfterDroppingTheInvalidOne)
   db_->Exec("DELETE FROM accounts WHERE id = 2");
   EXPECT_EQ(Ctl(c.address(), {"repair", "--resume", "4"}, &out), 0) << out;
   EXPECT_THAT(out, HasSubstr("resumed 4_unique_email at statement 2 of 2"));
-  EXPECT_THAT(out, HasSubstr("dropped invalid index accounts_email_key"));
+  EXPECT_THAT(out, HasSubstr("dropped invalid index public.accounts_email_key"));
   EXPECT_EQ(db_->Query("SELECT state FROM schemagate.migrations WHERE version = 4"), "applied");
   EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                        "WHERE c.relname = 'accounts_email_key' AND i.indisvalid"),
@@ -249,7 +249,7 @@ TEST_F(ToolkitTest, KillDuringANoTransactionMigrationLeavesItDirtyUntilRepairRes
   db_->Exec("DELETE FROM slow");
   EXPECT_EQ(Ctl(c.address(), {"repair", "--resume", "4"}, &out), 0) << out;
   EXPECT_THAT(out, HasSubstr("resumed 4_index_items at statement 2 of 2"));
-  EXPECT_THAT(out, HasSubstr("dropped invalid index items_slow_key"));
+  EXPECT_THAT(out, HasSubstr("dropped invalid index public.items_slow_key"));
   // The rollout continues by itself.
   for (int i = 0; i < 100 && Applied() != "1,2,3,4,5"; ++i) absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(Applied(), "1,2,3,4,5");
