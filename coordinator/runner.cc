@@ -282,6 +282,22 @@ absl::Status Runner::ExecuteStep(const RunContext& run, const PlanStep& step, in
   return absl::FailedPreconditionError(failed.message);
 }
 
+Runner::RunContext Runner::NewRun(const std::string& actor, const ProgressSink& progress,
+                                  RunOutcome* outcome) const {
+  outcome->run_id = NewRunId();
+  RunContext run;
+  run.run_id = outcome->run_id;
+  run.actor = actor.empty() ? options_.coordinator_id : actor;
+  // Every progress message carries the run's id and counts so far.
+  run.emit = [outcome, progress](RunEvent event) {
+    event.run_id = outcome->run_id;
+    event.applied = outcome->applied;
+    event.held_back = outcome->held_back;
+    if (progress) progress(event);
+  };
+  return run;
+}
+
 absl::Status Runner::FinishRun(const RunContext& run, absl::Time run_start, absl::Status result,
                                const std::string& message) {
   EventRecord finish = NewEvent("run_finish", run.run_id, run.actor);
@@ -315,16 +331,7 @@ absl::Status BlockerStatus(const PlanBlocker& blocker) {
 absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const ProgressSink& progress,
                                          const std::atomic<bool>* cancelled) {
   RunOutcome outcome;
-  outcome.run_id = NewRunId();
-  RunContext run;
-  run.run_id = outcome.run_id;
-  run.actor = request.actor.empty() ? options_.coordinator_id : request.actor;
-  run.emit = [&](RunEvent event) {
-    event.run_id = outcome.run_id;
-    event.applied = outcome.applied;
-    event.held_back = outcome.held_back;
-    if (progress) progress(event);
-  };
+  RunContext run = NewRun(request.actor, progress, &outcome);
   if (request.target_version != 0 && set_->Find(request.target_version) == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         "target version ", request.target_version, " is not in the migration set (head ",
@@ -429,15 +436,7 @@ absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
                                             const ProgressSink& progress,
                                             const std::atomic<bool>* cancelled) {
   RunOutcome outcome;
-  outcome.run_id = NewRunId();
-  RunContext run;
-  run.run_id = outcome.run_id;
-  run.actor = request.actor.empty() ? options_.coordinator_id : request.actor;
-  run.emit = [&](RunEvent event) {
-    event.run_id = outcome.run_id;
-    event.applied = outcome.applied;
-    if (progress) progress(event);
-  };
+  RunContext run = NewRun(request.actor, progress, &outcome);
   if (request.target_version < 0) {
     return absl::InvalidArgumentError("the rollback target must not be negative");
   }

@@ -188,6 +188,10 @@ class Runner {
   // FAILED_PRECONDITION (the step failed; recorded), UNAVAILABLE (lock
   // timeouts exhausted; the set stays pending), ABORTED (connection lost).
   absl::Status ExecuteStep(const RunContext& run, const PlanStep& step, int first, bool resuming);
+  // A new run's context; its progress messages count from `outcome`
+  // (which gets the run id and must outlive the run).
+  RunContext NewRun(const std::string& actor, const ProgressSink& progress,
+                    RunOutcome* outcome) const;
   // The session and run context of a run that holds the lock.
   absl::StatusOr<std::unique_ptr<RunSession>> LockForRun(const std::atomic<bool>* cancelled,
                                                          const std::function<void(RunEvent)>& emit);

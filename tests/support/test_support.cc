@@ -205,6 +205,29 @@ void TempDir::Remove(const std::string& name) const {
   std::filesystem::remove(std::filesystem::path(path_) / name, ec);
 }
 
+std::vector<AppliedMigration> AppliedUpTo(const MigrationSet& set, int64_t n) {
+  std::vector<AppliedMigration> rows;
+  for (const Migration& m : set.migrations()) {
+    if (m.version > n) break;
+    AppliedMigration row;
+    row.version = m.version;
+    row.name = m.name;
+    row.checksum = m.checksum;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+InstanceRecord LiveInstance(const std::string& id, int64_t known) {
+  InstanceRecord i;
+  i.instance_id = id;
+  i.app = "api";
+  i.app_version = "1.0";
+  i.known_version = known;
+  i.required_version = known;
+  return i;
+}
+
 void WriteTrivialMigrations(const TempDir& dir, int first, int count) {
   for (int v = first; v < first + count; ++v) {
     dir.Write(absl::StrFormat("%04d_table_%d.up.sql", v, v),

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "coordinator/migration_set.h"
+#include "coordinator/store.h"
 #include "gtest/gtest.h"
 
 namespace schemagate::testing {
@@ -101,6 +103,12 @@ class TempDir {
 
 // Writes N trivial migrations (each creates table t<N>) into `dir`.
 void WriteTrivialMigrations(const TempDir& dir, int first, int count);
+
+// Rows for the versions of `set` up to `n`, applied with the set's checksums.
+std::vector<AppliedMigration> AppliedUpTo(const MigrationSet& set, int64_t n);
+
+// A live instance of app "api" 1.0 that knows versions up to `known`.
+InstanceRecord LiveInstance(const std::string& id, int64_t known);
 
 // Path of a built binary (SCHEMAGATE_BIN_DIR or the build directory).
 std::string BinaryPath(const std::string& name);

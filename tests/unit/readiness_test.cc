@@ -31,17 +31,7 @@ class ReadinessTest : public ::testing::Test {
   }
 
   // Marks versions 1..n applied with the set's checksums.
-  void ApplyUpTo(int64_t n) {
-    view_.db.applied.clear();
-    for (const Migration& m : set_->migrations()) {
-      if (m.version > n) break;
-      AppliedMigration row;
-      row.version = m.version;
-      row.name = m.name;
-      row.checksum = m.checksum;
-      view_.db.applied.push_back(row);
-    }
-  }
+  void ApplyUpTo(int64_t n) { view_.db.applied = testing::AppliedUpTo(*set_, n); }
 
   AppTarget Target(int64_t known, int64_t required) {
     AppTarget t;
@@ -51,13 +41,7 @@ class ReadinessTest : public ::testing::Test {
   }
 
   InstanceRecord Instance(const std::string& id, int64_t known) {
-    InstanceRecord i;
-    i.instance_id = id;
-    i.app = "api";
-    i.app_version = "1.0";
-    i.known_version = known;
-    i.required_version = known;
-    return i;
+    return testing::LiveInstance(id, known);
   }
 
   TempDir dir_;

@@ -30,17 +30,7 @@ class RunPlanTest : public ::testing::Test {
     ASSERT_TRUE(set.ok()) << set.status();
     set_ = std::make_unique<MigrationSet>(std::move(*set));
   }
-  void ApplyUpTo(int64_t n) {
-    db_.applied.clear();
-    for (const Migration& m : set_->migrations()) {
-      if (m.version > n) break;
-      AppliedMigration row;
-      row.version = m.version;
-      row.name = m.name;
-      row.checksum = m.checksum;
-      db_.applied.push_back(row);
-    }
-  }
+  void ApplyUpTo(int64_t n) { db_.applied = testing::AppliedUpTo(*set_, n); }
   std::vector<int64_t> Versions(const RunPlan& plan) {
     std::vector<int64_t> out;
     for (const PlanStep& s : plan.steps) out.push_back(s.migration->version);
@@ -50,12 +40,7 @@ class RunPlanTest : public ::testing::Test {
     return InstancesBelow(db, m.version).empty();
   }
   InstanceRecord Instance(const std::string& id, int64_t known) {
-    InstanceRecord i;
-    i.instance_id = id;
-    i.app = "shop";
-    i.app_version = "1.0";
-    i.known_version = known;
-    return i;
+    return testing::LiveInstance(id, known);
   }
 
   TempDir dir_;
@@ -92,7 +77,7 @@ TEST_F(RunPlanTest, ConsecutiveBreakingMigrationsShareOneGateDecision) {
   EXPECT_EQ(partial.blocker.kind, BlockerKind::kBreakingHeld);
   EXPECT_EQ(partial.blocker.version, 5);
   ASSERT_EQ(partial.blocker.instances.size(), 1u);
-  EXPECT_THAT(partial.blocker.message, HasSubstr("shop 1.0 (id web-1"));
+  EXPECT_THAT(partial.blocker.message, HasSubstr("api 1.0 (id web-1"));
 }
 
 TEST_F(RunPlanTest, ADirtyRowStopsEveryRunInBothDirections) {
