@@ -113,7 +113,14 @@ void AttachSession::Loop() {
       // Give the coordinator a moment to confirm, then leave anyway.
       if (!reader_done.WaitForNotificationWithTimeout(absl::Seconds(2))) context.TryCancel();
     } else {
-      context.TryCancel();
+      // A stream the coordinator ended keeps its status (a cancel now would
+      // turn ALREADY_EXISTS into CANCELLED); a broken write cancels.
+      bool ended;
+      {
+        absl::MutexLock lock(&mu_);
+        ended = reader_ended;
+      }
+      if (!ended) context.TryCancel();
     }
     reader.join();
     grpc::Status status = stream->Finish();
