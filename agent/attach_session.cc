@@ -12,8 +12,19 @@
 
 namespace schemagate {
 
+namespace {
+
+std::string RandomToken() {
+  std::random_device device;
+  std::string token;
+  for (int i = 0; i < 4; ++i) absl::StrAppend(&token, absl::Hex(device(), absl::kZeroPad8));
+  return token;
+}
+
+}  // namespace
+
 AttachSession::AttachSession(WaitOptions options, absl::Duration heartbeat)
-    : options_(std::move(options)), heartbeat_(heartbeat) {}
+    : options_(std::move(options)), heartbeat_(heartbeat), attach_token_(RandomToken()) {}
 
 AttachSession::~AttachSession() { Stop(); }
 
@@ -37,6 +48,7 @@ void AttachSession::Loop() {
   v1::AttachRequest first;
   ToProto(options_.target, first.mutable_target());
   first.set_instance_id(options_.instance_id);
+  first.set_attach_token(attach_token_);
   std::mt19937 rng(std::random_device{}());
   size_t index = options_.coordinators.empty()
                      ? 0
@@ -101,7 +113,14 @@ void AttachSession::Loop() {
       // Give the coordinator a moment to confirm, then leave anyway.
       if (!reader_done.WaitForNotificationWithTimeout(absl::Seconds(2))) context.TryCancel();
     } else {
-      context.TryCancel();
+      // A stream the coordinator ended keeps its status (a cancel now would
+      // turn ALREADY_EXISTS into CANCELLED); a broken write cancels.
+      bool ended;
+      {
+        absl::MutexLock lock(&mu_);
+        ended = reader_ended;
+      }
+      if (!ended) context.TryCancel();
     }
     reader.join();
     grpc::Status status = stream->Finish();
@@ -109,6 +128,12 @@ void AttachSession::Loop() {
       absl::MutexLock lock(&mu_);
       active_ = nullptr;
       if (stopping_) return;
+    }
+    if (status.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+      // Another process holds the id: re-attaching would not help.
+      say(absl::StrCat("attach refused by ", address, ": ", status.error_message()));
+      if (on_refused_) on_refused_(status.error_message());
+      return;
     }
     say(absl::StrCat("attach stream to ", address, " ended (", status.error_message(),
                      "); re-attaching", options_.coordinators.size() > 1 ? " elsewhere" : ""));

@@ -8,6 +8,8 @@ namespace schemagate {
 inline constexpr int kExitReady = 0;
 // schemagatectl: the operation did not succeed / the schema is not current.
 inline constexpr int kExitNotDone = 1;
+// Also: the agent's instance id is held by another live agent process
+// (a configuration error: give each agent its own --instance-id).
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitTimedOut = 3;
 inline constexpr int kExitIncompatible = 4;

@@ -1,7 +1,10 @@
 // schemagate-agent: waits until the schema fits the app, then runs it.
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstdio>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -20,12 +23,20 @@
 namespace schemagate {
 namespace {
 
+// $HOSTNAME (the pod name in Kubernetes) or the host name, then this
+// process's pid and a random suffix: unique per agent process even where
+// several run on one host (blue/green on a VM, systemd workers) or every
+// container is pid 1. Drawn once: re-attaches keep it.
 std::string DefaultInstanceId() {
-  std::string id = EnvOr("SCHEMAGATE_INSTANCE_ID", EnvOr("HOSTNAME"));
-  if (!id.empty()) return id;
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
-  return host;
+  std::string host = EnvOr("HOSTNAME");
+  if (host.empty()) {
+    char name[256] = {0};
+    gethostname(name, sizeof(name) - 1);
+    host = name;
+  }
+  if (host.empty()) host = "agent";
+  std::random_device device;
+  return absl::StrCat(host, "-", getpid(), "-", absl::Hex(device() & 0xffff, absl::kZeroPad4));
 }
 
 struct CommonFlags {
@@ -57,7 +68,9 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
   cmd->add_option("--app-version", flags->target.app_version, "Application version")
       ->envname("SCHEMAGATE_APP_VERSION");
   cmd->add_option("--instance-id", flags->instance_id,
-                  "This instance's id (default: $HOSTNAME, the pod name in Kubernetes)")
+                  "This instance's id, unique per agent process (default: $HOSTNAME-PID-XXXX, "
+                  "$HOSTNAME being the pod name in Kubernetes); a second agent under an id "
+                  "that a live agent holds is refused (exit 2)")
       ->envname("SCHEMAGATE_INSTANCE_ID");
   cmd->add_option("--timeout", flags->timeout, "Give up after this long (e.g. 30s, 5m)")
       ->envname("SCHEMAGATE_TIMEOUT");
@@ -128,7 +141,8 @@ int Main(int argc, char** argv) {
       "  schemagate-agent wait --coordinator sg-0:50051,sg-1:50051 \\\n"
       "      --migrations-dir /app/migrations --app billing --app-version 1.7.0 -- ./server\n"
       "  schemagate-agent check --known 20260101120000     # readiness probe\n\n"
-      "Exit codes: 0 ready (or the app's own code), 2 usage, 3 timed out / not ready,\n"
+      "Exit codes: 0 ready (or the app's own code), 2 usage (also: --instance-id held by\n"
+      "another live agent; the app is stopped), 3 timed out / not ready,\n"
       "4 incompatible or checksum mismatch, 5 failed migration needs an operator,\n"
       "6 not authorised, 7 no coordinator reachable.",
       "schemagate-agent"};
@@ -203,10 +217,19 @@ int Main(int argc, char** argv) {
   // While the app lives, this instance counts in the fleet (contract
   // migrations it predates wait for it).
   AttachSession attach(*options);
+  // Two processes under one id would keep each other's instance alive (or
+  // remove it under the other): the one refused stops its app.
+  std::atomic<bool> refused{false};
+  attach.set_on_refused([&](const std::string& message) {
+    LogError("%s; stopping %s (exit %d)", message, command[0], kExitUsage);
+    refused = true;
+    supervisor.Terminate(SIGTERM);
+  });
   attach.Start();
   const int code = supervisor.Run(command);
   LogInfo("%s exited with %d", command[0], code);
   attach.Stop();
+  if (refused) return kExitUsage;
   return code;
 }
 

@@ -126,6 +126,7 @@ int ProcessSupervisor::Run(const std::vector<std::string>& argv) {
   {
     absl::MutexLock lock(&mu_);
     child_ = pid;
+    if (terminate_signal_ != 0) kill(pid, terminate_signal_);
   }
   int exec_errno = 0;
   ssize_t n;
@@ -149,6 +150,12 @@ int ProcessSupervisor::Run(const std::vector<std::string>& argv) {
   child_ = 0;
   if (n == sizeof(exec_errno)) return 127;
   return ExitCodeOf(status);
+}
+
+void ProcessSupervisor::Terminate(int sig) {
+  absl::MutexLock lock(&mu_);
+  terminate_signal_ = sig;
+  if (child_ > 0) kill(child_, sig);
 }
 
 int ProcessSupervisor::Exec(const std::vector<std::string>& argv) {

@@ -44,6 +44,11 @@ class ProcessSupervisor {
   // 127 if it could not be started (the reason is written to stderr).
   int Run(const std::vector<std::string>& argv);
 
+  // Sends `sig` to the app Run() started, or, if it has not started yet,
+  // as soon as it has. Thread-safe. (The agent stops its app this way when
+  // its instance id is refused.)
+  void Terminate(int sig);
+
   // Replaces the agent with argv (execvp, signal mask restored). Returns
   // only on failure, with 127.
   static int Exec(const std::vector<std::string>& argv);
@@ -59,6 +64,8 @@ class ProcessSupervisor {
 
   absl::Mutex mu_;
   pid_t child_ ABSL_GUARDED_BY(mu_) = 0;
+  // Terminate()'s signal, for a child not started yet (0: none).
+  int terminate_signal_ ABSL_GUARDED_BY(mu_) = 0;
   // Exit statuses of reaped children not yet claimed, by pid.
   absl::flat_hash_map<pid_t, int> reaped_ ABSL_GUARDED_BY(mu_);
 };

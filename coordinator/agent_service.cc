@@ -197,7 +197,8 @@ class WaitStream : public ReadinessStream<grpc::ServerWriteReactor<v1::Readiness
 // Attach: registers the instance while the stream is open. The first
 // message names it; later ones are heartbeats; a goodbye message is a clean
 // exit (the instance leaves at once). Any other end leaves the lease to
-// expire, so an agent re-attaching elsewhere keeps its instance live.
+// expire, so an agent re-attaching elsewhere keeps its instance live. An id
+// held by another agent process ends the stream with ALREADY_EXISTS.
 class AttachStream
     : public ReadinessStream<grpc::ServerBidiReactor<v1::AttachRequest, v1::Readiness>> {
  public:
@@ -218,32 +219,21 @@ class AttachStream
       EndStream(grpc::Status::OK);
       return;
     }
-    if (registered_ && request_.goodbye()) {
+    bool registered;
+    {
+      absl::MutexLock lock(&registration_mu_);
+      registered = registered_;
+    }
+    if (registered && request_.goodbye()) {
       Detach(/*clean=*/true);
       EndStream(grpc::Status::OK);
       return;
     }
-    if (!registered_) {
-      AppTarget target;
-      absl::Status valid = ValidateAttachRequest(request_);
-      if (valid.ok()) valid = FromProto(request_.target(), &target);
-      if (!valid.ok()) {
-        EndStream(ToGrpc(valid));
-        return;
-      }
-      target = ResolveTarget(target, *coordinator_->set());
-      InstanceRecord instance;
-      instance.instance_id = request_.instance_id();
-      instance.app = target.app;
-      instance.app_version = target.app_version;
-      instance.known_version = target.known_version;
-      instance.required_version = target.required_version;
-      instance.coordinator_id = coordinator_->options().coordinator_id;
-      instance_id_ = instance.instance_id;
-      registered_ = true;
-      coordinator_->InstanceAttached(instance);
+    if (!registered) {
+      std::optional<AppTarget> target = Register();
+      if (!target) return;  // Refused; the stream is ending.
       coordinator_->AddObserver(self_);
-      Begin(std::move(target));
+      Begin(std::move(*target));
     }
     StartRead(&request_);
   }
@@ -261,20 +251,63 @@ class AttachStream
   }
 
  private:
+  // Registers the instance the first message names; nullopt (and the
+  // stream ending) when the message is invalid or the id is taken.
+  std::optional<AppTarget> Register() {
+    AppTarget target;
+    absl::Status valid = ValidateAttachRequest(request_);
+    if (valid.ok()) valid = FromProto(request_.target(), &target);
+    if (!valid.ok()) {
+      EndStream(ToGrpc(valid));
+      return std::nullopt;
+    }
+    target = ResolveTarget(target, *coordinator_->set());
+    InstanceRecord instance;
+    instance.instance_id = request_.instance_id();
+    instance.app = target.app;
+    instance.app_version = target.app_version;
+    instance.known_version = target.known_version;
+    instance.required_version = target.required_version;
+    instance.coordinator_id = coordinator_->options().coordinator_id;
+    instance.attach_token = request_.attach_token();
+    // Called on the fleet thread when another replica's agent holds the id.
+    std::weak_ptr<AttachStream> weak = self_;
+    auto on_refused = [weak](const absl::Status& why) {
+      if (std::shared_ptr<AttachStream> stream = weak.lock()) stream->EndStream(ToGrpc(why));
+    };
+    absl::Status attached;
+    {
+      // Held across the call so that a Detach from OnCancel (another
+      // thread) sees the registration whole or not at all.
+      absl::MutexLock lock(&registration_mu_);
+      attached = coordinator_->InstanceAttached(instance, this, std::move(on_refused));
+      if (attached.ok()) {
+        registered_ = true;
+        instance_id_ = instance.instance_id;
+      }
+    }
+    if (!attached.ok()) {
+      EndStream(ToGrpc(attached));
+      return std::nullopt;
+    }
+    return target;
+  }
+
   void Detach(bool clean) {
-    absl::MutexLock lock(&detach_mu_);
+    absl::MutexLock lock(&registration_mu_);
     if (!registered_ || detached_) return;
     detached_ = true;
-    coordinator_->InstanceDetached(instance_id_, clean);
+    coordinator_->InstanceDetached(instance_id_, this, clean);
   }
 
   std::shared_ptr<AttachStream> self_;
   // Touched only by the read reactions, which never overlap.
   v1::AttachRequest request_;
-  bool registered_ = false;
-  std::string instance_id_;
-  absl::Mutex detach_mu_;
-  bool detached_ ABSL_GUARDED_BY(detach_mu_) = false;
+  // Written by a read reaction, read by Detach from OnCancel too.
+  absl::Mutex registration_mu_;
+  bool registered_ ABSL_GUARDED_BY(registration_mu_) = false;
+  std::string instance_id_ ABSL_GUARDED_BY(registration_mu_);
+  bool detached_ ABSL_GUARDED_BY(registration_mu_) = false;
 };
 
 }  // namespace

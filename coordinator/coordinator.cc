@@ -471,19 +471,35 @@ bool Coordinator::BreakingGate(const Migration& m, const DatabaseState& state,
   return now - it->second >= grace;
 }
 
-void Coordinator::InstanceAttached(const InstanceRecord& instance) {
-  absl::MutexLock lock(&fleet_mu_);
-  LocalInstance& local = local_instances_[instance.instance_id];
-  local.record = instance;
-  ++local.streams;
-  pending_joins_.push_back(instance);
+std::string Coordinator::InstanceIdTakenMessage(const std::string& instance_id) const {
+  return absl::StrCat(
+      "instance id \"", instance_id,
+      "\" is in use by another live agent process (another attach token); give each agent its "
+      "own --instance-id, or leave it unset for a unique default, or wait until the other "
+      "agent exits (its lease expires ", absl::FormatDuration(options_.lease_ttl),
+      " after its last heartbeat)");
 }
 
-void Coordinator::InstanceDetached(const std::string& instance_id, bool clean) {
+absl::Status Coordinator::InstanceAttached(const InstanceRecord& instance, const void* stream,
+                                           InstanceRefused on_refused) {
+  absl::MutexLock lock(&fleet_mu_);
+  LocalInstance& local = local_instances_[instance.instance_id];
+  if (!local.streams.empty() && !local.record.attach_token.empty() &&
+      !instance.attach_token.empty() && local.record.attach_token != instance.attach_token) {
+    return absl::AlreadyExistsError(InstanceIdTakenMessage(instance.instance_id));
+  }
+  local.record = instance;
+  local.streams[stream] = std::move(on_refused);
+  pending_joins_.push_back(instance);
+  return absl::OkStatus();
+}
+
+void Coordinator::InstanceDetached(const std::string& instance_id, const void* stream,
+                                   bool clean) {
   absl::MutexLock lock(&fleet_mu_);
   auto it = local_instances_.find(instance_id);
-  if (it == local_instances_.end()) return;
-  if (--it->second.streams > 0) return;
+  if (it == local_instances_.end() || it->second.streams.erase(stream) == 0) return;
+  if (!it->second.streams.empty()) return;
   local_instances_.erase(it);
   if (clean) pending_leaves_.push_back(instance_id);
 }
@@ -513,8 +529,15 @@ void Coordinator::FleetLoop() {
       status = snapshot()->view.db.initialized ? absl::OkStatus() : store_->EnsureBookkeeping();
       bookkeeping_ready = status.ok();
     }
-    if (status.ok()) status = store_->UpsertInstances(joins, options_.lease_ttl);
+    // Leaves first: an id freed by a clean exit may be taken by a new
+    // process in the same round.
     if (status.ok()) status = store_->RemoveInstances(leaves, options_.coordinator_id);
+    if (status.ok()) {
+      absl::StatusOr<std::vector<InstanceRecord>> refused =
+          store_->UpsertInstances(joins, options_.lease_ttl);
+      status = refused.status();
+      if (refused.ok()) Refuse(*refused);
+    }
     if (status.ok() && !live.empty()) status = store_->RefreshLeases(live, options_.lease_ttl);
     if (status.ok()) {
       if (refresh) next_refresh = absl::Now() + options_.lease_ttl / 3;
@@ -531,6 +554,29 @@ void Coordinator::FleetLoop() {
       for (const auto& [id, local] : local_instances_) pending_joins_.push_back(local.record);
     }
     SleepUnlessStopped(absl::Milliseconds(500));
+  }
+}
+
+void Coordinator::Refuse(const std::vector<InstanceRecord>& refused) {
+  std::vector<std::pair<InstanceRefused, std::string>> calls;
+  {
+    absl::MutexLock lock(&fleet_mu_);
+    for (const InstanceRecord& r : refused) {
+      auto it = local_instances_.find(r.instance_id);
+      // Gone meanwhile, or re-attached by the process that holds the id.
+      if (it == local_instances_.end() || it->second.record.attach_token != r.attach_token) {
+        continue;
+      }
+      LogWarning("refused instance %s: its id is held by another live agent process",
+                 r.instance_id);
+      for (auto& [stream, on_refused] : it->second.streams) {
+        if (on_refused) calls.emplace_back(std::move(on_refused), r.instance_id);
+      }
+      local_instances_.erase(it);
+    }
+  }
+  for (auto& [on_refused, id] : calls) {
+    on_refused(absl::AlreadyExistsError(InstanceIdTakenMessage(id)));
   }
 }
 

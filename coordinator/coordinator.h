@@ -21,6 +21,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "coordinator/migration_set.h"
@@ -160,12 +161,23 @@ class Coordinator {
   // Asks the watcher to re-read the state now.
   void RequestRefresh();
 
-  // The fleet: an Attach stream registered (or lost) an instance. Several
-  // streams may carry the same instance id; it leaves when the last ends.
-  // `clean` means the agent said goodbye (its app exited): the instance is
-  // removed at once; otherwise its lease runs out.
-  void InstanceAttached(const InstanceRecord& instance);
-  void InstanceDetached(const std::string& instance_id, bool clean);
+  // The fleet: an Attach stream (`stream`, any unique key) registered (or
+  // lost) an instance. Several streams of one agent process (one
+  // attach_token) may carry the same instance id; it leaves when the last
+  // ends. `clean` means the agent said goodbye (its app exited): the
+  // instance is removed at once; otherwise its lease runs out.
+  //
+  // An id held by another agent process is refused with ALREADY_EXISTS:
+  // at once when a stream of this coordinator holds it under another
+  // token, or later, through `on_refused` (called once, on the fleet
+  // thread, must not block), when the store finds another process's live
+  // lease (a stream to another replica). A refused stream's Detach is a no-op.
+  using InstanceRefused = std::function<void(const absl::Status& why)>;
+  absl::Status InstanceAttached(const InstanceRecord& instance, const void* stream,
+                                InstanceRefused on_refused);
+  void InstanceDetached(const std::string& instance_id, const void* stream, bool clean);
+  // The message of an ALREADY_EXISTS refusal of `instance_id`.
+  std::string InstanceIdTakenMessage(const std::string& instance_id) const;
 
   // Whether breaking migration `m` may run now, given the state read under
   // the lock: no live instance predates it, for `grace` at least.
@@ -196,6 +208,8 @@ class Coordinator {
   void RunLoop();
   void WorkLoop();
   void FleetLoop();
+  // Ends the streams of instances the store refused (UpsertInstances).
+  void Refuse(const std::vector<InstanceRecord>& refused);
   // Installs a new snapshot and tells observers.
   void Publish(std::shared_ptr<Snapshot> next);
   // Re-publishes the current snapshot with run_in_progress changed.
@@ -260,7 +274,8 @@ class Coordinator {
 
   struct LocalInstance {
     InstanceRecord record;
-    int streams = 0;
+    // The open streams of the instance, each with its refusal callback.
+    absl::flat_hash_map<const void*, InstanceRefused> streams;
   };
   absl::Mutex fleet_mu_;
   absl::flat_hash_map<std::string, LocalInstance> local_instances_ ABSL_GUARDED_BY(fleet_mu_);

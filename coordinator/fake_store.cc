@@ -492,15 +492,22 @@ absl::Status FakeStore::EnsureBookkeeping() {
   return session->EnsureSchema();
 }
 
-absl::Status FakeStore::UpsertInstances(const std::vector<InstanceRecord>& instances,
-                                        absl::Duration ttl) {
-  if (instances.empty()) return absl::OkStatus();
+absl::StatusOr<std::vector<InstanceRecord>> FakeStore::UpsertInstances(
+    const std::vector<InstanceRecord>& instances, absl::Duration ttl) {
+  std::vector<InstanceRecord> refused;
+  if (instances.empty()) return refused;
   absl::MutexLock lock(&db_->mu_);
   if (!db_->initialized_) return NoBookkeeping();
   const absl::Time now = Micros(db_->clock()->Now());
   for (const InstanceRecord& i : instances) {
     auto it = db_->instances_.find(i.instance_id);
     const bool joined = it == db_->instances_.end() || it->second.lease_expires <= now;
+    // A live id held by another agent process (PgStore's rule).
+    if (!joined && !i.attach_token.empty() && !it->second.attach_token.empty() &&
+        it->second.attach_token != i.attach_token) {
+      refused.push_back(i);
+      continue;
+    }
     InstanceRecord stored = i;
     stored.first_seen = it == db_->instances_.end() ? now : it->second.first_seen;
     stored.last_seen = now;
@@ -516,7 +523,7 @@ absl::Status FakeStore::UpsertInstances(const std::vector<InstanceRecord>& insta
     }
   }
   db_->NotifyLocked();
-  return absl::OkStatus();
+  return refused;
 }
 
 absl::Status FakeStore::RefreshLeases(const std::vector<std::string>& ids, absl::Duration ttl) {

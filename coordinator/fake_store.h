@@ -108,8 +108,8 @@ class FakeStore : public Store {
   absl::StatusOr<std::vector<EventRecord>> ReadEventsAfter(int64_t after_id, int limit) override;
   absl::StatusOr<std::optional<SchemaRecord>> ReadSchemaRecord() override;
   absl::Status EnsureBookkeeping() override;
-  absl::Status UpsertInstances(const std::vector<InstanceRecord>& instances,
-                               absl::Duration ttl) override;
+  absl::StatusOr<std::vector<InstanceRecord>> UpsertInstances(
+      const std::vector<InstanceRecord>& instances, absl::Duration ttl) override;
   absl::Status RefreshLeases(const std::vector<std::string>& ids, absl::Duration ttl) override;
   absl::Status RemoveInstances(const std::vector<std::string>& ids,
                                const std::string& actor) override;

@@ -27,7 +27,16 @@ constexpr char kLockNotAvailable[] = "55P03";
 // Bookkeeping layout version, stored in meta.meta_version.
 // 2: meta.hold_above (rollback holds).
 // 3: table schema_record (the schema recorded after each run).
-constexpr int kMetaVersion = 3;
+// 4: instances.attach_token (one instance id per agent process).
+constexpr int kMetaVersion = 4;
+
+// Layout 4's column of `instances`; idempotent. Also run by UpsertInstances
+// on a layout made by an older coordinator when no run has upgraded it yet
+// (a constant default: no table rewrite).
+void AddAttachTokenColumn(pqxx::transaction_base& tx, const std::string& instances) {
+  tx.exec(absl::StrCat("ALTER TABLE ", instances,
+                       " ADD COLUMN IF NOT EXISTS attach_token text NOT NULL DEFAULT ''"));
+}
 
 // libpq's message for a server error, without "ERROR:  " and the
 // LINE/caret context (kept in the event as the statement index instead).
@@ -181,8 +190,10 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
       "SELECT instance_id, app, app_version, known_version, required_version, coordinator_id, "
       "(extract(epoch FROM first_seen) * 1000000)::bigint, "
       "(extract(epoch FROM last_seen) * 1000000)::bigint, "
-      "(extract(epoch FROM lease_expires) * 1000000)::bigint, lease_expires > now() FROM ",
-      names.instances, " WHERE lease_expires > now() - interval '1 hour' ORDER BY instance_id"));
+      "(extract(epoch FROM lease_expires) * 1000000)::bigint, lease_expires > now(), "
+      // Through jsonb: a layout before 4 has no such column.
+      "coalesce(to_jsonb(i) ->> 'attach_token', '') FROM ",
+      names.instances, " i WHERE lease_expires > now() - interval '1 hour' ORDER BY instance_id"));
   state.live_instances.reserve(instances.size());
   for (const pqxx::row& row : instances) {
     InstanceRecord i;
@@ -195,6 +206,7 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
     i.first_seen = FromMicros(row[6]);
     i.last_seen = FromMicros(row[7]);
     i.lease_expires = FromMicros(row[8]);
+    i.attach_token = row[10].as<std::string>();
     (row[9].as<bool>() ? state.live_instances : state.lapsed_instances).push_back(std::move(i));
   }
   tx.commit();
@@ -314,6 +326,7 @@ class PgRunSession : public RunSession {
           " first_seen timestamptz NOT NULL DEFAULT now(),"
           " last_seen timestamptz NOT NULL DEFAULT now(),"
           " lease_expires timestamptz NOT NULL DEFAULT now())"));
+      AddAttachTokenColumn(tx, names_.instances);
       tx.commit();
       return absl::OkStatus();
     });
@@ -952,32 +965,41 @@ absl::Status PgStore::EnsureBookkeeping() {
   return session->EnsureSchema();
 }
 
-absl::Status PgStore::UpsertInstances(const std::vector<InstanceRecord>& instances,
-                                      absl::Duration ttl) {
-  if (instances.empty()) return absl::OkStatus();
-  return WithConnection([&](pqxx::connection& conn) {
-    Names names(conn, options_.schema);
+absl::StatusOr<std::vector<InstanceRecord>> PgStore::UpsertInstances(
+    const std::vector<InstanceRecord>& instances, absl::Duration ttl) {
+  std::vector<InstanceRecord> refused;
+  if (instances.empty()) return refused;
+  auto upsert = [&](pqxx::connection& conn, const Names& names) {
+    refused.clear();
     pqxx::work tx(conn);
     const int64_t ttl_ms = absl::ToInt64Milliseconds(ttl);
     for (const InstanceRecord& i : instances) {
       // xmax = 0 tells an insert (or a revived expired lease) from an update.
-      const bool joined =
-          tx.exec_params1(
-                absl::StrCat(
-                    "WITH old AS (SELECT lease_expires > now() AS live FROM ", names.instances,
-                    " WHERE instance_id = $1) INSERT INTO ", names.instances,
-                    " (instance_id, app, app_version, known_version, required_version,"
-                    " coordinator_id, first_seen, last_seen, lease_expires)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, now(), now(),"
-                    " now() + $7 * interval '1 millisecond')"
-                    " ON CONFLICT (instance_id) DO UPDATE SET app = $2, app_version = $3,"
-                    " known_version = $4, required_version = $5, coordinator_id = $6,"
-                    " last_seen = now(), lease_expires = now() + $7 * interval '1 millisecond'"
-                    " RETURNING NOT coalesce((SELECT live FROM old), false)"),
-                i.instance_id, i.app, i.app_version, i.known_version, i.required_version,
-                i.coordinator_id, ttl_ms)[0]
-              .as<bool>();
-      if (joined) {
+      // The update's WHERE keeps a live lease of another agent process: no
+      // row comes back and the instance is refused. Concurrent joins of one
+      // id serialise on the row, so of two processes only one gets it.
+      const pqxx::result row = tx.exec_params(
+          absl::StrCat(
+              "WITH old AS (SELECT lease_expires > now() AS live FROM ", names.instances,
+              " WHERE instance_id = $1) INSERT INTO ", names.instances, " AS cur",
+              " (instance_id, app, app_version, known_version, required_version,"
+              " coordinator_id, attach_token, first_seen, last_seen, lease_expires)"
+              " VALUES ($1, $2, $3, $4, $5, $6, $8, now(), now(),"
+              " now() + $7 * interval '1 millisecond')"
+              " ON CONFLICT (instance_id) DO UPDATE SET app = $2, app_version = $3,"
+              " known_version = $4, required_version = $5, coordinator_id = $6,"
+              " attach_token = $8,"
+              " last_seen = now(), lease_expires = now() + $7 * interval '1 millisecond'"
+              " WHERE cur.lease_expires <= now() OR $8 = '' OR cur.attach_token = ''"
+              " OR cur.attach_token = $8"
+              " RETURNING NOT coalesce((SELECT live FROM old), false)"),
+          i.instance_id, i.app, i.app_version, i.known_version, i.required_version,
+          i.coordinator_id, ttl_ms, i.attach_token);
+      if (row.empty()) {
+        refused.push_back(i);
+        continue;
+      }
+      if (row[0][0].as<bool>()) {
         tx.exec_params(absl::StrCat("INSERT INTO ", names.events,
                                     " (kind, actor, message) VALUES ('instance_join', $1, $2)"),
                        options_.coordinator_id,
@@ -988,7 +1010,20 @@ absl::Status PgStore::UpsertInstances(const std::vector<InstanceRecord>& instanc
     tx.exec_params("SELECT pg_notify($1, $2)", std::string(kEventsChannel), options_.schema);
     tx.commit();
     return absl::OkStatus();
-  });
+  };
+  RETURN_IF_ERROR(WithConnection([&](pqxx::connection& conn) {
+    Names names(conn, options_.schema);
+    try {
+      return upsert(conn, names);
+    } catch (const pqxx::undefined_column&) {
+      // A layout before 4 that no run has upgraded yet.
+      pqxx::work tx(conn);
+      AddAttachTokenColumn(tx, names.instances);
+      tx.commit();
+    }
+    return upsert(conn, names);
+  }));
+  return refused;
 }
 
 absl::Status PgStore::RefreshLeases(const std::vector<std::string>& ids, absl::Duration ttl) {

@@ -59,8 +59,8 @@ class PgStore : public Store {
   absl::StatusOr<std::optional<SchemaRecord>> ReadSchemaRecord() override;
   absl::StatusOr<std::unique_ptr<RunSession>> BeginRun(const LockWaitOptions& options) override;
   absl::Status EnsureBookkeeping() override;
-  absl::Status UpsertInstances(const std::vector<InstanceRecord>& instances,
-                               absl::Duration ttl) override;
+  absl::StatusOr<std::vector<InstanceRecord>> UpsertInstances(
+      const std::vector<InstanceRecord>& instances, absl::Duration ttl) override;
   absl::Status RefreshLeases(const std::vector<std::string>& ids, absl::Duration ttl) override;
   absl::Status RemoveInstances(const std::vector<std::string>& ids,
                                const std::string& actor) override;

@@ -106,7 +106,20 @@ absl::Status ValidateAttachRequest(const v1::AttachRequest& first) {
         "goodbye");
   }
   if (absl::Status s = ValidateAppTarget(first.target()); !s.ok()) return s;
-  return ValidateInstanceId(first.instance_id(), /*required=*/true);
+  if (absl::Status s = ValidateInstanceId(first.instance_id(), /*required=*/true); !s.ok()) {
+    return s;
+  }
+  if (first.attach_token().size() > kMaxAttachTokenLength) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attach_token is longer than ", kMaxAttachTokenLength, " bytes (got ",
+        first.attach_token().size(), ")"));
+  }
+  for (char c : first.attach_token()) {
+    if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f) {
+      return absl::InvalidArgumentError("attach_token must be printable with no spaces");
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidatePlanRequest(const v1::PlanRequest& request) {

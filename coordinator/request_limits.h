@@ -21,6 +21,8 @@ namespace schemagate {
 inline constexpr size_t kMaxNameLength = 128;
 // A DNS name (a pod name fits).
 inline constexpr size_t kMaxInstanceIdLength = 253;
+// An Attach's per-process token (the agent sends 32 hex digits).
+inline constexpr size_t kMaxAttachTokenLength = 64;
 // One per migration file of the app; with SHA-256 hex digests 10,000 of them
 // stay under the default request size limit.
 inline constexpr int kMaxChecksums = 10000;

@@ -61,6 +61,9 @@ struct InstanceRecord {
   int64_t required_version = 0;
   // The coordinator the instance is attached to.
   std::string coordinator_id;
+  // The agent process's random token (AttachRequest.attach_token): tells
+  // two processes under one id apart. Empty from agents that send none.
+  std::string attach_token;
   absl::Time first_seen;
   absl::Time last_seen;
   absl::Time lease_expires;
@@ -273,9 +276,13 @@ class Store {
 
   // The fleet. Each call is one transaction and notifies listeners.
   // Inserts or updates instances with a lease of `ttl`; records an
-  // instance_join event for each one that was not live.
-  virtual absl::Status UpsertInstances(const std::vector<InstanceRecord>& instances,
-                                       absl::Duration ttl) = 0;
+  // instance_join event for each one that was not live. An instance whose
+  // row has a live lease under another non-empty attach_token (another
+  // agent process holds the id), while its own token is non-empty, is left
+  // alone and returned: the refused ones, as given. An expired lease, an
+  // equal token or an empty token on either side is taken over.
+  virtual absl::StatusOr<std::vector<InstanceRecord>> UpsertInstances(
+      const std::vector<InstanceRecord>& instances, absl::Duration ttl) = 0;
   // Extends the leases of `ids` (no notification).
   virtual absl::Status RefreshLeases(const std::vector<std::string>& ids, absl::Duration ttl) = 0;
   // Removes instances that exited cleanly; records instance_leave events.

@@ -509,6 +509,30 @@ InstanceRecord Instance(const std::string& id, int64_t known) {
   return i;
 }
 
+TEST_P(StoreConformanceTest, ALiveInstanceIdIsRefusedToAnotherAgentProcess) {
+  ASSERT_TRUE(store_->EnsureBookkeeping().ok());
+  std::unique_ptr<Store> replica = backend_->NewStore("coordinator-b");
+  InstanceRecord holder = Instance("web-1", 3);
+  holder.attach_token = "token-a";
+  InstanceRecord other = Instance("web-1", 4);
+  other.attach_token = "token-b";
+  absl::StatusOr<std::vector<InstanceRecord>> refused =
+      store_->UpsertInstances({holder}, absl::Hours(1));
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_TRUE(refused->empty());
+  refused = replica->UpsertInstances({other}, absl::Hours(1));
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  ASSERT_EQ(refused->size(), 1u);
+  EXPECT_EQ((*refused)[0].instance_id, "web-1");
+  DatabaseState state = State();
+  ASSERT_EQ(state.live_instances.size(), 1u);
+  EXPECT_EQ(state.live_instances[0].known_version, 3) << "the holder's row is untouched";
+  // The same process (same token) moving to another replica is not refused.
+  refused = replica->UpsertInstances({holder}, absl::Hours(1));
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_TRUE(refused->empty());
+}
+
 TEST_P(StoreConformanceTest, InstancesJoinLeaveAndLapse) {
   ASSERT_TRUE(store_->EnsureBookkeeping().ok());
   ASSERT_TRUE(

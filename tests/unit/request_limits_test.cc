@@ -92,6 +92,17 @@ TEST(RequestLimitsTest, AttachMustNameTheInstanceFirst) {
   EXPECT_THAT(ValidateAttachRequest(first), InvalidWith("must name the instance"));
 }
 
+TEST(RequestLimitsTest, AttachTokenIsShortAndPrintable) {
+  v1::AttachRequest first;
+  first.set_instance_id("pod-1");
+  first.set_attach_token(std::string(32, 'f'));
+  EXPECT_TRUE(ValidateAttachRequest(first).ok());
+  first.set_attach_token(std::string(kMaxAttachTokenLength + 1, 'f'));
+  EXPECT_THAT(ValidateAttachRequest(first), InvalidWith("attach_token is longer than 64"));
+  first.set_attach_token("a b");
+  EXPECT_THAT(ValidateAttachRequest(first), InvalidWith("attach_token must be printable"));
+}
+
 TEST(RequestLimitsTest, OperatorRequestsAreBounded) {
   v1::ApplyRequest apply;
   apply.set_target_version(-5);
