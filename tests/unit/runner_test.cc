@@ -177,7 +177,8 @@ TEST_F(RunnerTest, ANoTransactionMigrationIsDirtyWhileItRunsAndCleanAfter) {
   absl::StatusOr<RunOutcome> outcome = runner.Apply(RunRequest(), nullptr, nullptr);
   ASSERT_TRUE(outcome.ok()) << outcome.status();
   EXPECT_THAT(seen, ElementsAre("dirty/0 t_a", "dirty/1 t_b"));
-  const AppliedMigration* row = State().Find(1);
+  const DatabaseState after = State();  // Find points into it: keep it alive
+  const AppliedMigration* row = after.Find(1);
   ASSERT_NE(row, nullptr);
   EXPECT_FALSE(row->dirty);
   EXPECT_EQ(row->statements_done, 2);
@@ -193,7 +194,8 @@ TEST_F(RunnerTest, ACutNoTransactionMigrationStaysDirtyAndResumesWhereItStopped)
   MigrationSet set = Load(files);
   Runner runner(&store_, &set, options_);
   ASSERT_FALSE(runner.Apply(RunRequest(), nullptr, nullptr).ok());
-  const AppliedMigration* row = State().Find(1);
+  const DatabaseState cut = State();  // Find points into it: keep it alive
+  const AppliedMigration* row = cut.Find(1);
   ASSERT_NE(row, nullptr);
   EXPECT_TRUE(row->dirty);
   EXPECT_EQ(row->statements_done, 1);
@@ -213,7 +215,8 @@ TEST_F(RunnerTest, ACutNoTransactionMigrationStaysDirtyAndResumesWhereItStopped)
   ASSERT_EQ(executed.size(), 3u);
   EXPECT_THAT(executed[1], HasSubstr("t_b"));
   EXPECT_THAT(executed[2], HasSubstr("t_c"));
-  row = State().Find(1);
+  const DatabaseState resumed_state = State();
+  row = resumed_state.Find(1);
   ASSERT_NE(row, nullptr);
   EXPECT_FALSE(row->dirty);
   EXPECT_EQ(row->statements_done, 3);
