@@ -86,14 +86,19 @@ class InstancesTest : public ::testing::Test {
 };
 
 TEST_F(InstancesTest, TwoAgentsOnOneHostAreTwoInstancesAndTheContractFollowsTheOldOnesExit) {
-  CoordinatorProcess coordinator(db_->url(), release2_.path(), kFlags);
+  // Release 1's coordinator brings the schema to 3 and serves the old app;
+  // release 2's starts once the old app runs (on a fresh database with no
+  // instance, the contract migration would not wait: nothing could need the
+  // old schema).
+  CoordinatorProcess release1(db_->url(), release1_.path(), kFlags);
   // One host: the same $HOSTNAME for both, no --instance-id.
   const std::map<std::string, std::string> host = {{"HOSTNAME", "vm-1"}};
-  auto old_app = Agent(coordinator.address(),
+  auto old_app = Agent(release1.address(),
                        {"--migrations-dir", release1_.path(), "--app", "shop", "--app-version",
                         "1.0"},
                        "old-up", host);
   ASSERT_TRUE(old_app->WaitForLog("old-up", absl::Seconds(30))) << old_app->Log();
+  CoordinatorProcess coordinator(db_->url(), release2_.path(), kFlags);
   auto new_app = Agent(coordinator.address(),
                        {"--migrations-dir", release2_.path(), "--app", "shop", "--app-version",
                         "2.0"},
