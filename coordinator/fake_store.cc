@@ -485,13 +485,6 @@ absl::StatusOr<std::optional<SchemaRecord>> FakeStore::ReadSchemaRecord() {
   return db_->schema_record_;
 }
 
-absl::Status FakeStore::EnsureBookkeeping() {
-  LockWaitOptions wait;
-  wait.max_wait = absl::Seconds(30);
-  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, BeginRun(wait));
-  return session->EnsureSchema();
-}
-
 absl::StatusOr<std::vector<InstanceRecord>> FakeStore::UpsertInstances(
     const std::vector<InstanceRecord>& instances, absl::Duration ttl) {
   std::vector<InstanceRecord> refused;

@@ -958,13 +958,6 @@ absl::StatusOr<std::vector<EventRecord>> PgStore::ReadEventsAfter(int64_t after_
   return events;
 }
 
-absl::Status PgStore::EnsureBookkeeping() {
-  LockWaitOptions wait;
-  wait.max_wait = absl::Seconds(30);
-  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, BeginRun(wait));
-  return session->EnsureSchema();
-}
-
 absl::StatusOr<std::vector<InstanceRecord>> PgStore::UpsertInstances(
     const std::vector<InstanceRecord>& instances, absl::Duration ttl) {
   std::vector<InstanceRecord> refused;

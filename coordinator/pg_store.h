@@ -58,7 +58,6 @@ class PgStore : public Store {
   absl::StatusOr<std::vector<EventRecord>> ReadEventsAfter(int64_t after_id, int limit) override;
   absl::StatusOr<std::optional<SchemaRecord>> ReadSchemaRecord() override;
   absl::StatusOr<std::unique_ptr<RunSession>> BeginRun(const LockWaitOptions& options) override;
-  absl::Status EnsureBookkeeping() override;
   absl::StatusOr<std::vector<InstanceRecord>> UpsertInstances(
       const std::vector<InstanceRecord>& instances, absl::Duration ttl) override;
   absl::Status RefreshLeases(const std::vector<std::string>& ids, absl::Duration ttl) override;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "coordinator/status_macros.h"
+
 namespace schemagate {
 
 const AppliedMigration* DatabaseState::Find(int64_t version) const {
@@ -17,6 +19,13 @@ int64_t DatabaseState::AppliedHead() const {
     if (!it->dirty) return it->version;
   }
   return 0;
+}
+
+absl::Status Store::EnsureBookkeeping() {
+  LockWaitOptions wait;
+  wait.max_wait = absl::Seconds(30);
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, BeginRun(wait));
+  return session->EnsureSchema();
 }
 
 }  // namespace schemagate

@@ -272,7 +272,8 @@ class Store {
   virtual absl::StatusOr<std::optional<SchemaRecord>> ReadSchemaRecord() = 0;
 
   // Creates the bookkeeping schema if missing, under the run lock.
-  virtual absl::Status EnsureBookkeeping() = 0;
+  // Every store does it the same way: a run session's EnsureSchema.
+  absl::Status EnsureBookkeeping();
 
   // The fleet. Each call is one transaction and notifies listeners.
   // Inserts or updates instances with a lease of `ttl`; records an

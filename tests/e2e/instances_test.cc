@@ -43,19 +43,10 @@ class InstancesTest : public ::testing::Test {
   void SetUp() override {
     SG_REQUIRE_DATABASE();
     db_ = std::make_unique<TestDatabase>();
-    for (int v = 1; v <= 3; ++v) {
-      const std::string name = absl::StrCat("000", v, "_t", v, ".up.sql");
-      const std::string sql = absl::StrCat("CREATE TABLE t", v, " (id int);\n");
-      release1_.Write(name, sql);
-      release2_.Write(name, sql);
-    }
-    release2_.Write("0004_drop_t1.up.sql", "-- schemagate:breaking\nDROP TABLE t1;\n");
+    testing::WriteTwoReleases(release1_, release2_);
   }
 
-  bool Applied(int64_t version) {
-    return db_->Query(absl::StrCat("SELECT count(*) FROM schemagate.migrations WHERE version = ",
-                                   version)) == "1";
-  }
+  bool Applied(int64_t version) { return testing::IsApplied(*db_, version); }
 
   // `schemagatectl instances` once `want` appears in it (or its last output).
   static std::string InstancesOnceItShows(const std::string& address, const std::string& want) {

@@ -205,6 +205,21 @@ void TempDir::Remove(const std::string& name) const {
   std::filesystem::remove(std::filesystem::path(path_) / name, ec);
 }
 
+void WriteTwoReleases(const TempDir& release1, const TempDir& release2) {
+  for (int v = 1; v <= 3; ++v) {
+    const std::string name = absl::StrCat("000", v, "_t", v, ".up.sql");
+    const std::string sql = absl::StrCat("CREATE TABLE t", v, " (id int);\n");
+    release1.Write(name, sql);
+    release2.Write(name, sql);
+  }
+  release2.Write("0004_drop_t1.up.sql", "-- schemagate:breaking\nDROP TABLE t1;\n");
+}
+
+bool IsApplied(const TestDatabase& db, int64_t version) {
+  return db.Query(absl::StrCat("SELECT count(*) FROM schemagate.migrations WHERE version = ",
+                               version)) == "1";
+}
+
 std::vector<AppliedMigration> AppliedUpTo(const MigrationSet& set, int64_t n) {
   std::vector<AppliedMigration> rows;
   for (const Migration& m : set.migrations()) {

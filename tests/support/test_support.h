@@ -104,6 +104,13 @@ class TempDir {
 // Writes N trivial migrations (each creates table t<N>) into `dir`.
 void WriteTrivialMigrations(const TempDir& dir, int first, int count);
 
+// The fleet tests' two releases: both have 0001..0003 (CREATE TABLE t1..t3);
+// release 2 adds the breaking 0004_drop_t1.
+void WriteTwoReleases(const TempDir& release1, const TempDir& release2);
+
+// Whether `version` has a row in `db`'s schemagate.migrations.
+bool IsApplied(const TestDatabase& db, int64_t version);
+
 // Rows for the versions of `set` up to `n`, applied with the set's checksums.
 std::vector<AppliedMigration> AppliedUpTo(const MigrationSet& set, int64_t n);
 
