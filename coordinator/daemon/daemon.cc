@@ -9,18 +9,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "coordinator/server/access.h"
 #include "absl/synchronization/mutex.h"
-#include "coordinator/postgres/backup.h"
 #include "coordinator/base/conninfo.h"
-#include "coordinator/fleet/coordinator.h"
 #include "coordinator/base/flags.h"
-#include "coordinator/engine/lint_policy.h"
 #include "coordinator/base/log.h"
-#include "coordinator/server/metrics.h"
+#include "coordinator/engine/lint_policy.h"
 #include "coordinator/engine/migration_set.h"
-#include "coordinator/postgres/pg_store.h"
+#include "coordinator/fleet/coordinator.h"
+#include "coordinator/postgres/backup.h"
 #include "coordinator/postgres/catalog.h"
+#include "coordinator/postgres/pg_store.h"
+#include "coordinator/server/access.h"
+#include "coordinator/server/metrics.h"
 #include "coordinator/server/request_limits.h"
 #include "coordinator/server/server.h"
 #include "coordinator/server/stream_quota.h"
@@ -100,17 +100,19 @@ absl::Status ConfigureAccess(const AccessFlags& flags, const std::string& listen
   const bool tls = !flags.tls_cert.empty();
   const bool loopback = IsLoopbackHost(AddressHost(listen));
   if (policy->enabled() && !tls && !loopback) {
-    LogWarning("tokens are checked but --listen %s is not loopback and TLS is off: tokens "
-               "travel in clear text; add --tls-cert and --tls-key",
-               listen);
+    LogWarning(
+        "tokens are checked but --listen %s is not loopback and TLS is off: tokens "
+        "travel in clear text; add --tls-cert and --tls-key",
+        listen);
   }
   if (!policy->enabled() && !loopback) {
-    LogWarning("no --operator-token-file: anyone who reaches %s can apply, roll back and "
-               "repair migrations",
-               listen);
+    LogWarning(
+        "no --operator-token-file: anyone who reaches %s can apply, roll back and "
+        "repair migrations",
+        listen);
   }
-  LogInfo("access: %s, %s", tls ? (flags.tls_client_ca.empty() ? "TLS" : "mutual TLS")
-                                : "plaintext (no TLS)",
+  LogInfo("access: %s, %s",
+          tls ? (flags.tls_client_ca.empty() ? "TLS" : "mutual TLS") : "plaintext (no TLS)",
           !policy->enabled()
               ? "no tokens (every call allowed)"
               : (tokens->agent_token.empty() ? "operator token required"
@@ -142,7 +144,8 @@ void AddDaemonFlags(CLI::App* app_ptr, DaemonFlags* flags) {
                  "PostgreSQL URL or key=value conninfo (direct connection, not a transaction "
                  "pooler)")
       ->envname("SCHEMAGATE_DATABASE_URL");
-  app.add_option("--migrations-dir", flags->migrations_dir, "Directory of VERSION_name.up.sql files")
+  app.add_option("--migrations-dir", flags->migrations_dir,
+                 "Directory of VERSION_name.up.sql files")
       ->envname("SCHEMAGATE_MIGRATIONS_DIR")
       ->capture_default_str();
   app.add_option("--listen", flags->listen, "gRPC address host:port (port 0: any free port)")
@@ -200,9 +203,10 @@ void AddDaemonFlags(CLI::App* app_ptr, DaemonFlags* flags) {
                  "(written before schemagate) are logged, never refused. One file instead: "
                  "'-- schemagate:lint-ignore=RULE reason: WHY'")
       ->envname("SCHEMAGATE_LINT_FROM");
-  app.add_option("--backup-dir", flags->backup_dir,
-                 "Before every run that changes the flags->schema, pg_dump (custom format) into this "
-                 "directory; a failed backup stops the run")
+  app.add_option(
+         "--backup-dir", flags->backup_dir,
+         "Before every run that changes the flags->schema, pg_dump (custom format) into this "
+         "directory; a failed backup stops the run")
       ->envname("SCHEMAGATE_BACKUP_DIR");
   app.add_option("--backup-command", flags->backup_command,
                  "Your own backup instead of pg_dump: run with /bin/sh -c, must write "
@@ -329,8 +333,8 @@ int RunDaemon(DaemonFlags flags) {
     LogError("refusing to start: %s", set.status().message());
     return kExitUsage;
   }
-  LogInfo("loaded %d migration(s) from %s (head %d)", set->migrations().size(), flags.migrations_dir,
-          set->Head());
+  LogInfo("loaded %d migration(s) from %s (head %d)", set->migrations().size(),
+          flags.migrations_dir, set->Head());
   options.load_set = load_set;
   options.set_fingerprint = [flags] { return DirectoryFingerprint(flags.migrations_dir); };
 
@@ -351,7 +355,8 @@ int RunDaemon(DaemonFlags flags) {
   // start, so that it shows where the coordinator is deployed. A database
   // that cannot be reached yet is not: the coordinator waits it out (and
   // every run checks again before it takes the lock).
-  if (absl::Status direct = CheckDirectSession(flags.database_url); absl::IsFailedPrecondition(direct)) {
+  if (absl::Status direct = CheckDirectSession(flags.database_url);
+      absl::IsFailedPrecondition(direct)) {
     LogError("refusing to start: %s", direct.message());
     return kExitUsage;
   }
@@ -380,7 +385,8 @@ int RunDaemon(DaemonFlags flags) {
   // The policy the server checks; SIGHUP swaps its tokens.
   auto policy = std::make_shared<AccessPolicy>();
   server_options.access = policy;
-  if (absl::Status configured = ConfigureAccess(flags.access, flags.listen, policy.get(), &server_options);
+  if (absl::Status configured =
+          ConfigureAccess(flags.access, flags.listen, policy.get(), &server_options);
       !configured.ok()) {
     LogError("refusing to start: %s", configured.message());
     return kExitUsage;
@@ -400,8 +406,8 @@ int RunDaemon(DaemonFlags flags) {
       return kExitRuntime;
     }
     metrics = std::move(*started);
-    LogInfo("metrics on http://%s:%d/metrics", flags.metrics_listen.substr(0, flags.metrics_listen.rfind(':')),
-            metrics->port());
+    LogInfo("metrics on http://%s:%d/metrics",
+            flags.metrics_listen.substr(0, flags.metrics_listen.rfind(':')), metrics->port());
   }
   coordinator.Start();
   const std::string host = flags.listen.substr(0, flags.listen.rfind(':'));

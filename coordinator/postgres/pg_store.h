@@ -16,6 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "coordinator/engine/store.h"
 
@@ -72,6 +73,11 @@ class PgStore : public Store {
   // Runs `fn(connection)` on the read connection, turning libpqxx
   // exceptions into UNAVAILABLE and dropping a broken connection.
   absl::Status WithConnection(const std::function<absl::Status(pqxx::connection&)>& fn);
+  // The history rows `where` ("WHERE ... ORDER BY ... LIMIT ...", with
+  // `params` as $1...) selects; none before the table exists.
+  template <typename... Params>
+  absl::StatusOr<std::vector<EventRecord>> SelectEvents(absl::string_view where,
+                                                        const Params&... params);
 
   const PgStoreOptions options_;
   absl::Mutex mu_;
