@@ -3,7 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/migration_set.h"
+#include "coordinator/engine/migration_set.h"
 
 namespace schemagate {
 
@@ -20,12 +20,14 @@ absl::StatusOr<AppTarget> BuildAppTarget(const AppTargetFlags& flags) {
           "give either --migrations-dir or --known/--required, not both");
     }
     std::vector<std::string> warnings;
-    absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(flags.migrations_dir, &warnings);
+    absl::StatusOr<MigrationSet> set =
+        MigrationSet::LoadDirectoryWith(flags.migrations_dir, /*split=*/nullptr, &warnings);
     if (!set.ok()) return set.status();
     if (set->migrations().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          flags.migrations_dir, " holds no migrations; point --migrations-dir at the app's "
-                                "VERSION_name.up.sql files"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(flags.migrations_dir,
+                       " holds no migrations; point --migrations-dir at the app's "
+                       "VERSION_name.up.sql files"));
     }
     target.known_version = set->Head();
     target.required_version = set->HighestNonBreaking();

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "coordinator/readiness.h"
+#include "coordinator/engine/readiness_answer.h"
 
 namespace schemagate {
 

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/channel.h"
-#include "coordinator/proto_convert.h"
+#include "coordinator/server/wire.h"
 #include "schemagate/v1/schemagate.grpc.pb.h"
 
 namespace schemagate {

@@ -1,7 +1,7 @@
 #include "agent/fallback_check.h"
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/pg_store.h"
+#include "coordinator/postgres/pg_store.h"
 
 namespace schemagate {
 

@@ -9,8 +9,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "coordinator/readiness.h"
-#include "coordinator/store.h"
+#include "coordinator/engine/readiness.h"
+#include "coordinator/engine/store.h"
 
 namespace schemagate {
 

@@ -14,11 +14,12 @@
 #include "agent/attach_session.h"
 #include "agent/channel.h"
 #include "agent/exit_codes.h"
+#include "agent/fallback_check.h"
 #include "agent/security_flags.h"
 #include "agent/supervisor.h"
 #include "agent/wait_client.h"
-#include "coordinator/flags.h"
-#include "coordinator/log.h"
+#include "coordinator/base/flags.h"
+#include "coordinator/base/log.h"
 
 namespace schemagate {
 namespace {
@@ -108,8 +109,12 @@ absl::StatusOr<WaitOptions> BuildOptions(const CommonFlags& flags, absl::Duratio
     if (!timeout.ok()) return timeout.status();
     options.timeout = *timeout;
   }
-  options.fallback_database_url = flags.fallback_database_url;
-  options.fallback_schema = flags.fallback_schema;
+  if (!flags.fallback_database_url.empty()) {
+    options.fallback = [url = flags.fallback_database_url,
+                        schema = flags.fallback_schema](const AppTarget& target) {
+      return CheckDatabaseDirectly(url, schema, target);
+    };
+  }
   options.log = [](const std::string& line) { LogLine(LogLevel::kInfo, line); };
   return options;
 }

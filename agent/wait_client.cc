@@ -7,8 +7,7 @@
 #include "absl/time/clock.h"
 #include "agent/channel.h"
 #include "agent/exit_codes.h"
-#include "agent/fallback_check.h"
-#include "coordinator/proto_convert.h"
+#include "coordinator/server/wire.h"
 #include "schemagate/v1/schemagate.grpc.pb.h"
 
 namespace schemagate {
@@ -41,8 +40,7 @@ size_t RandomStart(size_t n) {
 // Asks the database directly. Returns an outcome to end with (READY or a
 // final state); otherwise records the answer in `outcome` and returns nothing.
 std::optional<WaitOutcome> TryFallback(const WaitOptions& options, WaitOutcome* outcome) {
-  absl::StatusOr<ReadinessAnswer> answer = CheckDatabaseDirectly(
-      options.fallback_database_url, options.fallback_schema, options.target);
+  absl::StatusOr<ReadinessAnswer> answer = options.fallback(options.target);
   if (!answer.ok()) {
     Say(options, absl::StrCat("fallback database check failed: ", answer.status().message()));
     return std::nullopt;
@@ -161,7 +159,7 @@ WaitOutcome ReadinessClient::Wait(const WaitOptions& options) {
       last_error = error;
     }
     index = (index + 1) % options.coordinators.size();
-    if (!outcome.answered && index == 0 && !options.fallback_database_url.empty()) {
+    if (!outcome.answered && index == 0 && options.fallback != nullptr) {
       std::optional<WaitOutcome> fallback = TryFallback(options, &outcome);
       if (fallback) return *fallback;
     }
@@ -224,7 +222,7 @@ WaitOutcome ReadinessClient::Check(const WaitOptions& options) {
     }
     last_error = absl::StrCat("coordinator ", address, ": ", status.error_message());
   }
-  if (!options.fallback_database_url.empty()) {
+  if (options.fallback != nullptr) {
     std::optional<WaitOutcome> fallback = TryFallback(options, &outcome);
     if (fallback) return *fallback;
     if (outcome.answered) {

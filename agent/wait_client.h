@@ -10,10 +10,11 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/channel.h"
-#include "coordinator/readiness.h"
+#include "coordinator/engine/readiness_answer.h"
 #include "grpcpp/client_context.h"
 
 namespace schemagate {
@@ -29,10 +30,11 @@ struct WaitOptions {
   // Treat FAILED, INCOMPATIBLE and MISMATCH like any other state: keep
   // waiting until the timeout (an operator may fix the set meanwhile).
   bool keep_waiting = false;
-  // When no coordinator answers, read the bookkeeping of this database
-  // directly (read-only; see fallback_check.h). Empty: off.
-  std::string fallback_database_url;
-  std::string fallback_schema = "schemagate";
+  // When no coordinator answers, ask this instead (the agent binary's
+  // --fallback-database-url reads the bookkeeping table directly; see
+  // fallback_check.h). It is kept out of this library, so an application that
+  // embeds the wait links no PostgreSQL client. Empty: off.
+  std::function<absl::StatusOr<ReadinessAnswer>(const AppTarget& target)> fallback;
   // Told one human line per state change or connection problem.
   std::function<void(const std::string& line)> log;
 };

@@ -12,7 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "agent/channel.h"
-#include "coordinator/status_macros.h"
+#include "coordinator/base/status_macros.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/credentials.h"
@@ -129,7 +129,7 @@ int ServeEcho(const std::string& listen, const std::string& response_hex) {
     return 2;
   }
   EchoAgentService service(answer);
-  // The same settings as coordinator/server.cc (CoordinatorServer::Start),
+  // The same settings as coordinator/server/server.cc (CoordinatorServer::Start),
   // with the defaults of ServerOptions.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

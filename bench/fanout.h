@@ -6,7 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "bench/bench_support.h"
-#include "coordinator/status_macros.h"
+#include "coordinator/base/status_macros.h"
 
 namespace schemagate::bench {
 

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/proto_convert.h"
-#include "coordinator/readiness.h"
+#include "coordinator/server/wire.h"
+#include "coordinator/engine/readiness.h"
 #include "schemagate/v1/schemagate.pb.h"
 
 namespace schemagate {

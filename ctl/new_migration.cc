@@ -10,7 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "coordinator/migration_set.h"
+#include "coordinator/engine/migration_set.h"
 
 namespace schemagate {
 namespace {

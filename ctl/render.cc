@@ -7,7 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
-#include "coordinator/schema_fingerprint.h"
+#include "coordinator/engine/schema_description.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace schemagate {

@@ -9,8 +9,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "coordinator/conninfo.h"
-#include "coordinator/status_macros.h"
+#include "coordinator/base/conninfo.h"
+#include "coordinator/base/status_macros.h"
 #include "ctl/render.h"
 
 namespace schemagate {

@@ -25,8 +25,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "coordinator/migration_set.h"
-#include "coordinator/schema_fingerprint.h"
+#include "coordinator/engine/migration_set.h"
+#include "coordinator/postgres/catalog.h"
 
 namespace schemagate {
 

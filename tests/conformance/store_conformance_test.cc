@@ -14,9 +14,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
-#include "coordinator/clock.h"
-#include "coordinator/fake_store.h"
-#include "coordinator/pg_store.h"
+#include "coordinator/base/clock.h"
+#include "coordinator/engine/fake_store.h"
+#include "coordinator/postgres/pg_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"

@@ -19,10 +19,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
-#include "coordinator/lint.h"
-#include "coordinator/lint_policy.h"
-#include "coordinator/lint_rules.h"
-#include "coordinator/migration_set.h"
+#include "coordinator/sql/lint.h"
+#include "coordinator/engine/lint_policy.h"
+#include "coordinator/sql/lint_rules.h"
+#include "coordinator/engine/migration_set.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace schemagate {

@@ -14,7 +14,7 @@
 // same message; every answer is a known state with a message; a plan lists
 // only pending versions of the set, in order.
 //
-// Every request goes through its validator (coordinator/request_limits.h),
+// Every request goes through its validator (coordinator/server/request_limits.h),
 // as each handler does first: a refusal must be INVALID_ARGUMENT with a
 // message, and only accepted requests go on to the engine.
 #include <cstddef>
@@ -25,10 +25,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "coordinator/migration_set.h"
-#include "coordinator/proto_convert.h"
-#include "coordinator/readiness.h"
-#include "coordinator/request_limits.h"
+#include "coordinator/engine/migration_set.h"
+#include "coordinator/server/proto_convert.h"
+#include "coordinator/engine/readiness.h"
+#include "coordinator/server/request_limits.h"
 #include "google/protobuf/stubs/logging.h"
 #include "schemagate/v1/schemagate.pb.h"
 #include "tests/fuzz/fuzz_check.h"

@@ -17,9 +17,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "coordinator/lint.h"
-#include "coordinator/migration_set.h"
-#include "coordinator/sql_split.h"
+#include "coordinator/sql/lint.h"
+#include "coordinator/engine/migration_set.h"
+#include "coordinator/sql/sql_split.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace schemagate {
@@ -95,7 +95,7 @@ void FuzzSqlText(absl::string_view text) {
   migration.up.path = std::string(kPath);
   if (directives.ok()) migration.up.directives = *directives;
   migration.up.statements = std::move(*statements);
-  for (const LintFinding& finding : LintMigration(migration, LintOptions())) {
+  for (const LintFinding& finding : LintMigration(migration.up, LintOptions())) {
     FUZZ_CHECK(finding.path == kPath);
     FUZZ_CHECK(finding.line >= 1);
     FUZZ_CHECK(!finding.rule.empty() && !finding.message.empty());

@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/channel.h"
-#include "coordinator/coordinator.h"
-#include "coordinator/pg_store.h"
-#include "coordinator/server.h"
+#include "coordinator/fleet/coordinator.h"
+#include "coordinator/postgres/pg_store.h"
+#include "coordinator/server/server.h"
 #include "gmock/gmock.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "gtest/gtest.h"

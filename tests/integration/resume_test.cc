@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/migration_set.h"
-#include "coordinator/pg_store.h"
-#include "coordinator/runner.h"
+#include "coordinator/engine/migration_set.h"
+#include "coordinator/postgres/pg_store.h"
+#include "coordinator/engine/runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"

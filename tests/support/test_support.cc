@@ -26,7 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "coordinator/flags.h"
+#include "coordinator/base/flags.h"
 
 namespace schemagate::testing {
 namespace {

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "coordinator/migration_set.h"
-#include "coordinator/store.h"
+#include "coordinator/engine/migration_set.h"
+#include "coordinator/engine/store.h"
 #include "gtest/gtest.h"
 
 namespace schemagate::testing {

@@ -1,15 +1,15 @@
 // Tokens, the constant-time comparison, the file and address helpers of
-// coordinator/access.h, the per-client stream cap and the client's
+// coordinator/server/access.h, the per-client stream cap and the client's
 // security flags.
-#include "coordinator/access.h"
+#include "coordinator/server/access.h"
 
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "agent/channel.h"
-#include "coordinator/proto_convert.h"
-#include "coordinator/stream_quota.h"
+#include "coordinator/server/proto_convert.h"
+#include "coordinator/server/stream_quota.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"

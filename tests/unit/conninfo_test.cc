@@ -1,4 +1,4 @@
-#include "coordinator/conninfo.h"
+#include "coordinator/base/conninfo.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

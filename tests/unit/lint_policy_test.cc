@@ -1,6 +1,6 @@
 // LoadLintedSet: which lint findings refuse a set at load (schemagated and
 // schemagatectl lint), and the two waivers for sets older than schemagate.
-#include "coordinator/lint_policy.h"
+#include "coordinator/engine/lint_policy.h"
 
 #include <string>
 #include <vector>

@@ -1,4 +1,5 @@
-#include "coordinator/lint.h"
+#include "coordinator/sql/lint.h"
+#include "coordinator/engine/lint_policy.h"
 
 #include <iostream>
 #include <string>
@@ -420,7 +421,7 @@ TEST(LintRobustnessTest, UnparsableAndTransactionIncompatibleStatementsDoNotCras
       {"BEGIN", 4, "", true},
       {"ALTER TABLE", 5, "", false},
   };
-  std::vector<LintFinding> findings = LintMigration(migration, LintOptions());
+  std::vector<LintFinding> findings = LintMigration(migration.up, LintOptions());
   EXPECT_THAT(
       findings,
       ElementsAre(

@@ -1,4 +1,4 @@
-#include "coordinator/migration_set.h"
+#include "coordinator/engine/migration_set.h"
 
 #include <map>
 #include <string>

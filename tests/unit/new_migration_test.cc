@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "coordinator/migration_set.h"
+#include "coordinator/engine/migration_set.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"

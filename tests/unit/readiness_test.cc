@@ -1,4 +1,4 @@
-#include "coordinator/readiness.h"
+#include "coordinator/engine/readiness.h"
 
 #include <memory>
 

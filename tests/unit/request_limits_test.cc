@@ -1,5 +1,5 @@
-// The request validators every handler calls (coordinator/request_limits.h).
-#include "coordinator/request_limits.h"
+// The request validators every handler calls (coordinator/server/request_limits.h).
+#include "coordinator/server/request_limits.h"
 
 #include <string>
 

@@ -1,4 +1,4 @@
-#include "coordinator/run_plan.h"
+#include "coordinator/engine/run_plan.h"
 
 #include <memory>
 

@@ -8,10 +8,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "coordinator/clock.h"
-#include "coordinator/fake_store.h"
-#include "coordinator/migration_set.h"
-#include "coordinator/runner.h"
+#include "coordinator/base/clock.h"
+#include "coordinator/engine/fake_store.h"
+#include "coordinator/engine/migration_set.h"
+#include "coordinator/engine/runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

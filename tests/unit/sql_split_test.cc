@@ -1,4 +1,4 @@
-#include "coordinator/sql_split.h"
+#include "coordinator/sql/sql_split.h"
 
 #include <string>
 

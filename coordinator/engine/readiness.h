@@ -1,0 +1,51 @@
+// The fleet rules: whether the schema fits an app (DESIGN.md "Fleet rules").
+// Pure functions of the coordinator's view; no I/O, so every rule is unit
+// tested on its own.
+#ifndef SCHEMAGATE_COORDINATOR_ENGINE_READINESS_H_
+#define SCHEMAGATE_COORDINATOR_ENGINE_READINESS_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "coordinator/engine/migration_set.h"
+#include "coordinator/engine/readiness_answer.h"
+#include "coordinator/engine/run_plan.h"
+#include "coordinator/engine/store.h"
+
+namespace schemagate {
+
+// What the coordinator knows when it answers.
+struct SchemaView {
+  const MigrationSet* set = nullptr;
+  bool database_available = false;
+  std::string database_error;
+  DatabaseState db;
+  // A run (by this or another coordinator) is under way.
+  bool run_in_progress = false;
+  // --apply=manual: nothing runs until an operator asks.
+  bool manual = false;
+  // Disagreements between the set and the database (FindConflicts).
+  std::vector<std::string> conflicts;
+  // Why the coordinator's last re-read of its migration set failed (it
+  // keeps the set it had); "" when the set on disk loaded.
+  std::string set_error;
+};
+
+// Fills in K and R from `set` when the target gives neither (K = the set's
+// head, R = its highest non-breaking version), or one from the other.
+AppTarget ResolveTarget(const AppTarget& target, const MigrationSet& set);
+
+// Applies the fleet rules. REQUIRES: view.set != nullptr.
+ReadinessAnswer EvaluateReadiness(const AppTarget& target, const SchemaView& view);
+
+
+// Everything `schemagatectl validate` reports: the conflicts above, dirty
+// rows, a recorded failure, pending versions older than the applied head
+// (out of order), a rollback hold.
+std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseState& db);
+
+}  // namespace schemagate
+
+#endif  // SCHEMAGATE_COORDINATOR_ENGINE_READINESS_H_

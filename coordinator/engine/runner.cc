@@ -1,0 +1,743 @@
+#include "coordinator/engine/runner.h"
+
+#include <random>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "coordinator/base/log.h"
+#include "coordinator/engine/readiness.h"
+#include "coordinator/sql/sql_split.h"
+#include "coordinator/base/status_macros.h"
+
+namespace schemagate {
+namespace {
+
+// A history event of run `run_id`, about migration `m` when given.
+EventRecord NewEvent(const char* kind, const std::string& run_id, const std::string& actor,
+                     const Migration* m = nullptr) {
+  EventRecord event;
+  event.kind = kind;
+  event.run_id = run_id;
+  event.actor = actor;
+  if (m != nullptr) {
+    event.version = m->version;
+    event.name = m->name;
+  }
+  return event;
+}
+
+// Where a resume starts: a kill -9 can cut the coordinator after its
+// backend completed statement `first` but before the statement was recorded
+// (the backend notices the dead client only at its next check), and a cut
+// CREATE INDEX CONCURRENTLY leaves an invalid index behind. So a resume
+// looks first:
+// - CREATE INDEX of an index that exists, valid, on the statement's table:
+//   it completed; go on after it. Invalid: drop it (CONCURRENTLY) and run
+//   (also with IF NOT EXISTS, which would keep the invalid index).
+// - DROP INDEX of an index that no longer exists: it completed.
+// - DROP INDEX IF EXISTS and REINDEX CONCURRENTLY simply run again.
+// `first` is moved past a completed statement; `note` says what was found.
+absl::Status PrepareResume(RunSession& session, const std::vector<SqlStatement>& statements,
+                           int* first, std::string* note) {
+  if (*first >= static_cast<int>(statements.size())) return absl::OkStatus();
+  const IndexStatement s = DescribeIndexStatement(statements[*first].text);
+  const bool create = s.kind == IndexStatement::Kind::kCreate;
+  if (s.kind == IndexStatement::Kind::kOther || (!create && s.if_exists)) {
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(IndexLookup found, session.LookUpIndex(s.schema, s.table, s.index));
+  const std::string shown = found.qualified_name.empty() ? s.index : found.qualified_name;
+  if (create && found.state == IndexLookup::State::kInvalid) {
+    RETURN_IF_ERROR(session.DropIndexConcurrently(found));
+    *note = absl::StrCat("; dropped invalid index ", shown, " first");
+  } else if ((create && found.state == IndexLookup::State::kValid) ||
+             (!create && found.state == IndexLookup::State::kAbsent)) {
+    *note = absl::StrCat("; statement ", *first + 1, " had completed (index ", shown,
+                         create ? " exists and is valid" : " is gone", ")");
+    ++*first;
+  }
+  return absl::OkStatus();
+}
+
+std::string DescribeFailure(const Migration& m, const SqlFailure& f) {
+  return absl::StrCat("migration ", m.Label(), " failed",
+                      f.statement_index > 0
+                          ? absl::StrCat(" at statement ", f.statement_index, " (", m.up.path,
+                                         ":", f.line, ")")
+                          : "",
+                      ": ", f.message, " [SQLSTATE ", f.sqlstate,
+                      "]; the transaction was rolled back");
+}
+
+}  // namespace
+
+std::string NewRunId() {
+  static thread_local std::mt19937 rng(std::random_device{}());
+  return absl::StrFormat("r-%08x", rng());
+}
+
+absl::Status Runner::TakeBackup(RunSession* session, const std::string& run_id,
+                                const std::string& actor,
+                                const std::function<void(RunEvent)>& emit) {
+  if (!options_.backup) return absl::OkStatus();
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::string> taken = options_.backup(run_id);
+  // A failed backup is its own kind of event: it has no SQLSTATE.
+  EventRecord event = NewEvent(taken.ok() ? "backup" : "backup_failed", run_id, actor);
+  event.duration = absl::Now() - start;
+  event.message = taken.ok() ? *taken : std::string(taken.status().message());
+  RETURN_IF_ERROR(session->RecordEvent(event));
+  RunEvent progress;
+  progress.kind = RunEvent::Kind::kBackupTaken;
+  progress.elapsed = absl::Now() - start;
+  progress.message = taken.ok() ? absl::StrCat("backup written: ", *taken) : event.message;
+  emit(progress);
+  if (!taken.ok()) LogError("run %s: %s", run_id, taken.status().message());
+  return taken.status();
+}
+
+void Runner::RecordSchema(RunSession* session, const std::string& run_id) {
+  if (!options_.describe_schema) return;
+  SchemaRecord record;
+  record.run_id = run_id;
+  absl::StatusOr<SchemaDescription> described = options_.describe_schema();
+  if (described.ok()) {
+    record.fingerprint = described->fingerprint;
+    record.description = described->text;
+  } else {
+    LogWarning("run %s: could not describe the schema for validate's drift check: %s", run_id,
+               described.status().message());
+  }
+  absl::Status recorded = session->RecordSchema(record);
+  if (!recorded.ok()) {
+    LogWarning("run %s: could not record the schema fingerprint: %s", run_id, recorded.message());
+  }
+}
+
+absl::Status Runner::NoteDrift(RunSession* session, const std::string& run_id,
+                               const std::string& actor) {
+  if (!options_.describe_schema) return absl::OkStatus();
+  absl::StatusOr<std::optional<SchemaRecord>> recorded = store_->ReadSchemaRecord();
+  if (!recorded.ok() || !recorded->has_value() || (*recorded)->fingerprint.empty()) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<SchemaDescription> live = options_.describe_schema();
+  if (!live.ok() || live->fingerprint == (*recorded)->fingerprint) return absl::OkStatus();
+  const SchemaDiff diff =
+      DiffSchemas(ParseSchemaDescription((*recorded)->description), *live);
+  EventRecord event = NewEvent("schema_drift", run_id, actor);
+  event.message = DescribeDrift(diff, (*recorded)->run_id);
+  LogWarning("run %s: %s", run_id, event.message);
+  return session->RecordEvent(event);
+}
+
+Runner::Runner(Store* store, const MigrationSet* set, RunnerOptions options)
+    : store_(store), set_(set), options_(std::move(options)) {}
+
+StepDefaults Runner::defaults() const {
+  StepDefaults d;
+  d.lock_timeout = options_.lock_timeout;
+  d.statement_timeout = options_.statement_timeout;
+  return d;
+}
+
+absl::StatusOr<std::unique_ptr<RunSession>> Runner::LockForRun(
+    const std::atomic<bool>* cancelled, const std::function<void(RunEvent)>& emit) {
+  LockWaitOptions wait;
+  wait.max_wait = options_.max_lock_wait;
+  wait.cancelled = cancelled;
+  wait.on_wait = [&](absl::Duration waited) {
+    RunEvent event;
+    event.kind = RunEvent::Kind::kLockWait;
+    event.elapsed = waited;
+    event.message = "another run holds the lock; waiting";
+    emit(event);
+  };
+  const absl::Time start = absl::Now();
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, store_->BeginRun(wait));
+  RunEvent acquired;
+  acquired.kind = RunEvent::Kind::kLockAcquired;
+  acquired.elapsed = absl::Now() - start;
+  emit(acquired);
+  RETURN_IF_ERROR(session->EnsureSchema());
+  return session;
+}
+
+absl::Status Runner::ExecuteStep(const RunContext& run, const PlanStep& step, int first,
+                                 bool resuming) {
+  const Migration& m = *step.migration;
+  const MigrationScript& script = *step.script;
+  const char* verb = step.up ? "" : "rollback ";
+  const absl::Time started = absl::Now();
+  const int count = static_cast<int>(script.statements.size());
+  auto progress = [&](RunEvent::Kind kind) {
+    RunEvent event;
+    event.kind = kind;
+    event.version = m.version;
+    event.name = m.name;
+    event.statement_count = count;
+    event.elapsed = absl::Now() - started;
+    return event;
+  };
+  {
+    RunEvent begin = progress(RunEvent::Kind::kMigrationStarted);
+    if (!step.up) begin.message = "rolling back";
+    if (resuming) begin.message = absl::StrCat("resuming at statement ", first + 1);
+    run.emit(begin);
+  }
+  StepRecord record;
+  record.version = m.version;
+  record.name = m.name;
+  record.checksum = m.checksum;
+  record.run_id = run.run_id;
+  record.actor = run.actor;
+  record.up = step.up;
+  auto observer = [&](int index) {
+    first = index;
+    RunEvent event = progress(RunEvent::Kind::kStatementStarted);
+    event.statement_index = index + 1;
+    run.emit(event);
+  };
+  if (!step.transactional() && !resuming) RETURN_IF_ERROR(run.session->MarkDirty(record));
+  absl::Duration backoff = options_.retry_backoff;
+  absl::Status status;
+  SqlFailure failure;
+  for (int attempt = 0;; ++attempt) {
+    failure = SqlFailure();
+    status = step.transactional()
+                 ? run.session->RunTransactional(script.statements, step.limits, record, observer,
+                                                 &failure)
+                 : run.session->RunNonTransactional(script.statements, first, step.limits,
+                                                    record, observer, &failure);
+    if (status.ok() || !failure.lock_timeout || attempt >= options_.lock_retries) break;
+    RunEvent retry = progress(RunEvent::Kind::kLockTimeoutRetry);
+    retry.message = absl::StrCat("lock_timeout (", absl::FormatDuration(step.limits.lock_timeout),
+                                 ") tripped: ", failure.message, "; retry ", attempt + 1, "/",
+                                 options_.lock_retries, " in ", absl::FormatDuration(backoff));
+    run.emit(retry);
+    LogWarning("run %s: %s: %s", run.run_id, m.Label(), retry.message);
+    // In history too: an operator asking why a rollout took long sees the waits.
+    EventRecord waited = NewEvent("lock_timeout", run.run_id, run.actor, &m);
+    waited.duration = retry.elapsed;
+    waited.sqlstate = failure.sqlstate;
+    waited.message = retry.message;
+    RETURN_IF_ERROR(run.session->RecordEvent(waited));
+    options_.sleep(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(30));
+  }
+  if (status.ok() && !step.transactional()) {
+    status = run.session->FinishDirty(record, absl::Now() - started);
+  }
+  if (status.ok()) {
+    RunEvent done = progress(RunEvent::Kind::kMigrationFinished);
+    if (!step.up) done.message = "rolled back";
+    run.emit(done);
+    LogInfo("run %s: %s%s in %s", run.run_id, step.up ? "applied " : "rolled back ", m.Label(),
+            absl::FormatDuration(absl::Now() - started));
+    return absl::OkStatus();
+  }
+  if (!absl::IsFailedPrecondition(status) || failure.sqlstate.empty()) return status;
+
+  EventRecord event = NewEvent("failure", run.run_id, run.actor, &m);
+  event.duration = absl::Now() - started;
+  event.sqlstate = failure.sqlstate;
+  event.message = absl::StrCat(verb, resuming ? "resume failed: " : "", failure.message);
+  event.statement_index = failure.statement_index;
+  event.line = failure.line;
+  // A migration that keeps timing out on its locks is not broken: the set
+  // stays pending and a later run tries again. A failed no-transaction step
+  // leaves its row dirty instead.
+  if (step.up && !failure.lock_timeout && step.transactional()) {
+    RETURN_IF_ERROR(run.session->SetFailure(failure));
+  }
+  RETURN_IF_ERROR(run.session->RecordEvent(event));
+  RunEvent failed = progress(RunEvent::Kind::kMigrationFailed);
+  failed.failure = failure;
+  const std::string where = absl::StrCat(" at statement ", failure.statement_index, " (",
+                                         script.path, ":", failure.line, "): ", failure.message,
+                                         " [SQLSTATE ", failure.sqlstate, "]");
+  if (failure.lock_timeout) {
+    failed.message = absl::StrCat(
+        "migration ", m.Label(), " could not take its locks within lock_timeout ",
+        absl::FormatDuration(step.limits.lock_timeout), " after ", options_.lock_retries + 1,
+        " tries (a long transaction holds them); the run will be tried again later");
+    run.emit(failed);
+    return absl::UnavailableError(failed.message);
+  }
+  if (!step.up) {
+    failed.message = absl::StrCat("rollback of ", m.Label(), " failed", where);
+  } else if (!step.transactional()) {
+    failed.message = absl::StrCat(resuming ? "resume of " : "no-transaction migration ",
+                                  m.Label(), " failed", where,
+                                  "; its row is left dirty: fix the database, then "
+                                  "'schemagatectl repair'");
+  } else {
+    failed.message = DescribeFailure(m, failure);
+  }
+  run.emit(failed);
+  return absl::FailedPreconditionError(failed.message);
+}
+
+Runner::RunContext Runner::NewRun(const std::string& actor, const ProgressSink& progress,
+                                  RunOutcome* outcome) const {
+  outcome->run_id = NewRunId();
+  RunContext run;
+  run.run_id = outcome->run_id;
+  run.actor = actor.empty() ? options_.coordinator_id : actor;
+  // Every progress message carries the run's id and counts so far.
+  run.emit = [outcome, progress](RunEvent event) {
+    event.run_id = outcome->run_id;
+    event.applied = outcome->applied;
+    event.held_back = outcome->held_back;
+    if (progress) progress(event);
+  };
+  return run;
+}
+
+absl::Status Runner::FinishRun(const RunContext& run, absl::Time run_start, absl::Status result,
+                               const std::string& message) {
+  EventRecord finish = NewEvent("run_finish", run.run_id, run.actor);
+  finish.duration = absl::Now() - run_start;
+  finish.message = message;
+  absl::Status recorded = run.session->RecordEvent(finish);
+  RunEvent end;
+  end.kind = RunEvent::Kind::kRunFinished;
+  end.elapsed = absl::Now() - run_start;
+  end.message = message;
+  run.emit(end);
+  if (!result.ok()) return result;
+  return recorded;
+}
+
+namespace {
+
+// The error a run that cannot start returns, from its plan's blocker.
+absl::Status BlockerStatus(const PlanBlocker& blocker) {
+  switch (blocker.kind) {
+    case BlockerKind::kUnknownVersion: return absl::InvalidArgumentError(blocker.message);
+    case BlockerKind::kHold:
+    case BlockerKind::kBreakingHeld:
+    case BlockerKind::kNone: return absl::OkStatus();
+    default: return absl::FailedPreconditionError(blocker.message);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const ProgressSink& progress,
+                                         const std::atomic<bool>* cancelled) {
+  RunOutcome outcome;
+  RunContext run = NewRun(request.actor, progress, &outcome);
+  if (request.target_version != 0 && set_->Find(request.target_version) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "target version ", request.target_version, " is not in the migration set (head ",
+        set_->Head(), ")"));
+  }
+  const absl::Time run_start = absl::Now();
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, LockForRun(cancelled, run.emit));
+  run.session = session.get();
+  // Never trust a cache: what to run is decided from this read, under the lock.
+  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  PlanRequest plan_request;
+  plan_request.target_version = request.target_version;
+  plan_request.respect_hold = request.respect_hold;
+  plan_request.retry_failed = request.retry_failed;
+  plan_request.allow_breaking = request.allow_breaking;
+  plan_request.breaking_gate = request.breaking_gate;
+  const RunPlan plan = PlanRun(*set_, state, plan_request, defaults());
+  if (plan.stopped()) RETURN_IF_ERROR(BlockerStatus(plan.blocker));
+  if (plan.lifts_hold) RETURN_IF_ERROR(session->SetHold(std::nullopt));
+  if (plan.blocker.kind == BlockerKind::kBreakingHeld) {
+    outcome.held_back = 1;
+    outcome.held_back_message = plan.blocker.message;
+  }
+  if (plan.steps.empty()) {
+    RunEvent event;
+    event.kind = RunEvent::Kind::kRunFinished;
+    event.elapsed = absl::Now() - run_start;
+    event.message = plan.blocked() ? plan.blocker.message
+                                   : absl::StrCat("nothing to apply: the database is at ",
+                                                  state.AppliedHead());
+    run.emit(event);
+    return outcome;
+  }
+
+  // Only a run with steps to take is worth a drift check and a backup.
+  RETURN_IF_ERROR(NoteDrift(session.get(), outcome.run_id, run.actor));
+  RETURN_IF_ERROR(TakeBackup(session.get(), outcome.run_id, run.actor, run.emit));
+  ASSIGN_OR_RETURN(const int64_t epoch, session->BumpEpoch());
+  if (plan.clears_failure) RETURN_IF_ERROR(session->SetFailure(std::nullopt));
+  const int64_t target = request.target_version == 0 ? set_->Head() : request.target_version;
+  {
+    EventRecord start = NewEvent("run_start", outcome.run_id, run.actor);
+    start.message = absl::StrCat("applying ", plan.steps.size(), " migration(s) up to ", target,
+                                 " (epoch ", epoch, ")");
+    RETURN_IF_ERROR(session->RecordEvent(start));
+  }
+  LogInfo("run %s: epoch %d, %d migration(s) to apply up to %d", outcome.run_id, epoch,
+          plan.steps.size(), target);
+
+  absl::Status result = absl::OkStatus();
+  for (const PlanStep& step : plan.steps) {
+    const Migration& m = *step.migration;
+    if (cancelled != nullptr && cancelled->load()) {
+      result = absl::CancelledError(
+          "the coordinator is shutting down; the run stopped between migrations");
+      break;
+    }
+    if (m.breaking()) {
+      // Re-read under the lock just before it runs: who is live right now.
+      ASSIGN_OR_RETURN(DatabaseState now, session->ReadState());
+      const std::vector<InstanceRecord> older = InstancesBelow(now, m.version);
+      if (!request.allow_breaking && !older.empty()) {
+        outcome.held_back = 1;
+        outcome.held_back_message = absl::StrCat(
+            "breaking migration ", m.Label(), " held back: ", older.size(),
+            " live instance(s) still need the schema before it: ", DescribeInstances(older),
+            "; it is applied once they are gone (or force it with 'schemagatectl apply "
+            "--allow-breaking')");
+        break;
+      }
+      if (request.allow_breaking && !older.empty()) {
+        EventRecord forced = NewEvent("breaking_forced", outcome.run_id, run.actor, &m);
+        forced.message = absl::StrCat("applied with --allow-breaking while ", older.size(),
+                                      " live instance(s) need the old schema: ",
+                                      DescribeInstances(older));
+        RETURN_IF_ERROR(session->RecordEvent(forced));
+        LogWarning("run %s: %s: %s (by %s)", outcome.run_id, m.Label(), forced.message,
+                   run.actor);
+      }
+    }
+    result = ExecuteStep(run, step, 0, /*resuming=*/false);
+    if (!result.ok()) break;
+    ++outcome.applied;
+  }
+  if (!outcome.held_back_message.empty()) {
+    LogInfo("run %s: %s", outcome.run_id, outcome.held_back_message);
+  }
+
+  if (absl::IsAborted(result)) return result;  // The connection is gone: record nothing.
+  if (outcome.applied > 0 || !result.ok()) RecordSchema(session.get(), outcome.run_id);
+  RETURN_IF_ERROR(FinishRun(
+      run, run_start, result,
+      result.ok() ? absl::StrCat("applied ", outcome.applied, " migration(s)",
+                                 outcome.held_back_message.empty() ? "" : "; ",
+                                 outcome.held_back_message)
+                  : absl::StrCat("stopped after ", outcome.applied,
+                                 " migration(s): ", result.message())));
+  return outcome;
+}
+
+absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
+                                            const ProgressSink& progress,
+                                            const std::atomic<bool>* cancelled) {
+  RunOutcome outcome;
+  RunContext run = NewRun(request.actor, progress, &outcome);
+  if (request.target_version < 0) {
+    return absl::InvalidArgumentError("the rollback target must not be negative");
+  }
+  const absl::Time run_start = absl::Now();
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, LockForRun(cancelled, run.emit));
+  run.session = session.get();
+  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  PlanRequest plan_request;
+  plan_request.direction = PlanRequest::Direction::kDown;
+  plan_request.target_version = request.target_version;
+  const RunPlan plan = PlanRun(*set_, state, plan_request, defaults());
+  if (plan.blocked()) return BlockerStatus(plan.blocker);
+  if (plan.steps.empty()) {
+    RunEvent event;
+    event.kind = RunEvent::Kind::kRunFinished;
+    event.message = absl::StrCat("nothing to roll back: the database is at ", state.AppliedHead());
+    run.emit(event);
+    return outcome;
+  }
+  RETURN_IF_ERROR(TakeBackup(session.get(), outcome.run_id, run.actor, run.emit));
+  ASSIGN_OR_RETURN(const int64_t epoch, session->BumpEpoch());
+  // Hold automatic runs below the target, or the next one re-applies them.
+  RETURN_IF_ERROR(session->SetHold(request.target_version));
+  {
+    EventRecord start = NewEvent("run_start", outcome.run_id, run.actor);
+    start.message = absl::StrCat("rolling back ", plan.steps.size(), " migration(s) to ",
+                                 request.target_version, " (epoch ", epoch, ")");
+    RETURN_IF_ERROR(session->RecordEvent(start));
+  }
+  absl::Status result = absl::OkStatus();
+  for (const PlanStep& step : plan.steps) {
+    result = ExecuteStep(run, step, 0, /*resuming=*/false);
+    if (!result.ok()) break;
+    ++outcome.applied;
+  }
+  if (absl::IsAborted(result)) return result;
+  RecordSchema(session.get(), outcome.run_id);
+  RETURN_IF_ERROR(FinishRun(
+      run, run_start, result,
+      result.ok() ? absl::StrCat("rolled back ", outcome.applied, " migration(s) to ",
+                                 request.target_version,
+                                 "; automatic runs hold below it until 'schemagatectl apply'")
+                  : absl::StrCat("rollback stopped after ", outcome.applied,
+                                 " migration(s): ", result.message())));
+  return outcome;
+}
+
+absl::StatusOr<RehearsalReport> Runner::Rehearse(const RunRequest& request,
+                                                 const ProgressSink& progress) {
+  const std::string run_id = NewRunId();
+  auto emit = [&](RunEvent event) {
+    event.run_id = run_id;
+    if (progress) progress(event);
+  };
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, LockForRun(nullptr, emit));
+  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  // Everything an operator's apply would run, breaking migrations included.
+  PlanRequest plan_request;
+  plan_request.target_version = request.target_version;
+  plan_request.retry_failed = true;
+  plan_request.allow_breaking = true;
+  const RunPlan plan = PlanRun(*set_, state, plan_request, defaults());
+  if (plan.stopped()) RETURN_IF_ERROR(BlockerStatus(plan.blocker));
+  RehearsalReport report;
+  std::vector<RehearsalStep> steps;
+  for (const PlanStep& planned : plan.steps) {
+    const Migration& m = *planned.migration;
+    if (!planned.transactional()) {
+      report.not_rehearsable.push_back(m.version);
+      continue;
+    }
+    RehearsalStep step;
+    step.version = m.version;
+    step.name = m.name;
+    step.statements = &m.up.statements;
+    step.limits = planned.limits;
+    steps.push_back(step);
+  }
+  RETURN_IF_ERROR(session->Rehearse(steps, &report.results));
+  for (const RehearsalResult& r : report.results) {
+    const Migration* m = set_->Find(r.version);
+    RunEvent event;
+    event.kind = r.ok ? RunEvent::Kind::kMigrationFinished : RunEvent::Kind::kMigrationFailed;
+    event.version = r.version;
+    event.name = m->name;
+    event.elapsed = r.duration;
+    event.statement_count = static_cast<int>(m->up.statements.size());
+    if (r.ok) {
+      event.message = "rehearsed: it would apply";
+    } else {
+      event.failure = r.failure;
+      event.message = absl::StrCat("rehearsal of ", m->Label(), " failed at ", m->up.path, ":",
+                                   r.failure.line, ": ", r.failure.message, " [SQLSTATE ",
+                                   r.failure.sqlstate, "]");
+    }
+    emit(event);
+  }
+  RunEvent end;
+  end.kind = RunEvent::Kind::kRunFinished;
+  const bool all_ok = report.results.size() == steps.size() &&
+                      std::all_of(report.results.begin(), report.results.end(),
+                                  [](const RehearsalResult& r) { return r.ok; });
+  end.message = absl::StrCat("rehearsal rolled back: ", report.results.size(), " of ",
+                             steps.size(), " migration(s) tried, ",
+                             all_ok ? "all would apply" : "one would fail",
+                             report.not_rehearsable.empty() ? "" : "; not rehearsable (no-transaction): ",
+                             absl::StrJoin(report.not_rehearsable, ", "));
+  emit(end);
+  if (!all_ok) return absl::FailedPreconditionError(end.message);
+  return report;
+}
+
+absl::StatusOr<std::string> Runner::Repair(const RepairRequest& request,
+                                           const ProgressSink& progress) {
+  const std::string run_id = NewRunId();
+  const std::string actor = request.actor.empty() ? options_.coordinator_id : request.actor;
+  auto emit = [&](RunEvent event) {
+    event.run_id = run_id;
+    if (progress) progress(event);
+  };
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, LockForRun(nullptr, emit));
+  absl::StatusOr<std::string> done = RepairUnderLock(session.get(), request, run_id, actor, emit);
+  // Every action but clearing a failure changes the schema or blesses the
+  // operator's own changes: the schema as it is now is the one to compare with.
+  if (request.action != RepairRequest::Action::kClearFailure && !absl::IsAborted(done.status())) {
+    RecordSchema(session.get(), run_id);
+  }
+  return done;
+}
+
+absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
+                                                    const RepairRequest& request,
+                                                    const std::string& run_id,
+                                                    const std::string& actor,
+                                                    const std::function<void(RunEvent)>& emit) {
+  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  const Migration* m = set_->Find(request.version);
+  const AppliedMigration* row = state.Find(request.version);
+  EventRecord event;
+  event.kind = "repair";
+  event.version = request.version;
+  event.name = m != nullptr ? m->name : (row != nullptr ? row->name : "");
+  event.run_id = run_id;
+  event.actor = actor;
+  StepRecord record;
+  record.version = request.version;
+  record.name = event.name;
+  record.checksum = m != nullptr ? m->checksum : "";
+  record.run_id = run_id;
+  record.actor = actor;
+  using Action = RepairRequest::Action;
+  switch (request.action) {
+    case Action::kClearFailure: {
+      if (!state.failure) return std::string("there is no recorded failure to clear");
+      RETURN_IF_ERROR(session->SetFailure(std::nullopt));
+      event.version = state.failure->version;
+      event.message = absl::StrCat("cleared the failure of version ", state.failure->version);
+      RETURN_IF_ERROR(session->RecordEvent(event));
+      return event.message;
+    }
+    case Action::kClearDirty: {
+      if (row == nullptr || !row->dirty) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("version ", request.version, " is not dirty"));
+      }
+      event.message = absl::StrCat("cleared dirty version ", request.version,
+                                   ": marked applied (finished by hand)");
+      RETURN_IF_ERROR(session->MarkApplied(record, event));
+      return event.message;
+    }
+    case Action::kMarkApplied: {
+      if (m == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "version ", request.version, " is not in the coordinator's migration set"));
+      }
+      event.message =
+          row == nullptr
+              ? absl::StrCat("marked version ", m->Label(), " applied without running it")
+              : absl::StrCat("marked version ", m->Label(), " applied with the file's checksum ",
+                             m->checksum.substr(0, 12), "… (was ", row->checksum.substr(0, 12),
+                             "…", row->dirty ? ", dirty" : "", ")");
+      RETURN_IF_ERROR(session->MarkApplied(record, event));
+      return event.message;
+    }
+    case Action::kMarkNotApplied: {
+      if (row == nullptr) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("version ", request.version, " is not recorded as applied"));
+      }
+      event.message = absl::StrCat("marked version ", request.version, " (", row->name,
+                                   ") not applied; its SQL was not undone by schemagate");
+      RETURN_IF_ERROR(session->DeleteRow(request.version, event));
+      return event.message;
+    }
+    case Action::kResume: {
+      if (row == nullptr || !row->dirty) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("version ", request.version, " is not dirty: nothing to resume"));
+      }
+      if (m == nullptr || m->transactional()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "version ", request.version,
+            " is not a no-transaction migration of the set; use --clear-dirty or "
+            "--mark-not-applied after checking the database"));
+      }
+      if (m->checksum != row->checksum) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the file of version ", request.version,
+            " changed since it started; resume runs the same statements or none"));
+      }
+      RETURN_IF_ERROR(session->BumpEpoch().status());
+      const int cut = row->statements_done;
+      int first = cut;
+      std::string dropped;
+      RETURN_IF_ERROR(PrepareResume(*session, m->up.statements, &first, &dropped));
+      const absl::Time started = absl::Now();
+      SqlFailure failure;
+      const int count = static_cast<int>(m->up.statements.size());
+      auto observer = [&](int index) {
+        RunEvent e;
+        e.kind = RunEvent::Kind::kStatementStarted;
+        e.version = m->version;
+        e.name = m->name;
+        e.statement_index = index + 1;
+        e.statement_count = count;
+        e.elapsed = absl::Now() - started;
+        emit(e);
+      };
+      record.up = true;
+      absl::Status status = session->RunNonTransactional(
+          m->up.statements, first, LimitsFor(m->up, defaults()), record, observer, &failure);
+      if (!status.ok()) {
+        if (!failure.sqlstate.empty()) {
+          EventRecord failed = event;
+          failed.kind = "failure";
+          failed.sqlstate = failure.sqlstate;
+          failed.message = absl::StrCat("resume failed: ", failure.message);
+          failed.statement_index = failure.statement_index;
+          failed.line = failure.line;
+          RETURN_IF_ERROR(session->RecordEvent(failed));
+          return absl::FailedPreconditionError(absl::StrCat(
+              "resume of ", m->Label(), " failed at statement ", failure.statement_index, " (",
+              m->up.path, ":", failure.line, "): ", failure.message, " [SQLSTATE ",
+              failure.sqlstate, "]; the row stays dirty"));
+        }
+        return status;
+      }
+      RETURN_IF_ERROR(session->FinishDirty(record, absl::Now() - started));
+      event.message = absl::StrCat("resumed ", m->Label(), " at statement ", cut + 1, " of ",
+                                   count, dropped);
+      RETURN_IF_ERROR(session->RecordEvent(event));
+      return event.message;
+    }
+  }
+  return absl::InvalidArgumentError("unknown repair action");
+}
+
+absl::StatusOr<std::string> Runner::Baseline(int64_t version, const std::string& actor_in) {
+  const std::string actor = actor_in.empty() ? options_.coordinator_id : actor_in;
+  const std::string run_id = NewRunId();
+  if (set_->Find(version) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "baseline version ", version, " is not in the coordinator's migration set"));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session,
+                   LockForRun(nullptr, [](RunEvent) {}));
+  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  if (!state.applied.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the database already records ", state.applied.size(),
+        " applied migration(s); baseline only adopts a database schemagate has never run on"));
+  }
+  ASSIGN_OR_RETURN(std::string alembic, session->FindAlembicRevision());
+  int marked = 0;
+  for (const Migration& m : set_->migrations()) {
+    if (m.version > version) break;
+    StepRecord record;
+    record.version = m.version;
+    record.name = m.name;
+    record.checksum = m.checksum;
+    record.run_id = run_id;
+    record.actor = actor;
+    EventRecord event;
+    event.kind = "baseline";
+    event.version = m.version;
+    event.name = m.name;
+    event.run_id = run_id;
+    event.actor = actor;
+    event.message = absl::StrCat("adopted as applied by baseline ", version);
+    RETURN_IF_ERROR(session->MarkApplied(record, event));
+    ++marked;
+  }
+  RecordSchema(session.get(), run_id);
+  std::string message =
+      absl::StrCat("baseline: marked ", marked, " migration(s) up to ", version, " applied");
+  if (!alembic.empty()) {
+    absl::StrAppend(&message, "; found an alembic_version table at revision ", alembic,
+                    ": make sure version ", version, " matches that revision");
+  }
+  LogInfo("%s (by %s)", message, actor);
+  return message;
+}
+
+}  // namespace schemagate

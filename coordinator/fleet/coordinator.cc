@@ -1,0 +1,719 @@
+#include "coordinator/fleet/coordinator.h"
+
+
+#include <algorithm>
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "coordinator/base/log.h"
+#include "coordinator/base/sha256.h"
+
+namespace schemagate {
+namespace {
+
+absl::Duration Jittered(absl::Duration d) {
+  static thread_local std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<double> jitter(0.5, 1.5);
+  return d * jitter(rng);
+}
+
+}  // namespace
+
+Coordinator::Coordinator(CoordinatorOptions options, MigrationSet set,
+                         std::unique_ptr<Store> store, std::unique_ptr<ChangeFeed> feed)
+    : options_(std::move(options)),
+      store_(std::move(store)),
+      feed_(std::move(feed)) {
+  auto first = std::make_shared<Snapshot>();
+  first->set = std::make_shared<const MigrationSet>(std::move(set));
+  first->view.set = first->set.get();
+  first->view.manual = options_.manual;
+  first->view.database_available = false;
+  first->view.database_error = "not connected yet";
+  if (options_.set_fingerprint) {
+    absl::StatusOr<std::string> fingerprint = options_.set_fingerprint();
+    absl::MutexLock lock(&reload_mu_);
+    if (fingerprint.ok()) set_fingerprint_ = *fingerprint;
+  }
+  absl::MutexLock lock(&snapshot_mu_);
+  set_ = first->set;
+  snapshot_ = std::move(first);
+}
+
+std::shared_ptr<const MigrationSet> Coordinator::set() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return set_;
+}
+
+void Coordinator::ReloadSetIfChanged() {
+  if (!options_.load_set || !options_.set_fingerprint) return;
+  absl::MutexLock reload(&reload_mu_);
+  absl::StatusOr<std::string> fingerprint = options_.set_fingerprint();
+  if (fingerprint.ok() && *fingerprint == set_fingerprint_) return;
+  absl::StatusOr<MigrationSet> loaded = options_.load_set();
+  if (fingerprint.ok()) set_fingerprint_ = *fingerprint;
+  std::shared_ptr<Snapshot> next;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    if (!loaded.ok()) {
+      const std::string error = absl::StrCat(
+          "the migration set on disk does not load, so the coordinator keeps the one it had "
+          "(head ", set_->Head(), "): ", loaded.status().message());
+      if (error == set_error_) return;
+      set_error_ = error;
+      LogError("%s", error);
+    } else {
+      set_error_.clear();
+      set_ = std::make_shared<const MigrationSet>(std::move(*loaded));
+      LogInfo("migration set re-read: %d migration(s), head %d", set_->migrations().size(),
+              set_->Head());
+    }
+    next = std::make_shared<Snapshot>(*snapshot_);
+    next->set = set_;
+    next->view.set = set_.get();
+    next->view.set_error = set_error_;
+    next->view.conflicts = FindConflicts(*set_, next->view.db);
+  }
+  // Answers shared per generation were computed against the old set.
+  Publish(std::move(next));
+}
+
+Coordinator::~Coordinator() { Shutdown(); }
+
+void Coordinator::Start() {
+  watcher_ = std::thread([this] { WatchLoop(); });
+  runner_thread_ = std::thread([this] { RunLoop(); });
+  worker_ = std::thread([this] { WorkLoop(); });
+  fleet_ = std::thread([this] { FleetLoop(); });
+}
+
+void Coordinator::Shutdown() {
+  std::vector<std::shared_ptr<StateObserver>> observers;
+  {
+    absl::MutexLock lock(&observers_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    for (auto& [ptr, observer] : observers_) observers.push_back(observer);
+    observers_.clear();
+  }
+  stopping_ = true;
+  for (auto& observer : observers) observer->OnShutdown();
+  {
+    absl::MutexLock lock(&queue_mu_);
+    wake_runner_ = true;
+  }
+  if (watcher_.joinable()) watcher_.join();
+  if (runner_thread_.joinable()) runner_thread_.join();
+  if (worker_.joinable()) worker_.join();
+  if (fleet_.joinable()) fleet_.join();
+  // Operator runs that never started.
+  std::deque<Job> left;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    left.swap(jobs_);
+  }
+  for (Job& job : left) {
+    job.done(absl::UnavailableError("the coordinator is shutting down; retry on another one"));
+  }
+}
+
+std::shared_ptr<const Snapshot> Coordinator::snapshot() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return snapshot_;
+}
+
+ReadinessAnswer Coordinator::Evaluate(const AppTarget& target) const {
+  return EvaluateReadiness(target, snapshot()->view);
+}
+
+ReadinessAnswer Coordinator::SharedAnswer(const Snapshot& snapshot,
+                                          const std::string& target_key,
+                                          const AppTarget& target) const {
+  // Distinct targets kept per snapshot; beyond this, answers are not shared.
+  constexpr size_t kMaxSharedAnswers = 4096;
+  {
+    absl::MutexLock lock(&answers_mu_);
+    if (answers_generation_ == snapshot.generation) {
+      auto it = answers_.find(target_key);
+      if (it != answers_.end()) return it->second;
+    }
+  }
+  ReadinessAnswer answer = EvaluateReadiness(target, snapshot.view);
+  absl::MutexLock lock(&answers_mu_);
+  if (snapshot.generation > answers_generation_) {
+    answers_.clear();
+    answers_generation_ = snapshot.generation;
+  }
+  if (snapshot.generation == answers_generation_ && answers_.size() < kMaxSharedAnswers) {
+    answers_.emplace(target_key, answer);
+  }
+  return answer;
+}
+
+std::string Coordinator::TargetKey(const AppTarget& target) {
+  // Length-prefixed, so that no two targets serialise alike.
+  std::string text = absl::StrCat(target.app.size(), ":", target.app, target.app_version.size(),
+                                  ":", target.app_version, ";", target.known_version, ";",
+                                  target.required_version, ";");
+  for (const auto& [version, checksum] : target.checksums) {
+    absl::StrAppend(&text, version, "=", checksum.size(), ":", checksum, ";");
+  }
+  const Sha256Digest digest = Sha256(text);
+  return std::string(reinterpret_cast<const char*>(digest.data()), digest.size());
+}
+
+void Coordinator::AddObserver(std::shared_ptr<StateObserver> observer) {
+  {
+    absl::MutexLock lock(&observers_mu_);
+    if (!shut_down_) {
+      observers_[observer.get()] = observer;
+      return;
+    }
+  }
+  observer->OnShutdown();
+}
+
+void Coordinator::RemoveObserver(StateObserver* observer) {
+  absl::MutexLock lock(&observers_mu_);
+  observers_.erase(observer);
+}
+
+std::vector<AgentStreamInfo> Coordinator::AgentStreams() const {
+  std::vector<std::shared_ptr<StateObserver>> observers;
+  {
+    absl::MutexLock lock(&observers_mu_);
+    for (const auto& [ptr, observer] : observers_) observers.push_back(observer);
+  }
+  std::vector<AgentStreamInfo> out;
+  for (auto& observer : observers) {
+    if (std::optional<AgentStreamInfo> info = observer->agent_info()) out.push_back(*info);
+  }
+  return out;
+}
+
+absl::Duration Coordinator::BlockedBreakingFor() const {
+  const std::shared_ptr<const Snapshot> snap = snapshot();
+  for (const Migration& m : snap->set->migrations()) {
+    if (snap->view.db.Find(m.version) != nullptr) continue;
+    if (!m.breaking()) return absl::ZeroDuration();
+    absl::MutexLock lock(&gate_mu_);
+    auto it = breaking_blocked_since_.find(m.version);
+    return it == breaking_blocked_since_.end() ? absl::ZeroDuration() : absl::Now() - it->second;
+  }
+  return absl::ZeroDuration();
+}
+
+size_t Coordinator::observer_count() const {
+  absl::MutexLock lock(&observers_mu_);
+  return observers_.size();
+}
+
+void Coordinator::SetHealthCallback(std::function<void(bool)> callback) {
+  bool serving;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    health_callback_ = callback;
+    serving = snapshot_->view.database_available;
+    last_health_ = serving;
+  }
+  callback(serving);
+}
+
+void Coordinator::SubmitRun(RunRequest request, ProgressSink progress, RunDone done) {
+  if (stopping_) {
+    done(absl::UnavailableError("the coordinator is shutting down; retry on another one"));
+    return;
+  }
+  absl::MutexLock lock(&queue_mu_);
+  jobs_.push_back(Job{std::move(request), std::move(progress), std::move(done)});
+  wake_runner_ = true;
+}
+
+void Coordinator::SubmitWork(RunWork work, ProgressSink progress, RunDone done) {
+  if (stopping_) {
+    done(absl::UnavailableError("the coordinator is shutting down; retry on another one"));
+    return;
+  }
+  absl::MutexLock lock(&queue_mu_);
+  Job job;
+  job.work = std::move(work);
+  job.progress = std::move(progress);
+  job.done = std::move(done);
+  jobs_.push_back(std::move(job));
+  wake_runner_ = true;
+}
+
+void Coordinator::RunOffThread(std::function<void()> work) {
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (!worker_exited_) {
+      work_.push_back(std::move(work));
+      return;
+    }
+  }
+  work();  // Only during shutdown, after the worker has gone.
+}
+
+void Coordinator::RequestRefresh() {
+  absl::MutexLock lock(&queue_mu_);
+  refresh_requested_ = true;
+}
+
+void Coordinator::Publish(std::shared_ptr<Snapshot> next) {
+  std::function<void(bool)> health;
+  bool serving = next->view.database_available;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    // A state read before one of this run's commits must not hide it.
+    bool merged = false;
+    for (const AppliedMigration& row : run_committed_) {
+      std::vector<AppliedMigration>& applied = next->view.db.applied;
+      auto it = std::lower_bound(
+          applied.begin(), applied.end(), row.version,
+          [](const AppliedMigration& m, int64_t v) { return m.version < v; });
+      if (it != applied.end() && it->version == row.version && !it->dirty) continue;
+      if (it != applied.end() && it->version == row.version) {
+        *it = row;
+      } else {
+        applied.insert(it, row);
+      }
+      merged = true;
+    }
+    if (merged) next->view.conflicts = FindConflicts(*next->view.set, next->view.db);
+    next->generation = ++generation_;
+    next->view.run_in_progress = next->view.run_in_progress || local_run_;
+    snapshot_ = next;
+    if (!last_health_ || *last_health_ != serving) {
+      last_health_ = serving;
+      health = health_callback_;
+    }
+  }
+  if (health) health(serving);
+  std::vector<std::shared_ptr<StateObserver>> observers;
+  {
+    absl::MutexLock lock(&observers_mu_);
+    observers.reserve(observers_.size());
+    for (auto& [ptr, observer] : observers_) observers.push_back(observer);
+  }
+  std::shared_ptr<const Snapshot> published = next;
+  for (auto& observer : observers) observer->OnStateChanged(published);
+  if (AutoRunWanted(next->view)) {
+    absl::MutexLock lock(&queue_mu_);
+    wake_runner_ = true;
+  }
+}
+
+void Coordinator::PublishCommitted(const MigrationSet& set, int64_t version) {
+  const Migration* m = set.Find(version);
+  if (m == nullptr) return;
+  AppliedMigration row;
+  row.version = m->version;
+  row.name = m->name;
+  row.checksum = m->checksum;
+  row.applied_at = absl::Now();
+  row.applied_by = options_.coordinator_id;
+  row.statements_done = static_cast<int>(m->up.statements.size());
+  std::shared_ptr<Snapshot> next;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    if (!local_run_) return;
+    run_committed_.push_back(std::move(row));
+    next = std::make_shared<Snapshot>(*snapshot_);
+  }
+  Publish(std::move(next));
+}
+
+bool Coordinator::LocalRunCommitting() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return local_run_ && !run_committed_.empty();
+}
+
+void Coordinator::PublishLocalRun(bool running) {
+  std::shared_ptr<Snapshot> next;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    local_run_ = running;
+    run_committed_.clear();
+    next = std::make_shared<Snapshot>(*snapshot_);
+    next->view.run_in_progress = running;
+  }
+  Publish(std::move(next));
+}
+
+void Coordinator::SleepUnlessStopped(absl::Duration d) {
+  const absl::Time until = absl::Now() + d;
+  while (!stopping_ && absl::Now() < until) {
+    absl::SleepFor(std::min(absl::Milliseconds(100), until - absl::Now()));
+  }
+}
+
+void Coordinator::WatchLoop() {
+  absl::Duration backoff = options_.reconnect_min;
+  bool was_available = false;
+  auto publish_unavailable = [&](const std::string& why) {
+    if (was_available) LogWarning("database unavailable: %s; reconnecting", why);
+    was_available = false;
+    std::shared_ptr<Snapshot> next;
+    {
+      absl::MutexLock lock(&snapshot_mu_);
+      next = std::make_shared<Snapshot>(*snapshot_);
+    }
+    const bool changed =
+        next->view.database_available || next->view.database_error != why;
+    next->view.database_available = false;
+    next->view.database_error = why;
+    next->view.run_in_progress = false;
+    if (changed) Publish(std::move(next));
+    SleepUnlessStopped(Jittered(backoff));
+    backoff = std::min(backoff * 2, options_.reconnect_max);
+  };
+  while (!stopping_) {
+    if (!feed_->connected()) {
+      absl::Status connected = feed_->Connect();
+      if (!connected.ok()) {
+        publish_unavailable(std::string(connected.message()));
+        continue;
+      }
+    }
+    absl::StatusOr<DatabaseState> state = store_->ReadState();
+    if (!state.ok()) {
+      publish_unavailable(std::string(state.status().message()));
+      continue;
+    }
+    if (!was_available) LogInfo("database reachable; schema at version %d", state->AppliedHead());
+    was_available = true;
+    backoff = options_.reconnect_min;
+    auto next = std::make_shared<Snapshot>();
+    {
+      absl::MutexLock lock(&snapshot_mu_);
+      next->set = set_;
+      next->view.set_error = set_error_;
+    }
+    next->view.set = next->set.get();
+    next->view.manual = options_.manual;
+    next->view.database_available = true;
+    next->view.run_in_progress = state->run_in_progress;
+    next->view.conflicts = FindConflicts(*next->set, *state);
+    next->view.db = std::move(*state);
+    next->refreshed_at = absl::Now();
+    Publish(std::move(next));
+
+    const absl::Time resync_at = absl::Now() + options_.resync_interval;
+    // While this coordinator's own run commits migrations, the runner
+    // publishes each commit itself (PublishCommitted), so the NOTIFYs of
+    // that run re-read the whole state at most every kRunRefreshGap instead
+    // of once per migration (which cost more database work than the run).
+    constexpr absl::Duration kRunRefreshGap = absl::Milliseconds(50);
+    const absl::Time refresh_not_before = absl::Now() + kRunRefreshGap;
+    bool notified_earlier = false;
+    while (!stopping_) {
+      {
+        absl::MutexLock lock(&queue_mu_);
+        if (refresh_requested_) {
+          refresh_requested_ = false;
+          break;
+        }
+      }
+      const absl::Duration left = resync_at - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        ReloadSetIfChanged();  // a file fixed in place (a mounted volume, a ConfigMap)
+        break;
+      }
+      const bool may_refresh = !LocalRunCommitting() || absl::Now() >= refresh_not_before;
+      if (notified_earlier && may_refresh) break;
+      absl::Duration wait = std::min(left, absl::Milliseconds(100));
+      if (notified_earlier) {
+        wait = std::min(wait, std::max(refresh_not_before - absl::Now(), absl::Milliseconds(1)));
+      }
+      absl::StatusOr<int> notified = feed_->Wait(wait);
+      if (!notified.ok()) break;
+      if (*notified > 0) {
+        if (!LocalRunCommitting() || absl::Now() >= refresh_not_before) break;
+        notified_earlier = true;
+      }
+    }
+  }
+}
+
+bool Coordinator::BreakingGate(const Migration& m, const DatabaseState& state,
+                               absl::Duration grace) {
+  const bool blocked = !InstancesBelow(state, m.version).empty();
+  // No instance that predates it was live within the grace period, and no
+  // agent that predates it waits on this coordinator (a fresh database, a
+  // fleet that never attached): nothing can need the old schema, so there
+  // is no grace period to wait out.
+  bool recently_seen = false;
+  const absl::Time now = absl::Now();
+  for (const InstanceRecord& i : state.lapsed_instances) {
+    recently_seen = recently_seen || (i.known_version < m.version && i.lease_expires > now - grace);
+  }
+  if (!blocked && !recently_seen) {
+    for (const AgentStreamInfo& agent : AgentStreams()) {
+      recently_seen = recently_seen || (agent.known_version != 0 && agent.known_version < m.version);
+    }
+  }
+  absl::MutexLock lock(&gate_mu_);
+  if (blocked) {
+    breaking_clear_since_.erase(m.version);
+    breaking_blocked_since_.emplace(m.version, now);
+    return false;
+  }
+  breaking_blocked_since_.erase(m.version);
+  if (!recently_seen) return true;
+  auto [it, inserted] = breaking_clear_since_.emplace(m.version, now);
+  if (inserted && grace > absl::ZeroDuration()) {
+    LogInfo("breaking migration %s: no live instance needs the old schema; applying after %s",
+            m.Label(), absl::FormatDuration(grace));
+  }
+  return now - it->second >= grace;
+}
+
+std::string Coordinator::InstanceIdTakenMessage(const std::string& instance_id) const {
+  return absl::StrCat(
+      "instance id \"", instance_id,
+      "\" is in use by another live agent process (another attach token); give each agent its "
+      "own --instance-id, or leave it unset for a unique default, or wait until the other "
+      "agent exits (its lease expires ", absl::FormatDuration(options_.lease_ttl),
+      " after its last heartbeat)");
+}
+
+absl::Status Coordinator::InstanceAttached(const InstanceRecord& instance, const void* stream,
+                                           InstanceRefused on_refused) {
+  absl::MutexLock lock(&fleet_mu_);
+  LocalInstance& local = local_instances_[instance.instance_id];
+  if (!local.streams.empty() && !local.record.attach_token.empty() &&
+      !instance.attach_token.empty() && local.record.attach_token != instance.attach_token) {
+    return absl::AlreadyExistsError(InstanceIdTakenMessage(instance.instance_id));
+  }
+  local.record = instance;
+  local.streams[stream] = std::move(on_refused);
+  pending_joins_.push_back(instance);
+  return absl::OkStatus();
+}
+
+void Coordinator::InstanceDetached(const std::string& instance_id, const void* stream,
+                                   bool clean) {
+  absl::MutexLock lock(&fleet_mu_);
+  auto it = local_instances_.find(instance_id);
+  if (it == local_instances_.end() || it->second.streams.erase(stream) == 0) return;
+  if (!it->second.streams.empty()) return;
+  local_instances_.erase(it);
+  if (clean) pending_leaves_.push_back(instance_id);
+}
+
+void Coordinator::FleetLoop() {
+  absl::Time next_refresh = absl::Now() + options_.lease_ttl / 3;
+  bool bookkeeping_ready = false;
+  while (!stopping_) {
+    SleepUnlessStopped(absl::Milliseconds(50));
+    std::vector<InstanceRecord> joins;
+    std::vector<std::string> leaves, live;
+    const bool refresh = absl::Now() >= next_refresh;
+    {
+      absl::MutexLock lock(&fleet_mu_);
+      joins.swap(pending_joins_);
+      leaves.swap(pending_leaves_);
+      if (refresh) {
+        for (const auto& [id, local] : local_instances_) live.push_back(id);
+      }
+    }
+    if (joins.empty() && leaves.empty() && live.empty()) {
+      if (refresh) next_refresh = absl::Now() + options_.lease_ttl / 3;
+      continue;
+    }
+    absl::Status status = absl::OkStatus();
+    if (!bookkeeping_ready) {
+      status = snapshot()->view.db.initialized ? absl::OkStatus() : store_->EnsureBookkeeping();
+      bookkeeping_ready = status.ok();
+    }
+    // Leaves first: an id freed by a clean exit may be taken by a new
+    // process in the same round.
+    if (status.ok()) status = store_->RemoveInstances(leaves, options_.coordinator_id);
+    if (status.ok()) {
+      absl::StatusOr<std::vector<InstanceRecord>> refused =
+          store_->UpsertInstances(joins, options_.lease_ttl);
+      status = refused.status();
+      if (refused.ok()) Refuse(*refused);
+    }
+    if (status.ok() && !live.empty()) status = store_->RefreshLeases(live, options_.lease_ttl);
+    if (status.ok()) {
+      if (refresh) next_refresh = absl::Now() + options_.lease_ttl / 3;
+      continue;
+    }
+    // Keep what was not written for the next round (the database may be away).
+    LogWarning("fleet bookkeeping: %s; retrying", status.message());
+    absl::MutexLock lock(&fleet_mu_);
+    pending_joins_.insert(pending_joins_.begin(), joins.begin(), joins.end());
+    pending_leaves_.insert(pending_leaves_.begin(), leaves.begin(), leaves.end());
+    // Re-register everything local: a database that came back may have lost nothing,
+    // but leases may have lapsed while it was away.
+    if (refresh) {
+      for (const auto& [id, local] : local_instances_) pending_joins_.push_back(local.record);
+    }
+    SleepUnlessStopped(absl::Milliseconds(500));
+  }
+}
+
+void Coordinator::Refuse(const std::vector<InstanceRecord>& refused) {
+  std::vector<std::pair<InstanceRefused, std::string>> calls;
+  {
+    absl::MutexLock lock(&fleet_mu_);
+    for (const InstanceRecord& r : refused) {
+      auto it = local_instances_.find(r.instance_id);
+      // Gone meanwhile, or re-attached by the process that holds the id.
+      if (it == local_instances_.end() || it->second.record.attach_token != r.attach_token) {
+        continue;
+      }
+      LogWarning("refused instance %s: its id is held by another live agent process",
+                 r.instance_id);
+      for (auto& [stream, on_refused] : it->second.streams) {
+        if (on_refused) calls.emplace_back(std::move(on_refused), r.instance_id);
+      }
+      local_instances_.erase(it);
+    }
+  }
+  for (auto& [on_refused, id] : calls) {
+    on_refused(absl::AlreadyExistsError(InstanceIdTakenMessage(id)));
+  }
+}
+
+bool Coordinator::AutoRunWanted(const SchemaView& view) const {
+  if (options_.manual || !view.database_available) return false;
+  PlanRequest request = AutomaticRequest();
+  request.breaking_gate = [this](const Migration& m, const DatabaseState& state) {
+    return const_cast<Coordinator*>(this)->BreakingGate(m, state, options_.breaking_grace);
+  };
+  return !PlanRun(*view.set, view.db, request, StepDefaults()).steps.empty();
+}
+
+void Coordinator::RunLoop() {
+  while (!stopping_) {
+    Job job;
+    bool have_job = false;
+    bool try_auto = false;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      queue_mu_.AwaitWithTimeout(
+          absl::Condition(
+              +[](Coordinator* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->queue_mu_) {
+                return c->stopping_.load() || !c->jobs_.empty() || c->wake_runner_;
+              },
+              this),
+          absl::Seconds(1));
+      if (stopping_) break;
+      wake_runner_ = false;
+      if (!jobs_.empty()) {
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+        have_job = true;
+      } else {
+        try_auto = absl::Now() >= next_auto_attempt_;
+      }
+    }
+    if (!have_job) {
+      if (!try_auto || !AutoRunWanted(snapshot()->view)) continue;
+      job.request.actor = options_.coordinator_id;
+      job.request.respect_hold = true;
+      job.request.breaking_gate = [this](const Migration& m, const DatabaseState& state) {
+        return BreakingGate(m, state, options_.breaking_grace);
+      };
+    }
+    // An operator's run uses the set on disk now (a file fixed in place).
+    if (have_job) ReloadSetIfChanged();
+    const std::shared_ptr<const MigrationSet> set = this->set();
+    Runner runner(store_.get(), set.get(), options_.runner);
+    PublishLocalRun(true);
+    const absl::Time run_start = absl::Now();
+    // Count lock waits and applies for metrics, then pass progress on.
+    const bool applying = !job.work;  // Apply or an automatic run (not rehearse, rollback…)
+    ProgressSink progress = [this, sink = job.progress, run_start, applying,
+                             &set](const RunEvent& e) {
+      if (applying && e.kind == RunEvent::Kind::kMigrationFinished) {
+        PublishCommitted(*set, e.version);
+      }
+      {
+        absl::MutexLock lock(&counters_.mu);
+        if (e.kind == RunEvent::Kind::kLockAcquired) {
+          counters_.lock_wait_seconds += absl::ToDoubleSeconds(absl::Now() - run_start);
+          counters_.lock_held = true;
+        } else if (e.kind == RunEvent::Kind::kMigrationFinished) {
+          ++counters_.migrations_applied;
+        } else if (e.kind == RunEvent::Kind::kMigrationFailed) {
+          ++counters_.migration_failures;
+        }
+      }
+      if (sink) sink(e);
+    };
+    absl::StatusOr<RunOutcome> outcome = job.work ? job.work(runner, progress, &stopping_)
+                                                  : runner.Apply(job.request, progress, &stopping_);
+    {
+      absl::MutexLock lock(&counters_.mu);
+      counters_.lock_held = false;
+      const char* result = outcome.ok()                                  ? "ok"
+                           : absl::IsFailedPrecondition(outcome.status()) ? "failed"
+                           : absl::IsAborted(outcome.status())            ? "aborted"
+                           : absl::IsUnavailable(outcome.status())        ? "unavailable"
+                                                                          : "other";
+      ++counters_.runs[result];
+      const double seconds = absl::ToDoubleSeconds(absl::Now() - run_start);
+      size_t bucket = 0;
+      while (bucket < std::size(kRunSecondsBuckets) && seconds > kRunSecondsBuckets[bucket]) {
+        ++bucket;
+      }
+      ++counters_.run_buckets[bucket];
+      counters_.run_seconds_sum += seconds;
+      ++counters_.run_count;
+    }
+    PublishLocalRun(false);
+    RequestRefresh();
+    if (have_job) {
+      job.done(outcome);
+      continue;
+    }
+    absl::MutexLock lock(&queue_mu_);
+    if (outcome.ok()) {
+      auto_backoff_ = absl::Seconds(1);
+      next_auto_attempt_ = absl::InfinitePast();
+    } else {
+      const absl::Status& status = outcome.status();
+      if (absl::IsFailedPrecondition(status)) {
+        LogError("automatic run failed: %s", status.message());
+      } else if (!absl::IsCancelled(status)) {
+        LogWarning("automatic run stopped: %s; retrying in %s", status.message(),
+                   absl::FormatDuration(auto_backoff_));
+      }
+      next_auto_attempt_ = absl::Now() + Jittered(auto_backoff_);
+      auto_backoff_ = std::min(auto_backoff_ * 2, absl::Seconds(60));
+    }
+  }
+}
+
+void Coordinator::WorkLoop() {
+  while (true) {
+    std::function<void()> work;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      queue_mu_.AwaitWithTimeout(
+          absl::Condition(
+              +[](Coordinator* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->queue_mu_) {
+                return c->stopping_.load() || !c->work_.empty();
+              },
+              this),
+          absl::Milliseconds(500));
+      if (work_.empty()) {
+        if (stopping_) {
+          worker_exited_ = true;
+          return;
+        }
+        continue;
+      }
+      work = std::move(work_.front());
+      work_.pop_front();
+    }
+    work();
+  }
+}
+
+}  // namespace schemagate

@@ -1,0 +1,594 @@
+// The run session of PgStore: one dedicated connection holding the run's
+// advisory lock, through which every bookkeeping write of a run goes.
+#include "coordinator/postgres/pg_run_session.h"
+
+#include <chrono>
+#include <cstring>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "coordinator/base/conninfo.h"
+#include "coordinator/base/status_macros.h"
+#include "coordinator/postgres/pg_support.h"
+
+namespace schemagate {
+namespace {
+
+class PgRunSession : public RunSession {
+ public:
+  PgRunSession(std::unique_ptr<pqxx::connection> conn, PgStoreOptions options, int64_t lock_key)
+      : conn_(std::move(conn)),
+        options_(std::move(options)),
+        lock_key_(lock_key),
+        names_(*conn_, options_.schema) {}
+
+  ~PgRunSession() override {
+    try {
+      if (conn_ && conn_->is_open()) {
+        pqxx::nontransaction tx(*conn_);
+        tx.exec_params("SELECT pg_advisory_unlock($1)", lock_key_);
+      }
+    } catch (const std::exception&) {
+      // Closing the connection releases the lock all the same.
+    }
+  }
+
+  absl::Status EnsureSchema() override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec(absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", names_.schema));
+      tx.exec(absl::StrCat(
+          "CREATE TABLE IF NOT EXISTS ", names_.meta, " ("
+          " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
+          " meta_version integer NOT NULL,"
+          " run_epoch bigint NOT NULL DEFAULT 0,"
+          " failed_version bigint, failed_name text, failed_checksum text,"
+          " failed_sqlstate text, failed_message text, failed_statement integer,"
+          " failed_line integer, failed_at timestamptz, failed_by text)"));
+      tx.exec_params(absl::StrCat("INSERT INTO ", names_.meta,
+                                  " (singleton, meta_version) VALUES (true, $1) "
+                                  "ON CONFLICT (singleton) DO NOTHING"),
+                     kMetaVersion);
+      // Upgrades of the bookkeeping layout, in order; each is idempotent.
+      tx.exec(absl::StrCat("ALTER TABLE ", names_.meta,
+                           " ADD COLUMN IF NOT EXISTS hold_above bigint"));
+      tx.exec(absl::StrCat(
+          "CREATE TABLE IF NOT EXISTS ", names_.schema_record, " ("
+          " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
+          " fingerprint text, description text,"
+          " recorded_at timestamptz NOT NULL DEFAULT now(), run_id text)"));
+      tx.exec_params(absl::StrCat("UPDATE ", names_.meta,
+                                  " SET meta_version = $1 WHERE meta_version < $1"),
+                     kMetaVersion);
+      tx.exec(absl::StrCat(
+          "CREATE TABLE IF NOT EXISTS ", names_.migrations, " ("
+          " version bigint PRIMARY KEY CHECK (version > 0),"
+          " name text NOT NULL,"
+          " checksum text NOT NULL,"
+          " state text NOT NULL CHECK (state IN ('applied', 'dirty')),"
+          " applied_at timestamptz NOT NULL DEFAULT now(),"
+          " duration_ms bigint NOT NULL DEFAULT 0,"
+          " applied_by text NOT NULL,"
+          " statements_done integer NOT NULL DEFAULT 0,"
+          " run_id text)"));
+      tx.exec(absl::StrCat(
+          "CREATE TABLE IF NOT EXISTS ", names_.events, " ("
+          " id bigserial PRIMARY KEY,"
+          " at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+          " kind text NOT NULL,"
+          " version bigint, name text, run_id text,"
+          " actor text NOT NULL,"
+          " duration_ms bigint, sqlstate text, message text,"
+          " statement_index integer, line integer)"));
+      tx.exec(absl::StrCat(
+          "CREATE TABLE IF NOT EXISTS ", names_.instances, " ("
+          " instance_id text PRIMARY KEY,"
+          " app text NOT NULL DEFAULT '', app_version text NOT NULL DEFAULT '',"
+          " known_version bigint NOT NULL DEFAULT 0, required_version bigint NOT NULL DEFAULT 0,"
+          " state text NOT NULL DEFAULT '', coordinator_id text NOT NULL DEFAULT '',"
+          " first_seen timestamptz NOT NULL DEFAULT now(),"
+          " last_seen timestamptz NOT NULL DEFAULT now(),"
+          " lease_expires timestamptz NOT NULL DEFAULT now())"));
+      AddAttachTokenColumn(tx, names_.instances);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<DatabaseState> ReadState() override {
+    absl::StatusOr<DatabaseState> out;
+    absl::Status status = Guard([&] {
+      out = ReadStateOn(*conn_, options_.schema, lock_key_);
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    return out;
+  }
+
+  absl::StatusOr<int64_t> BumpEpoch() override {
+    int64_t epoch = 0;
+    RETURN_IF_ERROR(Guard([&] {
+      pqxx::work tx(*conn_);
+      epoch = tx.exec1(absl::StrCat("UPDATE ", names_.meta,
+                                    " SET run_epoch = run_epoch + 1 RETURNING run_epoch"))[0]
+                  .as<int64_t>();
+      tx.commit();
+      return absl::OkStatus();
+    }));
+    epoch_ = epoch;
+    return epoch;
+  }
+
+  absl::Status RunTransactional(const std::vector<SqlStatement>& statements,
+                                const StatementLimits& limits, const StepRecord& record,
+                                const StatementObserver& observer,
+                                SqlFailure* failure) override {
+    const absl::Time start = absl::Now();
+    int current = -1;
+    RETURN_IF_ERROR(CheckConnection());
+    try {
+      PrepareStepStatements();
+      pqxx::work tx(*conn_);
+      const pqxx::row fence = tx.exec_prepared1(kStepFence, Interval(limits.lock_timeout),
+                                                Interval(limits.statement_timeout));
+      RETURN_IF_ERROR(CheckFence(fence[2].as<int64_t>(), fence[3].as<bool>()));
+      for (size_t i = 0; i < statements.size(); ++i) {
+        current = static_cast<int>(i);
+        if (observer) observer(current);
+        tx.exec(statements[i].text);
+      }
+      current = -1;
+      const int64_t duration_ms = absl::ToInt64Milliseconds(absl::Now() - start);
+      const std::string event_and_notify = EventAndNotifySql();
+      if (record.up) {
+        tx.exec_prepared(
+            kStepBookUp,
+            record.version, record.name, record.run_id, record.actor, std::string("apply"),
+            duration_ms, std::string(kEventsChannel), options_.schema, record.checksum,
+            static_cast<int>(statements.size()));
+      } else {
+        tx.exec_params(
+            absl::StrCat("WITH book AS (DELETE FROM ", names_.migrations,
+                         " WHERE version = $1 RETURNING 1)", event_and_notify),
+            record.version, record.name, record.run_id, record.actor, std::string("rollback"),
+            duration_ms, std::string(kEventsChannel), options_.schema);
+      }
+      tx.commit();
+      return absl::OkStatus();
+    } catch (const pqxx::broken_connection& e) {
+      return ConnectionLost(e);
+    } catch (const pqxx::in_doubt_error& e) {
+      return absl::AbortedError(absl::StrCat(
+          "the commit of ", record.version, " is in doubt (", CleanMessage(e.what()),
+          "); the next run re-reads the state"));
+    } catch (const pqxx::sql_error& e) {
+      if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) return ConnectionLost(e);
+      FillFailure(e, statements, current, record, failure);
+      return absl::FailedPreconditionError(failure->message);
+    } catch (const std::exception& e) {
+      if (!conn_->is_open()) return ConnectionLost(e);
+      return Unavailable(e);
+    }
+  }
+
+  absl::Status RunNonTransactional(const std::vector<SqlStatement>& statements, int first,
+                                   const StatementLimits& limits, const StepRecord& record,
+                                   const StatementObserver& observer,
+                                   SqlFailure* failure) override {
+    int current = -1;
+    RETURN_IF_ERROR(CheckConnection());
+    try {
+      {
+        pqxx::nontransaction tx(*conn_);
+        const pqxx::row fence = tx.exec1(absl::StrCat(
+            "SET lock_timeout = '", Interval(limits.lock_timeout),
+            "'; SET statement_timeout = '", Interval(limits.statement_timeout),
+            "'; SELECT run_epoch, ", LockHeldSql(), " FROM ", names_.meta));
+        RETURN_IF_ERROR(CheckFence(fence[0].as<int64_t>(), fence[1].as<bool>()));
+      }
+      for (size_t i = static_cast<size_t>(first); i < statements.size(); ++i) {
+        current = static_cast<int>(i);
+        if (observer) observer(current);
+        pqxx::nontransaction tx(*conn_);
+        if (i > static_cast<size_t>(first)) {
+          RETURN_IF_ERROR(CheckFence(
+              epoch_, tx.exec1(absl::StrCat("SELECT ", LockHeldSql()))[0].as<bool>()));
+        }
+        tx.exec(statements[i].text);
+        tx.exec_params(absl::StrCat("UPDATE ", names_.migrations,
+                                    " SET statements_done = $2 WHERE version = $1"),
+                       record.version, current + 1);
+      }
+      current = -1;
+      pqxx::nontransaction tx(*conn_);
+      tx.exec("RESET lock_timeout; RESET statement_timeout");
+      return absl::OkStatus();
+    } catch (const pqxx::broken_connection& e) {
+      return ConnectionLost(e);
+    } catch (const pqxx::sql_error& e) {
+      if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) return ConnectionLost(e);
+      FillFailure(e, statements, current, record, failure);
+      ResetTimeouts();
+      return absl::FailedPreconditionError(failure->message);
+    } catch (const std::exception& e) {
+      if (!conn_->is_open()) return ConnectionLost(e);
+      return Unavailable(e);
+    }
+  }
+
+  absl::Status MarkDirty(const StepRecord& record) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      if (record.up) {
+        tx.exec_params(absl::StrCat(
+                           "INSERT INTO ", names_.migrations,
+                           " (version, name, checksum, state, applied_by, statements_done, run_id)"
+                           " VALUES ($1, $2, $3, 'dirty', $4, 0, $5) ON CONFLICT (version) DO "
+                           "UPDATE SET state = 'dirty', run_id = $5, applied_by = $4"),
+                       record.version, record.name, record.checksum, record.actor, record.run_id);
+      } else {
+        tx.exec_params(absl::StrCat("UPDATE ", names_.migrations,
+                                    " SET state = 'dirty', statements_done = 0, run_id = $2"
+                                    " WHERE version = $1"),
+                       record.version, record.run_id);
+      }
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status FinishDirty(const StepRecord& record, absl::Duration duration) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      const int64_t ms = absl::ToInt64Milliseconds(duration);
+      if (record.up) {
+        tx.exec_params(absl::StrCat("UPDATE ", names_.migrations,
+                                    " SET state = 'applied', applied_at = now(), duration_ms = $2"
+                                    " WHERE version = $1"),
+                       record.version, ms);
+      } else {
+        tx.exec_params(absl::StrCat("DELETE FROM ", names_.migrations, " WHERE version = $1"),
+                       record.version);
+      }
+      tx.exec_params(absl::StrCat("INSERT INTO ", names_.events,
+                                  " (kind, version, name, run_id, actor, duration_ms)"
+                                  " VALUES ($1, $2, $3, $4, $5, $6)"),
+                     std::string(record.up ? "apply" : "rollback"), record.version, record.name,
+                     record.run_id, record.actor, ms);
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status SetFailure(const std::optional<SqlFailure>& failure) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      if (failure) {
+        tx.exec_params(
+            absl::StrCat("UPDATE ", names_.meta,
+                         " SET failed_version = $1, failed_name = $2, failed_checksum = $3,"
+                         " failed_sqlstate = $4, failed_message = $5, failed_statement = $6,"
+                         " failed_line = $7, failed_at = now(), failed_by = $8"),
+            failure->version, failure->name, failure->checksum, failure->sqlstate,
+            failure->message, failure->statement_index, failure->line, failure->coordinator_id);
+      } else {
+        tx.exec(absl::StrCat("UPDATE ", names_.meta,
+                             " SET failed_version = NULL, failed_name = NULL,"
+                             " failed_checksum = NULL, failed_sqlstate = NULL,"
+                             " failed_message = NULL, failed_statement = NULL,"
+                             " failed_line = NULL, failed_at = NULL, failed_by = NULL"));
+      }
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status RecordSchema(const SchemaRecord& record) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params(absl::StrCat("INSERT INTO ", names_.schema_record,
+                                  " (singleton, fingerprint, description, recorded_at, run_id)"
+                                  " VALUES (true, $1, $2, now(), $3) ON CONFLICT (singleton) DO"
+                                  " UPDATE SET fingerprint = $1, description = $2,"
+                                  " recorded_at = now(), run_id = $3"),
+                     OptionalText(record.fingerprint), OptionalText(record.description),
+                     OptionalText(record.run_id));
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status SetHold(std::optional<int64_t> hold_above) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params(absl::StrCat("UPDATE ", names_.meta, " SET hold_above = $1"), hold_above);
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status MarkApplied(const StepRecord& record, const EventRecord& event) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params(absl::StrCat(
+                         "INSERT INTO ", names_.migrations,
+                         " (version, name, checksum, state, applied_by, run_id) VALUES"
+                         " ($1, $2, $3, 'applied', $4, $5) ON CONFLICT (version) DO UPDATE SET"
+                         " name = $2, checksum = $3, state = 'applied', applied_by = $4,"
+                         " run_id = $5"),
+                     record.version, record.name, record.checksum, record.actor, record.run_id);
+      InsertEvent(tx, event);
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status DeleteRow(int64_t version, const EventRecord& event) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      tx.exec_params(absl::StrCat("DELETE FROM ", names_.migrations, " WHERE version = $1"),
+                     version);
+      InsertEvent(tx, event);
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<IndexLookup> LookUpIndex(const std::string& schema, const std::string& table,
+                                          const std::string& index) override {
+    IndexLookup found;
+    RETURN_IF_ERROR(Guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      // to_regclass resolves the names as the statement would, with this
+      // session's search_path; quote_ident keeps their case.
+      pqxx::result r = tx.exec_params(
+          "WITH q AS (SELECT CASE WHEN $1 = '' THEN '' ELSE quote_ident($1) || '.' END AS s)"
+          " SELECT i.indisvalid AND i.indisready, quote_ident(n.nspname) || '.' ||"
+          " quote_ident(c.relname) FROM q, pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+          " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE CASE WHEN $2 = '' THEN"
+          " i.indexrelid = to_regclass(q.s || quote_ident($3)) ELSE"
+          " i.indrelid = to_regclass(q.s || quote_ident($2)) AND c.relname = $3 END",
+          schema, table, index);
+      if (r.empty()) return absl::OkStatus();
+      found.state =
+          r[0][0].as<bool>() ? IndexLookup::State::kValid : IndexLookup::State::kInvalid;
+      found.qualified_name = r[0][1].as<std::string>();
+      return absl::OkStatus();
+    }));
+    return found;
+  }
+
+  absl::Status DropIndexConcurrently(const IndexLookup& found) override {
+    return Guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      tx.exec(absl::StrCat("DROP INDEX CONCURRENTLY IF EXISTS ", found.qualified_name));
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::string> FindAlembicRevision() override {
+    std::string revision;
+    RETURN_IF_ERROR(Guard([&] {
+      pqxx::nontransaction tx(*conn_);
+      pqxx::result table = tx.exec(
+          "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM "
+          "information_schema.tables WHERE table_name = 'alembic_version' ORDER BY "
+          "table_schema = 'public' DESC LIMIT 1");
+      if (table.empty()) return absl::OkStatus();
+      pqxx::result rows = tx.exec(absl::StrCat("SELECT string_agg(version_num, ', ') FROM ",
+                                               table[0][0].as<std::string>()));
+      revision = rows.empty() || rows[0][0].is_null() ? "(empty)" : rows[0][0].as<std::string>();
+      return absl::OkStatus();
+    }));
+    return revision;
+  }
+
+  absl::Status Rehearse(const std::vector<RehearsalStep>& steps,
+                        std::vector<RehearsalResult>* results) override {
+    RETURN_IF_ERROR(CheckConnection());
+    try {
+      pqxx::work tx(*conn_);
+      for (const RehearsalStep& step : steps) {
+        RehearsalResult result;
+        result.version = step.version;
+        const absl::Time start = absl::Now();
+        int current = -1;
+        try {
+          pqxx::subtransaction sub(tx, "rehearse");
+          sub.exec(absl::StrCat("SET LOCAL lock_timeout = '", Interval(step.limits.lock_timeout),
+                                "'; SET LOCAL statement_timeout = '",
+                                Interval(step.limits.statement_timeout), "'"));
+          for (size_t i = 0; i < step.statements->size(); ++i) {
+            current = static_cast<int>(i);
+            sub.exec((*step.statements)[i].text);
+          }
+          sub.commit();  // Released into the outer transaction, rolled back below.
+          result.ok = true;
+        } catch (const pqxx::sql_error& e) {
+          if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) throw;
+          StepRecord record;
+          record.version = step.version;
+          record.name = step.name;
+          FillFailure(e, *step.statements, current, record, &result.failure);
+        }
+        result.duration = absl::Now() - start;
+        results->push_back(result);
+        if (!result.ok) break;
+      }
+      tx.abort();
+      return absl::OkStatus();
+    } catch (const pqxx::broken_connection& e) {
+      return ConnectionLost(e);
+    } catch (const std::exception& e) {
+      if (!conn_->is_open()) return ConnectionLost(e);
+      return Unavailable(e);
+    }
+  }
+
+  absl::Status RecordEvent(const EventRecord& event) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      InsertEvent(tx, event);
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
+ private:
+  // Runs `fn`, turning libpqxx exceptions into statuses.
+  // libpqxx 6 reopens a closed connection on its next use: a new session
+  // without the run lock. Once the connection was lost, every call fails.
+  absl::Status CheckConnection() {
+    if (conn_ != nullptr && conn_->is_open() && !lost_) return absl::OkStatus();
+    lost_ = true;
+    return absl::AbortedError(
+        "the run connection was lost earlier in this run; PostgreSQL released the lock; "
+        "retry the run");
+  }
+
+  template <typename Fn>
+  absl::Status Guard(Fn fn) {
+    RETURN_IF_ERROR(CheckConnection());
+    try {
+      return fn();
+    } catch (const pqxx::broken_connection& e) {
+      return ConnectionLost(e);
+    } catch (const pqxx::sql_error& e) {
+      if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) return ConnectionLost(e);
+      return absl::UnavailableError(
+          absl::StrCat("bookkeeping query failed: ", CleanMessage(e.what()), " (SQLSTATE ",
+                       e.sqlstate(), ")"));
+    } catch (const std::exception& e) {
+      if (!conn_->is_open()) return ConnectionLost(e);
+      return Unavailable(e);
+    }
+  }
+
+  // The part of a step's bookkeeping statement after its `book` CTE.
+  std::string EventAndNotifySql() const {
+    return absl::StrCat(
+        ", ev AS (INSERT INTO ", names_.events,
+        " (kind, version, name, run_id, actor, duration_ms) VALUES ($5, $1, $2, $3, $4, $6)"
+        " RETURNING id) SELECT pg_notify($7, $8), (SELECT count(*) FROM book),"
+        " (SELECT count(*) FROM ev)");
+  }
+
+  // The fence and the bookkeeping of every transactional up step, parsed
+  // and planned once per run instead of once per migration. set_config(…,
+  // true) is SET LOCAL.
+  void PrepareStepStatements() {
+    if (step_statements_prepared_) return;
+    conn_->prepare(kStepFence,
+                   absl::StrCat("SELECT set_config('lock_timeout', $1, true),"
+                                " set_config('statement_timeout', $2, true), run_epoch, ",
+                                LockHeldSql(), " FROM ", names_.meta));
+    conn_->prepare(
+        kStepBookUp,
+        absl::StrCat("WITH book AS (INSERT INTO ", names_.migrations,
+                     " (version, name, checksum, state, applied_at, duration_ms, applied_by,"
+                     " statements_done, run_id) VALUES ($1, $2, $9, 'applied', now(), $6, $4,"
+                     " $10, $3) ON CONFLICT (version) DO UPDATE SET name = $2, checksum = $9,"
+                     " state = 'applied', applied_at = now(), duration_ms = $6,"
+                     " applied_by = $4, statements_done = $10, run_id = $3 RETURNING 1)",
+                     EventAndNotifySql()));
+    step_statements_prepared_ = true;
+  }
+
+  static constexpr char kStepFence[] = "schemagate_step_fence";
+  static constexpr char kStepBookUp[] = "schemagate_step_book_up";
+
+  // Whether this very backend holds the run lock. Through a transaction
+  // pooler (PgBouncer pool_mode=transaction) a transaction may land on a
+  // backend that does not: the run must stop before any statement runs.
+  std::string LockHeldSql() const {
+    const uint64_t key = static_cast<uint64_t>(lock_key_);
+    return absl::StrCat(
+        "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND pid = pg_backend_pid() AND classid = ", key >> 32, "::oid AND objid = ",
+        key & 0xFFFFFFFFu, "::oid AND objsubid = 1)");
+  }
+
+  absl::Status CheckFence(int64_t epoch, bool lock_held) {
+    if (!lock_held) {
+      return absl::AbortedError(
+          "the run lock is not held by this database session: the connection goes through a "
+          "transaction pooler (e.g. PgBouncer pool_mode=transaction) or the session was "
+          "replaced; point --database-url at PostgreSQL directly (session locks need a "
+          "dedicated session)");
+    }
+    if (epoch != epoch_) {
+      return absl::AbortedError(absl::StrCat(
+          "run epoch moved from ", epoch_, " to ", epoch,
+          ": another coordinator took over the run (the lock was lost, e.g. on a failover)"));
+    }
+    return absl::OkStatus();
+  }
+
+  void InsertEvent(pqxx::transaction_base& tx, const EventRecord& event) {
+    tx.exec_params(
+        absl::StrCat("INSERT INTO ", names_.events,
+                     " (kind, version, name, run_id, actor, duration_ms, sqlstate, message,"
+                     " statement_index, line) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+        event.kind, OptionalVersion(event.version), OptionalText(event.name),
+        OptionalText(event.run_id), event.actor, OptionalMillis(event.duration),
+        OptionalText(event.sqlstate), OptionalText(RedactSecrets(event.message)),
+        event.statement_index == 0 ? std::nullopt : std::optional<int>(event.statement_index),
+        event.line == 0 ? std::nullopt : std::optional<int>(event.line));
+  }
+
+  void Notify(pqxx::transaction_base& tx) {
+    tx.exec_params("SELECT pg_notify($1, $2)", std::string(kEventsChannel), options_.schema);
+  }
+
+  void ResetTimeouts() {
+    try {
+      pqxx::nontransaction tx(*conn_);
+      tx.exec("RESET lock_timeout; RESET statement_timeout");
+    } catch (const std::exception&) {
+    }
+  }
+
+  void FillFailure(const pqxx::sql_error& e, const std::vector<SqlStatement>& statements,
+                   int current, const StepRecord& record, SqlFailure* failure) {
+    failure->version = record.version;
+    failure->name = record.name;
+    failure->checksum = record.checksum;
+    failure->sqlstate = e.sqlstate();
+    failure->lock_timeout = failure->sqlstate == kLockNotAvailable;
+    failure->message = CleanMessage(e.what());
+    failure->statement_index = current >= 0 ? current + 1 : 0;
+    failure->line = current >= 0 ? statements[current].line : 0;
+    failure->at = absl::Now();
+    failure->coordinator_id = options_.coordinator_id;
+  }
+
+  std::unique_ptr<pqxx::connection> conn_;
+  const PgStoreOptions options_;
+  const int64_t lock_key_;
+  const Names names_;
+  int64_t epoch_ = -1;
+  bool lost_ = false;
+  bool step_statements_prepared_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<RunSession> MakePgRunSession(std::unique_ptr<pqxx::connection> conn,
+                                             const PgStoreOptions& options, int64_t lock_key) {
+  return std::make_unique<PgRunSession>(std::move(conn), options, lock_key);
+}
+
+}  // namespace schemagate

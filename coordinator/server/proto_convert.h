@@ -1,0 +1,41 @@
+// Translation between the engine's types and the v1 protobuf messages.
+// Nothing here touches the network or the database.
+#ifndef SCHEMAGATE_COORDINATOR_SERVER_PROTO_CONVERT_H_
+#define SCHEMAGATE_COORDINATOR_SERVER_PROTO_CONVERT_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "coordinator/fleet/coordinator.h"
+#include "coordinator/engine/readiness.h"
+#include "coordinator/server/request_limits.h"
+#include "coordinator/engine/runner.h"
+#include "coordinator/engine/store.h"
+#include "coordinator/server/wire.h"
+#include "grpcpp/support/status.h"
+#include "schemagate/v1/schemagate.pb.h"
+
+namespace schemagate {
+
+void ToProto(const SqlFailure& failure, v1::Failure* out);
+void ToProto(const EventRecord& event, v1::Event* out);
+void ToProto(const RunEvent& event, v1::RunProgress* out);
+void ToProto(const InstanceRecord& instance, v1::Instance* out);
+
+// GetStatus / ListMigrations / Plan from a snapshot.
+void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
+                 const std::string& schema, const std::string& database, v1::Status* out);
+void BuildMigrations(const Snapshot& snapshot, v1::ListMigrationsResponse* out);
+// What an operator's `apply` up to `target_version` (0: head) would do now.
+RunPlan OperatorApplyPlan(const Snapshot& snapshot, const RunnerOptions& runner,
+                          int64_t target_version);
+absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
+                       const v1::PlanRequest& request, v1::PlanResponse* out);
+
+// ListInstances from a snapshot: every live instance with the state the
+// fleet rules give it now, and counts per app version.
+void BuildInstances(const Snapshot& snapshot, v1::ListInstancesResponse* out);
+
+}  // namespace schemagate
+
+#endif  // SCHEMAGATE_COORDINATOR_SERVER_PROTO_CONVERT_H_
