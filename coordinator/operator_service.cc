@@ -327,7 +327,7 @@ void CheckSchemaDrift(Store* store, const MigrationSet& set,
       for (const std::string& line : taken.removed) dirty->add_removed(line);
       for (const std::string& line : taken.added) dirty->add_added(line);
     }
-    break;  // A dirty row blocks every later run: there is one.
+    break;  // A dirty row blocks every later run: there is at most one.
   }
   if (diff.empty()) return;
   out->set_drifted(true);

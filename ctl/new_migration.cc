@@ -38,10 +38,11 @@ absl::Status WriteNewFile(const std::string& path, const std::string& content) {
 absl::StatusOr<std::set<int64_t>> VersionsIn(const std::string& directory) {
   std::set<int64_t> versions;
   std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(directory, error)) {
+  for (std::filesystem::directory_iterator it(directory, error), end; !error && it != end;
+       it.increment(error)) {
     std::string digits, name;
     bool is_up = false;
-    if (!ParseMigrationFileName(entry.path().filename().string(), &digits, &name, &is_up)) {
+    if (!ParseMigrationFileName(it->path().filename().string(), &digits, &name, &is_up)) {
       continue;
     }
     absl::StatusOr<int64_t> version = ParseVersion(digits);
