@@ -78,11 +78,16 @@ void AttachSession::Loop() {
       v1::Readiness r;
       while (stream->Read(&r)) {
         if (!last_state || *last_state != r.state()) {
-          last_state = r.state();
+          // READY is what the app started on: not news, unless the instance
+          // was told something else since.
           if (r.state() != v1::READY) {
             say(absl::StrCat("attached instance is now ", v1::ReadinessState_Name(r.state()),
                              ": ", r.message()));
+          } else if (last_state) {
+            say(absl::StrCat("attached instance is READY again (was ",
+                             v1::ReadinessState_Name(*last_state), "): ", r.message()));
           }
+          last_state = r.state();
         }
       }
       absl::MutexLock lock(&mu_);

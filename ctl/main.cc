@@ -502,9 +502,13 @@ int RunNew(const GlobalFlags& flags, const NewMigrationOptions& options) {
   }
   if (flags.json()) {
     Print(absl::StrCat("{\"version\": \"", files->version, "\", \"up\": \"", files->up_path,
-                       "\", \"down\": \"", files->down_path, "\"}\n"));
+                       "\", \"down\": \"", files->down_path, "\", \"created_directory\": ",
+                       files->created_directory ? "true" : "false", "}\n"));
   } else {
-    Print(absl::StrCat("created ", files->up_path, "\ncreated ", files->down_path, "\n"));
+    Print(absl::StrCat(
+        files->created_directory ? absl::StrCat("created directory ", options.directory, "\n")
+                                 : "",
+        "created ", files->up_path, "\ncreated ", files->down_path, "\n"));
   }
   return kExitReady;
 }
@@ -697,15 +701,18 @@ int Main(int argc, char** argv) {
 
   NewMigrationOptions new_options;
   CLI::App* create = app.add_subcommand(
-      "new", "Create an empty VERSION_name.up.sql/.down.sql pair (offline)\n"
+      "new", "Create an empty VERSION_name.up.sql/.down.sql pair (offline); VERSION is the\n"
+             "UTC time YYYYMMDDHHMMSS, or the next free second if that one is taken\n"
              "  e.g. schemagatectl new add_users_email_index --no-transaction");
   create->add_option("name", new_options.name, "What the migration does")->required();
-  create->add_option("--migrations-dir", new_options.directory, "Where to write the files")
+  create->add_option("--migrations-dir", new_options.directory, "Where to write the files (created if missing)")
       ->envname("SCHEMAGATE_MIGRATIONS_DIR")
       ->capture_default_str();
   create->add_flag("--no-transaction", new_options.no_transaction,
                    "For CREATE INDEX CONCURRENTLY and friends");
-  create->add_flag("--breaking", new_options.breaking, "A contract change (drop, rename)");
+  create->add_flag("--breaking", new_options.breaking,
+                   "The contract step of an expand/contract change (the final drop); a rename\n"
+                   "is add, backfill, switch, then drop (docs/safe-migrations.md)");
 
   try {
     app.parse(argc, argv);

@@ -6,7 +6,9 @@
 
 #include <cerrno>
 #include <cstring>
-#include <vector>
+#include <filesystem>
+#include <set>
+#include <system_error>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -29,6 +31,28 @@ absl::Status WriteNewFile(const std::string& path, const std::string& content) {
   close(fd);
   if (!ok) return absl::InvalidArgumentError(absl::StrCat("cannot write ", path));
   return absl::OkStatus();
+}
+
+// The versions of every migration file in `directory` (by file name only:
+// a set that does not load still has its versions taken).
+absl::StatusOr<std::set<int64_t>> VersionsIn(const std::string& directory) {
+  std::set<int64_t> versions;
+  std::error_code error;
+  for (std::filesystem::directory_iterator it(directory, error), end; !error && it != end;
+       it.increment(error)) {
+    std::string digits, name;
+    bool is_up = false;
+    if (!ParseMigrationFileName(it->path().filename().string(), &digits, &name, &is_up)) {
+      continue;
+    }
+    absl::StatusOr<int64_t> version = ParseVersion(digits);
+    if (version.ok()) versions.insert(*version);
+  }
+  if (error) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot list ", directory, ": ", error.message()));
+  }
+  return versions;
 }
 
 }  // namespace
@@ -54,27 +78,39 @@ absl::StatusOr<NewMigrationFiles> CreateMigrationFiles(const NewMigrationOptions
     return absl::InvalidArgumentError(
         "give the migration a name made of letters or digits, e.g. 'add_users_email_index'");
   }
-  struct stat st;
-  if (stat(options.directory.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        options.directory, " is not a directory; create it or pass --migrations-dir"));
-  }
-  const std::string stamp =
-      absl::FormatTime("%Y%m%d%H%M%S", options.now, absl::UTCTimeZone());
   NewMigrationFiles files;
-  (void)absl::SimpleAtoi(stamp, &files.version);
-  std::vector<std::string> warnings;
-  absl::StatusOr<MigrationSet> existing = MigrationSet::LoadDirectory(options.directory, &warnings);
-  if (existing.ok()) {
-    if (existing->Find(files.version) != nullptr) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "version ", stamp, " already exists in ", options.directory, "; wait a second"));
+  struct stat st;
+  if (stat(options.directory.c_str(), &st) != 0) {
+    if (errno != ENOENT) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read ", options.directory, ": ", std::strerror(errno)));
     }
-    if (existing->Head() > files.version) {
-      files.warning = absl::StrCat("the directory's head ", existing->Head(),
-                                   " is above the new version ", stamp,
-                                   ": the new migration sorts before it (check clocks)");
+    std::error_code error;
+    std::filesystem::create_directories(options.directory, error);
+    if (error) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot create the directory ",
+                                                     options.directory, ": ", error.message()));
     }
+    files.created_directory = true;
+  } else if (!S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.directory, " is not a directory; pass --migrations-dir"));
+  }
+  absl::StatusOr<std::set<int64_t>> taken = VersionsIn(options.directory);
+  if (!taken.ok()) return taken.status();
+  // Two `new` in one second: the next free second, so the version stays a
+  // timestamp and the files sort in the order they were made.
+  absl::Time at = options.now;
+  std::string stamp;
+  do {
+    stamp = absl::FormatTime("%Y%m%d%H%M%S", at, absl::UTCTimeZone());
+    (void)absl::SimpleAtoi(stamp, &files.version);
+    at += absl::Seconds(1);
+  } while (taken->count(files.version) > 0);
+  if (!taken->empty() && *taken->rbegin() > files.version) {
+    files.warning = absl::StrCat("the directory's head ", *taken->rbegin(),
+                                 " is above the new version ", stamp,
+                                 ": the new migration sorts before it (check clocks)");
   }
   files.up_path = absl::StrCat(options.directory, "/", stamp, "_", name, ".up.sql");
   files.down_path = absl::StrCat(options.directory, "/", stamp, "_", name, ".down.sql");

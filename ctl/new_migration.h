@@ -25,13 +25,19 @@ struct NewMigrationFiles {
   int64_t version = 0;
   // Set when the new version is not above the directory's head.
   std::string warning;
+  // The directory did not exist and was created.
+  bool created_directory = false;
 };
 
 // Lower-case, every run of other characters folded to '_', trimmed.
 std::string SanitizeMigrationName(const std::string& name);
 
-// Creates both files (never overwrites). INVALID_ARGUMENT for an empty name
-// or a missing directory; ALREADY_EXISTS if the version is taken.
+// Creates both files (never overwrites), and the directory (with its
+// parents) if it does not exist. The version is the UTC timestamp of
+// `options.now`; when the directory already has that version (two `new` in
+// one second) the next free second. INVALID_ARGUMENT for an empty name, a
+// path that is not a directory, or one that cannot be created;
+// ALREADY_EXISTS if a file of that name appeared meanwhile.
 absl::StatusOr<NewMigrationFiles> CreateMigrationFiles(const NewMigrationOptions& options);
 
 }  // namespace schemagate

@@ -62,8 +62,8 @@ std::string SetStateName(v1::SetState state) {
     case v1::SET_FAILED: return "FAILED";
     case v1::DIRTY: return "DIRTY";
     // The set disagrees with the database (an edited applied file, a
-    // version missing from the set): shown as MISMATCH, as agents see it.
-    case v1::CONFLICT: return "MISMATCH";
+    // version missing from the set): the protobuf name, as JSON shows it.
+    case v1::CONFLICT: return "CONFLICT";
     case v1::SET_BLOCKED: return "BLOCKED";
     case v1::DATABASE_UNAVAILABLE: return "DATABASE_UNAVAILABLE";
     default: return "UNKNOWN";
@@ -129,9 +129,16 @@ std::string RenderMigrations(const v1::ListMigrationsResponse& response) {
     if (m.breaking()) flags.push_back("breaking");
     if (!m.has_down() && !m.checksum().empty()) flags.push_back("no-down");
     const bool applied = !m.applied_checksum().empty();
-    rows.push_back({absl::StrCat(m.version()), m.name(), MigrationStateName(m.state()),
+    const bool dirty = m.state() == v1::MIGRATION_DIRTY;
+    // A dirty row has not finished: its progress, not a duration.
+    std::string state = MigrationStateName(m.state());
+    if (dirty) {
+      absl::StrAppend(&state, " ", m.statements_done(), "/", m.statement_count(),
+                      " statements done");
+    }
+    rows.push_back({absl::StrCat(m.version()), m.name(), state,
                     applied ? FormatTimestamp(m.applied_at()) : "-",
-                    applied ? FormatDuration(m.duration()) : "-",
+                    applied && !dirty ? FormatDuration(m.duration()) : "-",
                     m.applied_by().empty() ? "-" : m.applied_by(),
                     flags.empty() ? "-" : absl::StrJoin(flags, ",")});
   }
@@ -234,6 +241,15 @@ std::string RenderValidate(const v1::ValidateResponse& response) {
                                                   " at ", FormatTimestamp(schema.recorded_at())),
                                      "live schema"),
                     "\n");
+  }
+  const v1::DirtyMigrationChanges& dirty = schema.dirty_migration();
+  if (dirty.removed_size() + dirty.added_size() > 0) {
+    absl::StrAppend(&out, "\nnot drift: dirty migration ", dirty.version(), " (", dirty.name(),
+                    ") made these changes before it was cut; finish it with 'schemagatectl "
+                    "repair --resume ",
+                    dirty.version(), "'\n");
+    for (const std::string& line : dirty.removed()) absl::StrAppend(&out, "  -", line, "\n");
+    for (const std::string& line : dirty.added()) absl::StrAppend(&out, "  +", line, "\n");
   }
   if (!schema.note().empty()) absl::StrAppend(&out, "note: ", schema.note(), "\n");
   if (!response.ok()) absl::StrAppend(&out, response.problems_size(), " problem(s)\n");

@@ -1,5 +1,6 @@
 #include "ctl/verify.h"
 
+#include <algorithm>
 #include <pqxx/pqxx>
 
 #include "absl/status/status.h"
@@ -78,15 +79,15 @@ absl::Status CheckScratch(pqxx::connection& conn, const VerifyOptions& options) 
         tables.size(), " user table", tables.size() == 1 ? "" : "s", " (",
         absl::StrJoin(names, ", "), tables.size() > 3 ? ", ..." : "",
         "); verify applies and rolls back every migration, so point it at an empty database "
-        "(createdb) or allow a non-empty one explicitly"));
+        "(createdb), or pass --allow-non-empty to verify on this one anyway"));
   }
   if (bookkeeping) {
     return absl::FailedPreconditionError(absl::StrCat(
         "database \"", database, "\" holds schemagate's bookkeeping schema \"",
         options.bookkeeping_schema,
         "\": it is a managed database, not a scratch one; verify would apply migrations "
-        "behind the coordinator's back. Point it at an empty database (createdb) or allow a "
-        "non-empty one explicitly"));
+        "behind the coordinator's back. Point it at an empty database (createdb), or pass "
+        "--allow-non-empty to verify on this one anyway"));
   }
   return absl::OkStatus();
 }
@@ -146,6 +147,105 @@ class Verifier {
 
   absl::StatusOr<SchemaDescription> Describe() { return describer_.Describe(); }
 
+  // Notes how to bring the scratch database back to `initial`, its schema
+  // before the first migration: only a database that holds nothing but
+  // schemas (and extensions in pg_catalog) is rebuilt, and never one that
+  // --allow-non-empty let in, since a rebuild drops every user schema.
+  absl::Status PrepareRebuild(const SchemaDescription& initial) {
+    initial_ = initial;
+    if (options_.allow_non_empty) {
+      no_rebuild_ = "a database passed with --allow-non-empty is never rebuilt";
+      return absl::OkStatus();
+    }
+    for (const std::string& line : initial.lines) {
+      const bool schema = absl::StartsWith(line, "schema ");
+      const bool builtin_extension =
+          absl::StartsWith(line, "extension ") && absl::EndsWith(line, " schema pg_catalog");
+      if (!schema && !builtin_extension) {
+        no_rebuild_ = "the scratch database held objects before the first migration, so it is "
+                      "not rebuilt";
+        return absl::OkStatus();
+      }
+    }
+    try {
+      pqxx::nontransaction tx(*conn_);
+      // How to create each user schema again as it is now: owner, grants
+      // (the owner's own are implicit), comment.
+      const pqxx::result restore = tx.exec_params(
+          "SELECT format('CREATE SCHEMA %I AUTHORIZATION %I', n.nspname,"
+          " pg_get_userbyid(n.nspowner)), 0 AS step, n.nspname FROM pg_namespace n"
+          " WHERE n.nspname <> $1 AND n.nspname NOT LIKE 'pg\\_%' AND"
+          " n.nspname <> 'information_schema'"
+          " UNION ALL SELECT format('GRANT %s ON SCHEMA %I TO %s', a.privilege_type, n.nspname,"
+          " CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee))"
+          " END), 1, n.nspname FROM pg_namespace n, aclexplode(n.nspacl) a"
+          " WHERE a.grantee <> n.nspowner AND n.nspname <> $1 AND n.nspname NOT LIKE 'pg\\_%'"
+          " AND n.nspname <> 'information_schema'"
+          " UNION ALL SELECT format('COMMENT ON SCHEMA %I IS %L', n.nspname, d.description), 2,"
+          " n.nspname FROM pg_namespace n JOIN pg_description d ON d.objoid = n.oid AND"
+          " d.classoid = 'pg_namespace'::regclass WHERE n.nspname <> $1 AND"
+          " n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+          " ORDER BY 3, 2, 1",
+          options_.bookkeeping_schema);
+      for (const pqxx::row& row : restore) restore_sql_.push_back(row[0].as<std::string>());
+      for (const pqxx::row& row : tx.exec("SELECT extname FROM pg_extension")) {
+        initial_extensions_.push_back(row[0].as<std::string>());
+      }
+    } catch (const std::exception& e) {
+      return Unavailable(e);
+    }
+    return absl::OkStatus();
+  }
+
+  // After a down that left the database where the up cannot run again:
+  // drops every user schema and extension a migration made, creates the
+  // schemas that were there before the first migration again, applies the
+  // ups of `ups` in order and checks that this gives `expected` (the schema
+  // after the last one's first up). "" when the database is back there,
+  // else why it could not be done; the status is an error only for a lost
+  // connection.
+  absl::StatusOr<std::string> Rebuild(const std::vector<const Migration*>& ups,
+                                      const SchemaDescription& expected) {
+    if (!no_rebuild_.empty()) return no_rebuild_;
+    try {
+      pqxx::nontransaction tx(*conn_);
+      for (const pqxx::row& row : tx.exec("SELECT extname FROM pg_extension")) {
+        const std::string name = row[0].as<std::string>();
+        if (std::find(initial_extensions_.begin(), initial_extensions_.end(), name) ==
+            initial_extensions_.end()) {
+          tx.exec(absl::StrCat("DROP EXTENSION IF EXISTS ", tx.quote_name(name), " CASCADE"));
+        }
+      }
+      const pqxx::result schemas = tx.exec_params(
+          "SELECT nspname FROM pg_namespace WHERE nspname <> $1 AND nspname NOT LIKE 'pg\\_%'"
+          " AND nspname <> 'information_schema'",
+          options_.bookkeeping_schema);
+      for (const pqxx::row& row : schemas) {
+        tx.exec(absl::StrCat("DROP SCHEMA ", tx.quote_name(row[0].as<std::string>()), " CASCADE"));
+      }
+      for (const std::string& sql : restore_sql_) tx.exec(sql);
+    } catch (const pqxx::sql_error& e) {
+      if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) return Unavailable(e);
+      return absl::StrCat("resetting the scratch database failed: ", CleanMessage(e.what()),
+                          " (SQLSTATE ", e.sqlstate(), ")");
+    } catch (const std::exception& e) {
+      return Unavailable(e);
+    }
+    ASSIGN_OR_RETURN(SchemaDescription reset, Describe());
+    if (reset != initial_) {
+      return std::string("the reset scratch database differs from the one verify started on");
+    }
+    for (const Migration* m : ups) {
+      ASSIGN_OR_RETURN(std::optional<StatementError> error, ApplyScript(*conn_, m->up, "replay"));
+      if (error) return absl::StrCat("replaying the ups failed: ", error->ToString());
+    }
+    ASSIGN_OR_RETURN(SchemaDescription replayed, Describe());
+    if (replayed != expected) {
+      return std::string("replaying the ups gave another schema than verifying them did");
+    }
+    return std::string();
+  }
+
   void Say(const MigrationVerdict& v, absl::string_view what) {
     if (progress_) {
       progress_(absl::StrCat(v.label, ": ", absl::StripTrailingAsciiWhitespace(what)));
@@ -155,8 +255,12 @@ class Verifier {
   // Verifies `m`, starting from the schema `before` (the schema the
   // database has now). On return `before` is the schema after `m`'s up;
   // `*stop` says why the next migrations cannot run ("" if they can).
+  // `*after_up` is the schema after the first up, and `*down_broke` says
+  // that the down left the database where the up cannot run on (a Rebuild
+  // can bring it back).
   absl::Status Verify(const Migration& m, SchemaDescription* before, MigrationVerdict* v,
-                      std::string* stop) {
+                      std::string* stop, SchemaDescription* after_up_out, bool* down_broke) {
+    *down_broke = false;
     v->ran = true;
     absl::Time start = absl::Now();
     ASSIGN_OR_RETURN(std::optional<StatementError> up_error, ApplyScript(*conn_, m.up, "up"));
@@ -169,6 +273,7 @@ class Verifier {
     }
     v->up_ok = true;
     ASSIGN_OR_RETURN(SchemaDescription after_up, Describe());
+    *after_up_out = after_up;
     v->up_changes_schema = after_up != *before;
     Say(*v, absl::StrCat("up ok (", Millis(v->up_duration), ")",
                          v->up_changes_schema ? "" : ", schema unchanged"));
@@ -195,6 +300,7 @@ class Verifier {
       if (now != after_up) {
         *stop = absl::StrCat(v->label,
                              "'s failed down left the schema half rolled back");
+        *down_broke = true;
       }
       *before = std::move(now);
       return absl::OkStatus();
@@ -219,6 +325,7 @@ class Verifier {
       if (!v->error) v->error = std::move(again_error);
       Say(*v, absl::StrCat("up FAILED after the down: ", v->error->ToString()));
       *stop = absl::StrCat(v->label, "'s up failed when applied again after its down");
+      *down_broke = true;
       ASSIGN_OR_RETURN(*before, Describe());
       return absl::OkStatus();
     }
@@ -240,6 +347,13 @@ class Verifier {
   // A second connection: descriptions run in their own snapshot, between
   // the scripts (never inside a migration's transaction).
   SchemaDescriber describer_;
+  // Set by PrepareRebuild: the schema before the first migration, the SQL
+  // that creates its schemas again, the extensions it had; or why the
+  // database is never rebuilt.
+  SchemaDescription initial_;
+  std::vector<std::string> restore_sql_;
+  std::vector<std::string> initial_extensions_;
+  std::string no_rebuild_;
   const VerifyOptions& options_;
   const VerifyProgress& progress_;
 };
@@ -289,6 +403,8 @@ absl::StatusOr<VerifyReport> VerifyMigrations(const MigrationSet& set,
   VerifyReport report;
   Verifier verifier(conn.get(), scratch_url, options, progress);
   ASSIGN_OR_RETURN(SchemaDescription schema, verifier.Describe());
+  RETURN_IF_ERROR(verifier.PrepareRebuild(schema));
+  std::vector<const Migration*> applied;
   for (const Migration& m : set.migrations()) {
     MigrationVerdict v;
     v.version = m.version;
@@ -296,7 +412,27 @@ absl::StatusOr<VerifyReport> VerifyMigrations(const MigrationSet& set,
     v.label = m.Label();
     v.transactional = m.transactional();
     if (report.stopped.empty()) {
-      RETURN_IF_ERROR(verifier.Verify(m, &schema, &v, &report.stopped));
+      applied.push_back(&m);
+      SchemaDescription after_up;
+      bool down_broke = false;
+      RETURN_IF_ERROR(
+          verifier.Verify(m, &schema, &v, &report.stopped, &after_up, &down_broke));
+      // A bad down is reported, and the later migrations are still checked:
+      // the database is rebuilt to where this up left it.
+      if (down_broke) {
+        ASSIGN_OR_RETURN(std::string why_not, verifier.Rebuild(applied, after_up));
+        if (why_not.empty()) {
+          v.rebuilt = true;
+          schema = std::move(after_up);
+          report.stopped.clear();
+          if (progress) {
+            progress(absl::StrCat(v.label, ": rebuilt the scratch database (schemas dropped, ",
+                                  applied.size(), " up(s) applied again) to verify the rest"));
+          }
+        } else {
+          absl::StrAppend(&report.stopped, " (", why_not, ")");
+        }
+      }
     }
     if (v.failed() && report.first_failure == 0) report.first_failure = v.version;
     report.migrations.push_back(std::move(v));
@@ -338,6 +474,11 @@ std::string FormatVerifyReport(const VerifyReport& report) {
       absl::StrAppend(&out, "  the up applied again after the down gives another schema:\n",
                       Indent(v.reapply_diff_text));
     }
+    if (v.rebuilt) {
+      absl::StrAppend(&out, "  to verify the migrations after it, the scratch database was "
+                            "rebuilt: its schemas dropped and the ups up to this one applied "
+                            "again\n");
+    }
   }
   if (!report.stopped.empty()) {
     absl::StrAppend(&out, "\nstopped: ", report.stopped,
@@ -346,11 +487,11 @@ std::string FormatVerifyReport(const VerifyReport& report) {
   absl::StrAppend(&out, "\n", report.migrations.size(), " migrations, ", failed, " failed, ",
                   report.NoDownCount(), " without a down");
   if (!report.ok()) {
+    std::vector<std::string> labels;
     for (const MigrationVerdict& v : report.migrations) {
-      if (v.version == report.first_failure) {
-        absl::StrAppend(&out, "; first failure: ", v.label);
-      }
+      if (v.failed()) labels.push_back(v.label);
     }
+    absl::StrAppend(&out, "; failed: ", absl::StrJoin(labels, ", "));
   }
   absl::StrAppend(&out, "\n");
   return out;

@@ -11,6 +11,15 @@
 // database has no other sessions. At the end the scratch database holds the
 // whole set applied (up to the first migration whose up failed).
 //
+// Every bad down is reported, not only the first: when a down leaves the
+// database where its up cannot run again (the up fails after the down, or a
+// failed no-transaction down stopped half-way), verify rebuilds the scratch
+// database (drops every user schema and every extension a migration
+// installed, creates the schemas it started with again, applies the ups so
+// far) and goes on. A database that held more than empty schemas before the
+// first migration, or one passed with allow_non_empty, is never rebuilt:
+// the run then stops there, as it does after an up that fails.
+//
 // Never writes to the bookkeeping schema; refuses a database that holds
 // user tables or schemagate bookkeeping unless told otherwise, because it
 // changes the schema freely.
@@ -92,6 +101,10 @@ struct MigrationVerdict {
   // time (e.g. a down that left an object an IF NOT EXISTS then skipped).
   bool reapply_differs = false;
   std::string reapply_diff_text;
+  // The down left the database where the up could not run again, so the
+  // scratch database was rebuilt (schemas dropped, every up so far applied
+  // again) to verify the migrations after this one.
+  bool rebuilt = false;
   // Wall time of the up and of the down (zero if not run).
   absl::Duration up_duration;
   absl::Duration down_duration;
@@ -106,10 +119,12 @@ struct MigrationVerdict {
 struct VerifyReport {
   // Every migration of the set, in version order.
   std::vector<MigrationVerdict> migrations;
-  // The first failing migration; 0 if none failed.
+  // The first failing migration; 0 if none failed (every failing one has
+  // failed() in `migrations`).
   int64_t first_failure = 0;
   // Why the run stopped before the end ("" if it did not): an up failed, or
-  // a failed down left the database in a state the next steps cannot use.
+  // a bad down left the database in a state the next steps cannot use and
+  // it could not be rebuilt (see above).
   std::string stopped;
   // The scratch database's schema at the end.
   SchemaDescription final_schema;

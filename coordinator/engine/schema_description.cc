@@ -82,6 +82,76 @@ SchemaDiff DiffSchemas(const SchemaDescription& expected, const SchemaDescriptio
   return diff;
 }
 
+namespace {
+
+// Reads one identifier as format('%I') / quote_ident wrote it from the front
+// of `text`: "a""b" -> a"b, plain ones up to the next '.', ' ' or the end.
+bool ConsumeIdentifier(absl::string_view* text, std::string* out) {
+  out->clear();
+  if (text->empty()) return false;
+  if (text->front() != '"') {
+    const size_t end = text->find_first_of(". ");
+    *out = std::string(text->substr(0, end));
+    text->remove_prefix(end == absl::string_view::npos ? text->size() : end);
+    return !out->empty();
+  }
+  for (size_t i = 1; i < text->size(); ++i) {
+    if ((*text)[i] != '"') {
+      out->push_back((*text)[i]);
+    } else if (i + 1 < text->size() && (*text)[i + 1] == '"') {
+      out->push_back('"');
+      ++i;
+    } else {
+      text->remove_prefix(i + 1);
+      return true;
+    }
+  }
+  return false;
+}
+
+// An index line's key, "table public.items index items_id_idx" (or on a
+// "materialized view"), taken apart; false for any other key.
+struct IndexKey {
+  std::string schema, relation, index;
+};
+bool ParseIndexKey(absl::string_view key, IndexKey* out) {
+  if (!absl::ConsumePrefix(&key, "table ") && !absl::ConsumePrefix(&key, "materialized view ")) {
+    return false;
+  }
+  return ConsumeIdentifier(&key, &out->schema) && absl::ConsumePrefix(&key, ".") &&
+         ConsumeIdentifier(&key, &out->relation) && absl::ConsumePrefix(&key, " index ") &&
+         ConsumeIdentifier(&key, &out->index) && key.empty();
+}
+
+bool Explains(const IndexStatement& s, IndexStatement::Kind kind, const IndexKey& key) {
+  return s.kind == kind && s.index == key.index && (s.schema.empty() || s.schema == key.schema) &&
+         (kind != IndexStatement::Kind::kCreate || s.table == key.relation);
+}
+
+// Moves the lines of `lines` some statement of `kind` explains into `taken`.
+void TakeLines(std::vector<std::string>* lines, const std::vector<IndexStatement>& statements,
+               IndexStatement::Kind kind, std::vector<std::string>* taken) {
+  std::vector<std::string> kept;
+  for (std::string& line : *lines) {
+    IndexKey key;
+    const bool explained =
+        ParseIndexKey(KeyOf(line), &key) &&
+        std::any_of(statements.begin(), statements.end(),
+                    [&](const IndexStatement& s) { return Explains(s, kind, key); });
+    (explained ? taken : &kept)->push_back(std::move(line));
+  }
+  *lines = std::move(kept);
+}
+
+}  // namespace
+
+SchemaDiff TakeIndexChanges(SchemaDiff* diff, const std::vector<IndexStatement>& statements) {
+  SchemaDiff taken;
+  TakeLines(&diff->added, statements, IndexStatement::Kind::kCreate, &taken.added);
+  TakeLines(&diff->removed, statements, IndexStatement::Kind::kDrop, &taken.removed);
+  return taken;
+}
+
 std::string DescribeDrift(const SchemaDiff& diff, const std::string& recorded_run_id) {
   std::string out = absl::StrCat(
       "the live schema differs from the one recorded after run ",

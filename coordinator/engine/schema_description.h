@@ -73,6 +73,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "coordinator/sql/sql_split.h"
 
 namespace schemagate {
 
@@ -113,6 +114,15 @@ struct SchemaDiff {
 };
 
 SchemaDiff DiffSchemas(const SchemaDescription& expected, const SchemaDescription& actual);
+
+// The lines of `diff` that the index statements in `statements` account
+// for, moved out of `diff`: a CREATE INDEX explains a "+" line of that index
+// on that table (valid or "[invalid]", as a cut CONCURRENTLY leaves it), a
+// DROP INDEX a "-" line of that index. A name written without a schema
+// matches the index in any schema (search_path chose it). Other statements
+// explain nothing. What validate uses to tell a cut no-transaction
+// migration's own indexes from drift.
+SchemaDiff TakeIndexChanges(SchemaDiff* diff, const std::vector<IndexStatement>& statements);
 
 // One sentence for logs and history: how many lines differ from the schema
 // recorded after run `recorded_run_id`, and the first object that differs.

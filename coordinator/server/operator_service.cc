@@ -7,9 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "coordinator/base/log.h"
+#include "coordinator/engine/migration_set.h"
 #include "coordinator/server/proto_convert.h"
 #include "coordinator/server/reactors.h"
 #include "coordinator/server/request_limits.h"
+#include "coordinator/sql/sql_split.h"
 
 namespace schemagate {
 namespace {
@@ -253,9 +255,26 @@ std::string Actor(const grpc::CallbackServerContext* context, const std::string&
   return absl::StrCat("operator@", context->peer());
 }
 
+// The CREATE/DROP INDEX statements a dirty row's migration has run: the
+// finished ones and the one it was cut in, of its up file and of its down
+// (the row does not say whether an apply or a rollback was cut).
+std::vector<IndexStatement> CutIndexStatements(const Migration& m, int statements_done) {
+  std::vector<IndexStatement> out;
+  auto add = [&](const MigrationScript& script) {
+    for (size_t i = 0; i < script.statements.size() && i <= static_cast<size_t>(statements_done);
+         ++i) {
+      IndexStatement s = DescribeIndexStatement(script.statements[i].text);
+      if (s.kind != IndexStatement::Kind::kOther) out.push_back(std::move(s));
+    }
+  };
+  add(m.up);
+  if (m.down) add(*m.down);
+  return out;
+}
+
 // The live schema against the one recorded after the last run. Reads the
 // database: call on the worker thread.
-void CheckSchemaDrift(Store* store,
+void CheckSchemaDrift(Store* store, const MigrationSet& set,
                       const std::function<absl::StatusOr<SchemaDescription>()>& describe,
                       v1::SchemaDriftCheck* out) {
   constexpr int kMaxLines = 200;
@@ -294,8 +313,24 @@ void CheckSchemaDrift(Store* store,
   out->set_checked(true);
   out->set_live_fingerprint(live->fingerprint);
   if (live->fingerprint == recorded.fingerprint) return;
+  SchemaDiff diff = DiffSchemas(ParseSchemaDescription(recorded.description), *live);
+  // A cut no-transaction migration changed the schema after the last record:
+  // its own indexes are not drift.
+  for (const AppliedMigration& row : state->applied) {
+    const Migration* m = row.dirty ? set.Find(row.version) : nullptr;
+    if (m == nullptr) continue;
+    const SchemaDiff taken = TakeIndexChanges(&diff, CutIndexStatements(*m, row.statements_done));
+    if (!taken.empty()) {
+      v1::DirtyMigrationChanges* dirty = out->mutable_dirty_migration();
+      dirty->set_version(row.version);
+      dirty->set_name(row.name);
+      for (const std::string& line : taken.removed) dirty->add_removed(line);
+      for (const std::string& line : taken.added) dirty->add_added(line);
+    }
+    break;  // A dirty row blocks every later run: there is at most one.
+  }
+  if (diff.empty()) return;
   out->set_drifted(true);
-  const SchemaDiff diff = DiffSchemas(ParseSchemaDescription(recorded.description), *live);
   for (int i = 0; i < static_cast<int>(diff.removed.size()) && i < kMaxLines; ++i) {
     out->add_removed(diff.removed[i]);
   }
@@ -621,7 +656,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::Validate(grpc::CallbackServerCont
       reactor->Finish(grpc::Status::OK);
       return;
     }
-    CheckSchemaDrift(coordinator->store(), describe, response->mutable_schema());
+    CheckSchemaDrift(coordinator->store(), *snap->view.set, describe, response->mutable_schema());
     if (response->schema().drifted()) {
       SchemaDiff diff;
       diff.removed.assign(response->schema().removed().begin(),

@@ -209,6 +209,7 @@ void BuildMigrations(const Snapshot& snapshot, v1::ListMigrationsResponse* out) 
       out_m->set_state(failed ? v1::MIGRATION_LAST_RUN_FAILED : v1::MIGRATION_PENDING);
     } else if (row->dirty) {
       out_m->set_state(v1::MIGRATION_DIRTY);
+      out_m->set_statements_done(row->statements_done);
     } else if (m == nullptr) {
       out_m->set_state(v1::MIGRATION_MISSING_FROM_SET);
     } else if (m->checksum != row->checksum) {

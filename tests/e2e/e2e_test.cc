@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "grpcpp/support/channel_arguments.h"
 #include "gtest/gtest.h"
 #include "schemagate/v1/schemagate.grpc.pb.h"
+#include "tests/support/tcp_proxy.h"
 #include "tests/support/test_support.h"
 
 namespace schemagate {
@@ -310,6 +312,31 @@ TEST_F(EndToEndTest, AgentSupervisesTheAppForwardingSignalsAndItsExitCode) {
   EXPECT_THAT(out, HasSubstr("cannot start /nonexistent/app"));
 }
 
+// A database blip while the app runs: the attached agent logs the state it
+// is told (UNAVAILABLE) and, once, that it is READY again.
+TEST_F(EndToEndTest, AnAttachedAgentLogsTheReturnToReady) {
+  testing::WriteTrivialMigrations(dir_, 1, 2);
+  testing::TcpProxy proxy("127.0.0.1", testing::PortOf(db_->url()));
+  ASSERT_GT(proxy.port(), 0);
+  CoordinatorProcess coordinator(testing::WithHostPort(db_->url(), "127.0.0.1", proxy.port()),
+                                 dir_.path());
+  ChildProcess agent(Agent(coordinator.address(),
+                           {"wait", "--coordinator", "@coordinators", "--timeout", "30s",
+                            "--instance-id", "blip", "--", "sh", "-c",
+                            "echo app-started; while true; do sleep 0.05; done"}));
+  ASSERT_TRUE(agent.WaitForLog("app-started", absl::Seconds(30))) << agent.Log();
+  proxy.Cut();
+  ASSERT_TRUE(agent.WaitForLog("attached instance is now UNAVAILABLE", absl::Seconds(60)))
+      << agent.Log() << coordinator.process().Log();
+  EXPECT_THAT(agent.Log(), Not(HasSubstr("READY again")));
+  proxy.Resume();
+  ASSERT_TRUE(agent.WaitForLog("attached instance is READY again (was UNAVAILABLE)",
+                               absl::Seconds(60)))
+      << agent.Log() << coordinator.process().Log();
+  agent.Signal(SIGTERM);
+  agent.Wait(absl::Seconds(10));
+}
+
 TEST_F(EndToEndTest, AgentExitCodesFollowTheContract) {
   testing::WriteTrivialMigrations(dir_, 1, 2);
   CoordinatorProcess coordinator(db_->url(), dir_.path(), {"--apply", "manual"});
@@ -386,6 +413,34 @@ TEST_F(EndToEndTest, CtlStatusPlanApplyAndNew) {
   EXPECT_THAT(out, HasSubstr("_add_users_index.up.sql"));
   EXPECT_EQ(RunBinary({BinaryPath("schemagatectl"), "--help"}, &out), 0);
   EXPECT_THAT(out, HasSubstr("Exit codes"));
+}
+
+TEST_F(EndToEndTest, NewCreatesTheDirectoryAndTakesTheNextFreeVersion) {
+  TempDir project;
+  const std::string dir = project.path() + "/db/migrations";
+  std::string out;
+  EXPECT_EQ(RunBinary(Ctl("unused", {"new", "first", "--migrations-dir", dir}), &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("created directory " + dir + "\n"));
+  EXPECT_THAT(out, HasSubstr("_first.up.sql"));
+  // Every second from now on for two minutes is taken (as by `new` calls
+  // made in the same seconds): the next one is free.
+  const absl::Time now = absl::Now();
+  std::set<std::string> taken;
+  for (int i = -1; i < 120; ++i) {
+    taken.insert(absl::FormatTime("%Y%m%d%H%M%S", now + absl::Seconds(i), absl::UTCTimeZone()));
+    project.Write(absl::StrCat("db/migrations/", *taken.rbegin(), "_taken.up.sql"), "SELECT 1;\n");
+  }
+  EXPECT_EQ(RunBinary(Ctl("unused", {"new", "second", "--migrations-dir", dir, "--output", "json"}),
+                      &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("\"created_directory\": false"));
+  const size_t at = out.find("\"version\": \"");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string version = out.substr(at + 12, 14);
+  EXPECT_EQ(taken.count(version), 0u) << version;
+  EXPECT_GT(version, *taken.rbegin());
+  EXPECT_THAT(out, HasSubstr(absl::StrCat(dir, "/", version, "_second.up.sql")));
 }
 
 TEST_F(EndToEndTest, CredentialsNeverReachTheLog) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -20,6 +21,7 @@ using ::schemagate::testing::RunBinary;
 using ::schemagate::testing::TempDir;
 using ::schemagate::testing::TestDatabase;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class ToolkitTest : public ::testing::Test {
  protected:
@@ -107,7 +109,7 @@ TEST_F(ToolkitTest, ValidateNamesAnEditedFileAndStatusShowsTheConflict) {
   EXPECT_THAT(out, HasSubstr("version 2"));
   EXPECT_THAT(out, HasSubstr("edited after it was applied"));
   EXPECT_EQ(Ctl(c.address(), {"status"}, &out), 5) << out;
-  EXPECT_THAT(out, HasSubstr("state:        MISMATCH"));
+  EXPECT_THAT(out, HasSubstr("state:        CONFLICT"));
   // The operator accepts the edit: the checksum is realigned, audited.
   EXPECT_EQ(Ctl(c.address(), {"repair", "--mark-applied", "2"}, &out), 0) << out;
   for (int i = 0; i < 50; ++i) {
@@ -177,7 +179,14 @@ TEST_F(ToolkitTest, ResumeFinishesACutConcurrentIndexAfterDroppingTheInvalidOne)
   EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                        "WHERE c.relname = 'accounts_email_key' AND NOT i.indisvalid"),
             "1");
-  EXPECT_EQ(Ctl(c.address(), {"status"}, &out), 5);
+  // The failure is recorded before the run ends (it still records the
+  // schema and unlocks): RUNNING until then, never FAILED; then DIRTY.
+  int status = 1;
+  for (int i = 0; i < 200 && (status = Ctl(c.address(), {"status"}, &out)) == 1; ++i) {
+    EXPECT_THAT(out, HasSubstr("RUNNING"));
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(status, 5) << out;
   EXPECT_THAT(out, HasSubstr("DIRTY"));
   // The operator fixes the data, then resumes at statement 2.
   db_->Exec("DELETE FROM accounts WHERE id = 2");
@@ -200,12 +209,26 @@ TEST_F(ToolkitTest, KillDuringANoTransactionMigrationLeavesItDirtyUntilRepairRes
   db_->Exec("CREATE FUNCTION slow_key(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ "
             "BEGIN IF EXISTS (SELECT 1 FROM public.slow) THEN PERFORM pg_sleep(0.1); END IF; "
             "RETURN i; END $$");
+  std::string out;
+  {
+    // A run records the schema it leaves: what validate compares with.
+    CoordinatorProcess before(db_->url(), dir_.path());
+    for (int i = 0; i < 100; ++i) {
+      if (Applied() == "1,2,3" && Ctl(before.address(), {"validate"}, &out) == 0 &&
+          absl::StrContains(out, "the live schema matches")) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    ASSERT_EQ(Applied(), "1,2,3");
+    ASSERT_THAT(out, HasSubstr("the live schema matches"));
+  }
   dir_.Write("0004_index_items.up.sql",
              "-- schemagate:no-transaction\n"
              "CREATE INDEX CONCURRENTLY items_id ON items (id);\n"
-             "CREATE INDEX CONCURRENTLY items_slow_key ON items (slow_key(id));\n");
+             "CREATE INDEX CONCURRENTLY items_slow_key ON items (slow_key(id));\n"
+             "CREATE INDEX CONCURRENTLY items_later ON items (id);\n");
   dir_.Write("0005_after.up.sql", "CREATE TABLE after_index (id int);\n");
-  std::string out;
   {
     CoordinatorProcess c(db_->url(), dir_.path());
     bool in_statement_2 = false;
@@ -245,17 +268,34 @@ TEST_F(ToolkitTest, KillDuringANoTransactionMigrationLeavesItDirtyUntilRepairRes
   EXPECT_EQ(Ctl(c.address(), {"status"}, &out), 5) << out;
   EXPECT_THAT(out, HasSubstr("DIRTY"));
   EXPECT_EQ(db_->Query("SELECT to_regclass('public.after_index')"), "");
+  // How far it got, in text and JSON.
+  EXPECT_EQ(Ctl(c.address(), {"migrations"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("DIRTY 1/3 statements done"));
+  EXPECT_EQ(Ctl(c.address(), {"migrations", "--output", "json"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("\"statements_done\": 1"));
+  // The indexes the cut migration made are its own, not drift.
+  EXPECT_EQ(Ctl(c.address(), {"validate"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("version 4 (index_items) is dirty"));
+  EXPECT_THAT(out, HasSubstr("not drift: dirty migration 4 (index_items)"));
+  EXPECT_THAT(out, HasSubstr("'schemagatectl repair --resume 4'"));
+  EXPECT_THAT(out, HasSubstr("  +table public.items index items_id: "));
+  EXPECT_THAT(out, HasSubstr("  +table public.items index items_slow_key: "));
+  EXPECT_THAT(out, Not(HasSubstr("outside schemagate")));
+  EXPECT_EQ(Ctl(c.address(), {"validate", "--output", "json"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("\"drifted\": false"));
   // The operator resumes: the invalid index is dropped and statement 2 runs again.
   db_->Exec("DELETE FROM slow");
   EXPECT_EQ(Ctl(c.address(), {"repair", "--resume", "4"}, &out), 0) << out;
-  EXPECT_THAT(out, HasSubstr("resumed 4_index_items at statement 2 of 2"));
+  EXPECT_THAT(out, HasSubstr("resumed 4_index_items at statement 2 of 3"));
   EXPECT_THAT(out, HasSubstr("dropped invalid index public.items_slow_key"));
   // The rollout continues by itself.
   for (int i = 0; i < 100 && Applied() != "1,2,3,4,5"; ++i) absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(Applied(), "1,2,3,4,5");
   EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                       "WHERE c.relname IN ('items_id', 'items_slow_key') AND i.indisvalid"),
-            "2");
+                       "WHERE c.relname IN ('items_id', 'items_slow_key', 'items_later') AND "
+                       "i.indisvalid"),
+            "3");
+  EXPECT_EQ(Ctl(c.address(), {"validate"}, &out), 0) << out;
 }
 
 TEST_F(ToolkitTest, BaselineAdoptsAnExistingDatabaseAndNamesAnAlembicRevision) {

@@ -147,29 +147,85 @@ TEST_F(VerifyTest, CatchesADownThatDoesNotUndoItsUp) {
   const std::string text = FormatVerifyReport(*report);
   EXPECT_THAT(text, HasSubstr("2_items_note:\n  the down does not undo the up:\n    --- before"));
   EXPECT_THAT(text, HasSubstr("\n    +table public.items index items_sku_idx"));
-  EXPECT_THAT(text, HasSubstr("4 migrations, 1 failed, 1 without a down; first failure: "
+  EXPECT_THAT(text, HasSubstr("4 migrations, 1 failed, 1 without a down; failed: "
                               "2_items_note"));
 }
 
-TEST_F(VerifyTest, AnUpThatFailsAfterAFaultyDownStopsTheRun) {
+TEST_F(VerifyTest, EveryFaultyDownIsReportedAndTheMigrationsAfterOneAreStillVerified) {
+  const std::string public_before =
+      db_->Query("SELECT nspowner::regrole::text || ' ' || nspacl::text || ' ' || "
+                 "obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = 'public'");
+  // The down forgets the table: the up cannot run again (42P07).
+  dir_.Write("0001_items.up.sql",
+             "CREATE TABLE items (id bigint PRIMARY KEY, sku text);\n"
+             "CREATE INDEX items_sku_idx ON items (sku);\n");
+  dir_.Write("0001_items.down.sql", "DROP INDEX items_sku_idx;\n");
+  dir_.Write("0002_audit.up.sql",
+             "CREATE SCHEMA audit;\nCREATE TABLE audit.log (id int, item bigint REFERENCES "
+             "items);\n");
+  dir_.Write("0002_audit.down.sql", "DROP SCHEMA audit CASCADE;\n");
+  // Again: the down leaves the type behind.
+  dir_.Write("0003_mood.up.sql",
+             "CREATE TYPE mood AS ENUM ('ok', 'meh');\nALTER TABLE items ADD COLUMN m mood;\n");
+  dir_.Write("0003_mood.down.sql", "ALTER TABLE items DROP COLUMN m;\n");
+  dir_.Write("0004_more.up.sql", "CREATE TABLE more (id int);\n");
+  dir_.Write("0004_more.down.sql", "DROP TABLE more;\n");
+  const MigrationSet set = Load(dir_.path());
+  absl::StatusOr<VerifyReport> report = Verify(set);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->migrations.size(), 4u);
+  const MigrationVerdict& items = report->migrations[0];
+  EXPECT_EQ(items.down, DownCheck::kDiffers);
+  EXPECT_THAT(items.down_diff.added, Contains(HasSubstr("table public.items column sku: text")));
+  ASSERT_TRUE(items.error.has_value());
+  EXPECT_EQ(items.error->step, "up again");
+  EXPECT_EQ(items.error->sqlstate, "42P07");  // duplicate_table: items exists
+  EXPECT_TRUE(items.rebuilt);
+  EXPECT_EQ(report->first_failure, 1);
+  // Verified on the schema 0001's up gives, not on what its down left.
+  EXPECT_EQ(report->migrations[1].down, DownCheck::kUndoes);
+  const MigrationVerdict& mood = report->migrations[2];
+  EXPECT_TRUE(mood.failed());
+  EXPECT_EQ(mood.down, DownCheck::kDiffers);
+  EXPECT_TRUE(mood.rebuilt);
+  EXPECT_EQ(report->migrations[3].down, DownCheck::kUndoes);
+  EXPECT_TRUE(report->stopped.empty()) << report->stopped;
+  EXPECT_FALSE(report->ok());
+  // The database ends with the whole set applied, and public as it was.
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_tables WHERE tablename IN ('items', 'log', "
+                       "'more')"),
+            "3");
+  EXPECT_EQ(report->final_schema.fingerprint, Describe().fingerprint);
+  EXPECT_EQ(db_->Query("SELECT nspowner::regrole::text || ' ' || nspacl::text || ' ' || "
+                       "obj_description(oid, 'pg_namespace') FROM pg_namespace "
+                       "WHERE nspname = 'public'"),
+            public_before);
+  const std::string text = FormatVerifyReport(*report);
+  EXPECT_THAT(text, HasSubstr("4 migrations, 2 failed, 0 without a down; failed: 1_items, "
+                              "3_mood"));
+  EXPECT_THAT(text, HasSubstr("the scratch database was rebuilt"));
+  EXPECT_THAT(progress_, Contains(HasSubstr("1_items: rebuilt the scratch database")));
+}
+
+TEST_F(VerifyTest, AFaultyDownStopsTheRunOnADatabaseVerifyMayNotRebuild) {
+  db_->Exec("CREATE TABLE precious (id int)");
   dir_.Write("0001_items.up.sql",
              "CREATE TABLE items (id bigint PRIMARY KEY, sku text);\n"
              "CREATE INDEX items_sku_idx ON items (sku);\n");
   dir_.Write("0001_items.down.sql", "DROP INDEX items_sku_idx;\n");
   dir_.Write("0002_more.up.sql", "CREATE TABLE more (id int);\n");
   const MigrationSet set = Load(dir_.path());
-  absl::StatusOr<VerifyReport> report = Verify(set);
+  VerifyOptions options;
+  options.allow_non_empty = true;
+  absl::StatusOr<VerifyReport> report = Verify(set, options);
   ASSERT_TRUE(report.ok()) << report.status();
   const MigrationVerdict& v = report->migrations[0];
-  EXPECT_EQ(v.down, DownCheck::kDiffers);
-  EXPECT_THAT(v.down_diff.added, Contains(HasSubstr("table public.items column sku: text")));
   ASSERT_TRUE(v.error.has_value());
   EXPECT_EQ(v.error->step, "up again");
-  EXPECT_EQ(v.error->sqlstate, "42P07");  // duplicate_table: items exists
-  EXPECT_EQ(v.error->line, 1);
-  EXPECT_EQ(report->first_failure, 1);
-  EXPECT_THAT(report->stopped, HasSubstr("1_items"));
+  EXPECT_FALSE(v.rebuilt);
+  EXPECT_THAT(report->stopped, AllOf(HasSubstr("1_items"), HasSubstr("--allow-non-empty")));
   EXPECT_FALSE(report->migrations[1].ran);
+  EXPECT_EQ(db_->Query("SELECT to_regclass('public.precious')::text"), "precious");
 }
 
 TEST_F(VerifyTest, AnSqlErrorNamesFileLineAndSqlstate) {
@@ -232,7 +288,8 @@ TEST_F(VerifyTest, RefusesADatabaseThatIsNotEmpty) {
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(report.status().message(),
-              AllOf(HasSubstr("not a scratch database"), HasSubstr("public.precious")));
+              AllOf(HasSubstr("not a scratch database"), HasSubstr("public.precious"),
+                    HasSubstr("pass --allow-non-empty")));
   EXPECT_EQ(db_->Query("SELECT count(*) FROM pg_tables WHERE tablename LIKE 't_'"), "0");
 
   VerifyOptions options;
@@ -249,7 +306,8 @@ TEST_F(VerifyTest, RefusesAManagedDatabaseAndNeverTouchesBookkeeping) {
   absl::StatusOr<VerifyReport> report = Verify(set);
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(report.status().message(), HasSubstr("bookkeeping"));
+  EXPECT_THAT(report.status().message(),
+              AllOf(HasSubstr("bookkeeping"), HasSubstr("pass --allow-non-empty")));
 
   VerifyOptions options;
   options.allow_non_empty = true;

@@ -45,6 +45,45 @@ TEST(RenderTest, StatusShowsTheFailure) {
   EXPECT_THAT(text, HasSubstr("[SQLSTATE 42P01] relation \"x\" does not exist"));
 }
 
+TEST(RenderTest, ASetThatDisagreesWithTheDatabaseIsCalledConflictAsInJson) {
+  v1::Status s;
+  s.set_state(v1::CONFLICT);
+  EXPECT_THAT(RenderStatus(s), HasSubstr("state:        CONFLICT\n"));
+  EXPECT_THAT(ToJson(s, false), HasSubstr("\"state\":\"CONFLICT\""));
+}
+
+TEST(RenderTest, ADirtyMigrationShowsItsProgressNotADuration) {
+  v1::ListMigrationsResponse response;
+  v1::Migration* m = response.add_migrations();
+  m->set_version(4);
+  m->set_name("index_items");
+  m->set_state(v1::MIGRATION_DIRTY);
+  m->set_checksum("abc");
+  m->set_applied_checksum("abc");
+  m->set_statement_count(3);
+  m->set_statements_done(1);
+  const std::string text = RenderMigrations(response);
+  EXPECT_THAT(text, HasSubstr("DIRTY 1/3 statements done"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("0ms")));
+  EXPECT_THAT(ToJson(response, false), HasSubstr("\"statements_done\":1"));
+}
+
+TEST(RenderTest, ValidateSetsADirtyMigrationsIndexesApartFromDrift) {
+  v1::ValidateResponse response;
+  response.add_problems("version 4 (index_items) is dirty: cut after statement 1");
+  v1::SchemaDriftCheck* schema = response.mutable_schema();
+  schema->set_checked(true);
+  v1::DirtyMigrationChanges* dirty = schema->mutable_dirty_migration();
+  dirty->set_version(4);
+  dirty->set_name("index_items");
+  dirty->add_added("table public.items index items_id: CREATE INDEX items_id ON public.items");
+  const std::string text = RenderValidate(response);
+  EXPECT_THAT(text, HasSubstr("not drift: dirty migration 4 (index_items)"));
+  EXPECT_THAT(text, HasSubstr("'schemagatectl repair --resume 4'"));
+  EXPECT_THAT(text, HasSubstr("  +table public.items index items_id"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("outside schemagate")));
+}
+
 TEST(RenderTest, JsonUsesProtoFieldNames) {
   v1::Status s;
   s.set_applied_version(5);
