@@ -556,39 +556,18 @@ absl::Status FakeStore::RemoveInstances(const std::vector<std::string>& ids,
 }
 
 absl::StatusOr<std::unique_ptr<RunSession>> FakeStore::BeginRun(const LockWaitOptions& options) {
-  Clock* clock = db_->clock();
-  const absl::Time start = clock->Now();
-  absl::Duration backoff = absl::Milliseconds(20);
-  absl::Time next_report = start + absl::Seconds(1);
-  while (true) {
-    {
-      absl::MutexLock lock(&db_->mu_);
-      if (db_->unavailable_) {
-        return absl::UnavailableError("database unavailable: connection refused");
-      }
-      if (db_->lock_holder_ == 0) {
-        const int64_t id = db_->next_session_++;
-        db_->lock_holder_ = id;
-        return std::unique_ptr<RunSession>(
-            std::make_unique<FakeRunSession>(db_, options_, id));
-      }
+  int64_t id = 0;
+  RETURN_IF_ERROR(WaitForRunLock(options, db_->clock(), [&]() -> absl::StatusOr<bool> {
+    absl::MutexLock lock(&db_->mu_);
+    if (db_->unavailable_) {
+      return absl::UnavailableError("database unavailable: connection refused");
     }
-    if (options.cancelled != nullptr && options.cancelled->load()) {
-      return absl::CancelledError("stopped while waiting for the run lock");
-    }
-    const absl::Time now = clock->Now();
-    if (now - start >= options.max_wait) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "another run held the lock for ", absl::FormatDuration(now - start),
-          "; try again later (schemagatectl status shows the running coordinator)"));
-    }
-    if (options.on_wait && now >= next_report) {
-      options.on_wait(now - start);
-      next_report = now + absl::Seconds(5);
-    }
-    clock->SleepFor(backoff);
-    backoff = std::min(backoff * 2, absl::Milliseconds(500));
-  }
+    if (db_->lock_holder_ != 0) return false;
+    id = db_->next_session_++;
+    db_->lock_holder_ = id;
+    return true;
+  }));
+  return std::unique_ptr<RunSession>(std::make_unique<FakeRunSession>(db_, options_, id));
 }
 
 std::unique_ptr<ChangeFeed> FakeStore::NewChangeFeed() {

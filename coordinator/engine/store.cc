@@ -1,6 +1,9 @@
 #include "coordinator/engine/store.h"
 
 #include <algorithm>
+#include <random>
+
+#include "absl/strings/str_cat.h"
 
 #include "coordinator/base/status_macros.h"
 
@@ -19,6 +22,35 @@ int64_t DatabaseState::AppliedHead() const {
     if (!it->dirty) return it->version;
   }
   return 0;
+}
+
+absl::Status WaitForRunLock(const LockWaitOptions& options, Clock* clock,
+                            const std::function<absl::StatusOr<bool>()>& try_lock) {
+  const absl::Time start = clock->Now();
+  absl::Duration backoff = absl::Milliseconds(20);
+  absl::Time next_report = start + absl::Seconds(1);
+  std::mt19937_64 rng(std::random_device{}());
+  while (true) {
+    ASSIGN_OR_RETURN(const bool taken, try_lock());
+    if (taken) return absl::OkStatus();
+    if (options.cancelled != nullptr && options.cancelled->load()) {
+      return absl::CancelledError("stopped while waiting for the run lock");
+    }
+    const absl::Time now = clock->Now();
+    if (now - start >= options.max_wait) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "another run held the lock for ", absl::FormatDuration(now - start),
+          "; try again later (schemagatectl status shows the running coordinator)"));
+    }
+    if (options.on_wait && now >= next_report) {
+      options.on_wait(now - start);
+      next_report = now + absl::Seconds(5);
+    }
+    // Full jitter on an exponential backoff, capped at 500 ms.
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    clock->SleepFor(backoff * jitter(rng));
+    backoff = std::min(backoff * 2, absl::Milliseconds(500));
+  }
 }
 
 absl::Status Store::EnsureBookkeeping() {

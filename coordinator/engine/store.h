@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "coordinator/base/clock.h"
 #include "coordinator/sql/sql_split.h"
 
 namespace schemagate {
@@ -253,6 +254,14 @@ struct LockWaitOptions {
   // Set to stop waiting (returns CANCELLED).
   const std::atomic<bool>* cancelled = nullptr;
 };
+
+// How every store waits for the run lock: calls `try_lock` (true once the
+// lock is taken; an error ends the wait with it) with a jittered exponential
+// backoff from 20 ms to 500 ms on `clock`, reporting to options.on_wait now
+// and then, until options.max_wait (DEADLINE_EXCEEDED) or options.cancelled
+// (CANCELLED).
+absl::Status WaitForRunLock(const LockWaitOptions& options, Clock* clock,
+                            const std::function<absl::StatusOr<bool>()>& try_lock);
 
 // Reads bookkeeping and opens run sessions. Thread-safe.
 class Store {

@@ -1,7 +1,6 @@
 #include "coordinator/postgres/pg_store.h"
 
 #include <pqxx/pqxx>
-#include <random>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -256,37 +255,15 @@ absl::StatusOr<std::unique_ptr<RunSession>> PgStore::BeginRun(const LockWaitOpti
   } catch (const std::exception& e) {
     return Unavailable(e);
   }
-  const absl::Time start = absl::Now();
-  absl::Duration backoff = absl::Milliseconds(20);
-  absl::Time next_report = start + absl::Seconds(1);
-  std::mt19937_64 rng(std::random_device{}());
-  while (true) {
+  RETURN_IF_ERROR(WaitForRunLock(options, RealClock::Get(), [&]() -> absl::StatusOr<bool> {
     try {
       pqxx::nontransaction tx(*conn);
-      if (tx.exec_params1("SELECT pg_try_advisory_lock($1)", key)[0].as<bool>()) {
-        return MakePgRunSession(std::move(conn), options_, key);
-      }
+      return tx.exec_params1("SELECT pg_try_advisory_lock($1)", key)[0].as<bool>();
     } catch (const std::exception& e) {
       return Unavailable(e);
     }
-    if (options.cancelled != nullptr && options.cancelled->load()) {
-      return absl::CancelledError("stopped while waiting for the run lock");
-    }
-    const absl::Time now = absl::Now();
-    if (now - start >= options.max_wait) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "another run held the lock for ", absl::FormatDuration(now - start),
-          "; try again later (schemagatectl status shows the running coordinator)"));
-    }
-    if (options.on_wait && now >= next_report) {
-      options.on_wait(now - start);
-      next_report = now + absl::Seconds(5);
-    }
-    // Full jitter on an exponential backoff, capped at 500 ms.
-    std::uniform_real_distribution<double> jitter(0.5, 1.0);
-    absl::SleepFor(backoff * jitter(rng));
-    backoff = std::min(backoff * 2, absl::Milliseconds(500));
-  }
+  }));
+  return MakePgRunSession(std::move(conn), options_, key);
 }
 
 class PgListener::Receiver : public pqxx::notification_receiver {
