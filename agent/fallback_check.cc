@@ -33,7 +33,8 @@ ReadinessAnswer FallbackReadiness(const AppTarget& raw, const DatabaseState& sta
   }
   for (const auto& [version, checksum] : target.checksums) {
     const AppliedMigration* row = state.Find(version);
-    if (row != nullptr && row->checksum != checksum) {
+    // A file that failed before is an older text, never applied (readiness.cc).
+    if (row != nullptr && row->checksum != checksum && !state.TextFailed(version, checksum)) {
       answer.state = ReadinessState::kMismatch;
       answer.blocking_version = version;
       answer.message = absl::StrCat("the app's file for version ", version,

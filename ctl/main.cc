@@ -108,7 +108,8 @@ int RunStatus(const GlobalFlags& flags) {
     case v1::CURRENT: return kExitReady;
     case v1::SET_FAILED:
     case v1::DIRTY:
-    case v1::CONFLICT: return kExitFailed;
+    case v1::CONFLICT:
+    case v1::SET_REFUSED: return kExitFailed;
     case v1::DATABASE_UNAVAILABLE: return kExitUnreachable;
     default: return kExitNotDone;
   }
@@ -528,8 +529,9 @@ int Main(int argc, char** argv) {
       "  schemagatectl repair --resume 4\n"
       "  schemagatectl new add_documents_language\n\n"
       "Exit codes: 0 ok (status: every migration applied), 1 not done / not current,\n"
-      "2 usage or request rejected, 3 timed out, 5 a migration failed or the set is\n"
-      "failed/dirty/in conflict (an operator must act), 6 not authorised,\n"
+      "2 usage or request rejected, 3 timed out, 5 a migration failed, or the set is\n"
+      "failed/dirty/in conflict/refused (out of order, unadopted schema), or a rollback\n"
+      "would strand live instances (an operator must act), 6 not authorised,\n"
       "7 coordinator (or, for status, its database) unreachable.",
       "schemagatectl"};
   app.require_subcommand(1);
@@ -561,7 +563,10 @@ int Main(int argc, char** argv) {
   bool allow_breaking = false;
   std::string actor, run_timeout = "1h";
   CLI::App* apply = app.add_subcommand(
-      "apply", "Apply pending migrations now, with progress (retries a failed one)\n"
+      "apply", "Apply pending migrations now, with progress (retries a failed one).\n"
+               "Refused (exit 5) for a pending version below the applied head unless\n"
+               "schemagated runs with --allow-out-of-order, and on a database with tables\n"
+               "but no recorded migration until 'baseline' adopts it\n"
                "  e.g. schemagatectl apply --target 20260101120000");
   apply->add_option("--target", apply_target, "Apply up to this version (default: the head)");
   apply->add_flag("--allow-breaking", allow_breaking,
@@ -579,22 +584,28 @@ int Main(int argc, char** argv) {
 
   v1::RollbackRequest rollback_request;
   int64_t rollback_target = -1;
-  bool rollback_dry_run = false;
+  bool rollback_dry_run = false, rollback_force = false;
   CLI::App* rollback = app.add_subcommand(
-      "rollback", "Run the downs of every version above --target, newest first, under the lock\n"
+      "rollback", "Run the downs of every version above --target, newest first, under the lock.\n"
+                  "Refused (exit 5), naming them, while live instances need a version above\n"
+                  "--target, unless --force\n"
                   "  e.g. schemagatectl rollback --target 3   (automatic runs then hold at 3)");
   rollback->add_option("--target", rollback_target, "Keep this version and everything below")
       ->required();
   rollback->add_flag("--dry-run", rollback_dry_run, "Show what would be rolled back");
+  rollback->add_flag("--force", rollback_force,
+                     "Roll back although live instances need a version above --target "
+                     "(they are named in history)");
   rollback->add_option("--actor", actor, "Who asks, recorded in history");
   rollback->add_option("--run-timeout", run_timeout, "Give up waiting after this long")
       ->capture_default_str();
 
   CLI::App* validate = app.add_subcommand(
-      "validate", "Compare the set with the database: edited or missing files, dirty rows,\n"
-                  "failures, out-of-order versions, and the live schema against the one\n"
-                  "recorded after the last run (changes made outside schemagate, as a diff);\n"
-                  "exit 5 on any problem\n"
+      "validate", "Compare the set with the database: edited or missing files, older files\n"
+                  "of applied versions, dirty rows, failures, out-of-order versions (unless\n"
+                  "--allow-out-of-order), tables no migration recorded (baseline), and the\n"
+                  "live schema against the one recorded after the last run (changes made\n"
+                  "outside schemagate, as a diff); exit 5 on any problem\n"
                   "  e.g. schemagatectl validate");
 
   v1::RepairRequest repair_request;
@@ -622,7 +633,8 @@ int Main(int argc, char** argv) {
 
   int64_t baseline_version = 0;
   CLI::App* baseline = app.add_subcommand(
-      "baseline", "Adopt an existing database: mark every version up to V applied\n"
+      "baseline", "Adopt an existing database (tables but no recorded migration, which\n"
+                  "runs refuse): mark every version up to V applied without running them\n"
                   "  e.g. schemagatectl baseline --version 5   (says so if it finds alembic_version)");
   baseline->add_option("--version", baseline_version, "The version the database already has")
       ->required();
@@ -759,6 +771,7 @@ int Main(int argc, char** argv) {
   if (rollback->parsed()) {
     rollback_request.set_target_version(rollback_target);
     rollback_request.set_dry_run(rollback_dry_run);
+    rollback_request.set_force(rollback_force);
     rollback_request.set_actor(actor);
     return RunRollback(flags, rollback_request, run_timeout);
   }

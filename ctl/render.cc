@@ -65,6 +65,7 @@ std::string SetStateName(v1::SetState state) {
     // version missing from the set): the protobuf name, as JSON shows it.
     case v1::CONFLICT: return "CONFLICT";
     case v1::SET_BLOCKED: return "BLOCKED";
+    case v1::SET_REFUSED: return "REFUSED";
     case v1::DATABASE_UNAVAILABLE: return "DATABASE_UNAVAILABLE";
     default: return "UNKNOWN";
   }
@@ -105,7 +106,8 @@ std::string RenderStatus(const v1::Status& s) {
     absl::StrAppend(&out, "conflict:     ", conflict, "\n");
   }
   if (!s.set_error().empty()) absl::StrAppend(&out, "set:          ", s.set_error(), "\n");
-  if (s.blocked_version() != 0) {
+  for (const std::string& note : s.notes()) absl::StrAppend(&out, "note:         ", note, "\n");
+  if (s.state() == v1::SET_BLOCKED && s.blocked_version() != 0) {
     absl::StrAppend(&out, "blocked:      breaking migration ", s.blocked_version(),
                     " waits for ", s.blocking_instances_size(), " live instance(s):\n");
     for (const v1::Instance& i : s.blocking_instances()) {

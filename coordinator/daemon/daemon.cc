@@ -163,18 +163,18 @@ void AddDaemonFlags(CLI::App* app_ptr, DaemonFlags* flags) {
   app.add_option("--lock-key", flags->lock_key,
                  "Advisory lock key (number or text); default derived from database and schema")
       ->envname("SCHEMAGATE_LOCK_KEY");
-  app.add_option("--id", flags->id, "Coordinator flags->id recorded in history (default host-pid)")
+  app.add_option("--id", flags->id, "Coordinator id recorded in history (default host-pid)")
       ->envname("SCHEMAGATE_ID");
   app.add_option("--lock-timeout", flags->lock_timeout,
-                 "Default flags->lock_timeout for each migration (directive overrides)")
+                 "Default lock_timeout for each migration (directive overrides)")
       ->envname("SCHEMAGATE_LOCK_TIMEOUT")
       ->capture_default_str();
   app.add_option("--statement-timeout", flags->statement_timeout,
-                 "Default flags->statement_timeout for each migration; 0 = none")
+                 "Default statement_timeout for each migration; 0 = none")
       ->envname("SCHEMAGATE_STATEMENT_TIMEOUT")
       ->capture_default_str();
   app.add_option("--lock-retries", flags->lock_retries,
-                 "Retries of a migration whose flags->lock_timeout tripped (with backoff)")
+                 "Retries of a migration whose lock_timeout tripped (with backoff)")
       ->envname("SCHEMAGATE_LOCK_RETRIES")
       ->check(CLI::Range(0, 100))
       ->capture_default_str();
@@ -186,9 +186,19 @@ void AddDaemonFlags(CLI::App* app_ptr, DaemonFlags* flags) {
       ->envname("SCHEMAGATE_LEASE_TTL")
       ->capture_default_str();
   app.add_option("--breaking-grace", flags->grace,
-                 "How long no live instance may need the old flags->schema before a breaking "
+                 "How long no live instance may need the old schema before a breaking "
                  "migration is applied automatically (default: --lease-ttl + 30s)")
       ->envname("SCHEMAGATE_BREAKING_GRACE");
+  app.add_flag("--allow-out-of-order", flags->allow_out_of_order,
+               "Apply a pending migration whose version is below the applied head (added "
+               "after newer ones ran), in version order; without it every run is refused "
+               "until it is renumbered")
+      ->envname("SCHEMAGATE_ALLOW_OUT_OF_ORDER");
+  app.add_flag("--allow-non-empty", flags->allow_non_empty,
+               "Run migrations although the database has tables and no migration is recorded "
+               "(a set that starts on top of those tables, or another app's tables in a shared "
+               "database); without it nothing runs until 'schemagatectl baseline' adopts them")
+      ->envname("SCHEMAGATE_ALLOW_NON_EMPTY");
   app.add_option("--metrics-listen", flags->metrics_listen,
                  "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9090)")
       ->envname("SCHEMAGATE_METRICS_LISTEN");
@@ -205,7 +215,7 @@ void AddDaemonFlags(CLI::App* app_ptr, DaemonFlags* flags) {
       ->envname("SCHEMAGATE_LINT_FROM");
   app.add_option(
          "--backup-dir", flags->backup_dir,
-         "Before every run that changes the flags->schema, pg_dump (custom format) into this "
+         "Before every run that changes the schema, pg_dump (custom format) into this "
          "directory; a failed backup stops the run")
       ->envname("SCHEMAGATE_BACKUP_DIR");
   app.add_option("--backup-command", flags->backup_command,
@@ -263,6 +273,8 @@ int RunDaemon(DaemonFlags flags) {
   options.manual = flags.apply_mode == "manual";
   options.runner.coordinator_id = options.coordinator_id;
   options.runner.lock_retries = flags.lock_retries;
+  options.runner.permissions.allow_out_of_order = flags.allow_out_of_order;
+  options.runner.permissions.allow_non_empty = flags.allow_non_empty;
   for (auto [flag, text, out] :
        {std::make_tuple("--lock-timeout", &flags.lock_timeout, &options.runner.lock_timeout),
         std::make_tuple("--statement-timeout", &flags.statement_timeout,

@@ -54,6 +54,11 @@ void FakeDatabase::BreakFeeds() {
   changed_.SignalAll();
 }
 
+void FakeDatabase::SetUserTables(std::vector<std::string> tables) {
+  absl::MutexLock lock(&mu_);
+  user_tables_ = std::move(tables);
+}
+
 void FakeDatabase::NotifyLocked() {
   feeds_.erase(std::remove_if(feeds_.begin(), feeds_.end(),
                               [](const std::weak_ptr<FeedState>& f) { return f.expired(); }),
@@ -75,6 +80,14 @@ void FakeDatabase::AppendEventLocked(EventRecord event) {
 DatabaseState FakeDatabase::StateLocked() const {
   DatabaseState state;
   state.run_in_progress = lock_holder_ != 0;
+  if (migrations_.empty()) {
+    // As PgStore: sorted, at most kUnrecordedTablesNamed named.
+    std::vector<std::string> tables = user_tables_;
+    std::sort(tables.begin(), tables.end());
+    state.unrecorded_table_count = static_cast<int64_t>(tables.size());
+    if (tables.size() > kUnrecordedTablesNamed) tables.resize(kUnrecordedTablesNamed);
+    state.unrecorded_tables = std::move(tables);
+  }
   if (!initialized_) return state;
   state.initialized = true;
   state.run_epoch = run_epoch_;
@@ -83,6 +96,13 @@ DatabaseState FakeDatabase::StateLocked() const {
   state.last_event_id = events_.empty() ? 0 : events_.back().id;
   state.hold_above = hold_above_;
   for (const auto& [version, row] : migrations_) state.applied.push_back(row.m);
+  for (const EventRecord& event : events_) {
+    if (event.kind != "failure" || event.checksum.empty()) continue;
+    std::vector<std::string>& texts = state.failed_texts[event.version];
+    if (std::find(texts.begin(), texts.end(), event.checksum) == texts.end()) {
+      texts.push_back(event.checksum);
+    }
+  }
   const absl::Time now = clock_->Now();
   for (const auto& [id, instance] : instances_) {
     if (instance.lease_expires <= now - absl::Hours(1)) continue;

@@ -52,6 +52,8 @@ class FakeDatabase {
   void SetUnavailable(bool unavailable);
   // Breaks every connected ChangeFeed (its next Wait is UNAVAILABLE).
   void BreakFeeds();
+  // Tables made outside schemagate ("public.users"), as another tool left them.
+  void SetUserTables(std::vector<std::string> tables);
 
  private:
   friend class FakeStore;
@@ -90,6 +92,7 @@ class FakeDatabase {
   int64_t next_event_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::optional<SchemaRecord> schema_record_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, InstanceRecord> instances_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> user_tables_ ABSL_GUARDED_BY(mu_);
   std::vector<std::weak_ptr<FeedState>> feeds_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -21,8 +21,10 @@ AppTarget ResolveTarget(const AppTarget& target, const MigrationSet& set) {
   return out;
 }
 
-std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseState& db) {
+std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseState& db,
+                                       const PlanPermissions& permissions) {
   std::vector<std::string> problems = FindConflicts(set, db);
+  for (std::string& older : FindOlderFiles(set, db)) problems.push_back(std::move(older));
   for (const AppliedMigration& row : db.applied) {
     if (row.dirty) {
       problems.push_back(absl::StrCat("version ", row.version, " (", row.name,
@@ -34,15 +36,14 @@ std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseSt
     problems.push_back(absl::StrCat("the last run failed on version ", db.failure->version, " [",
                                     db.failure->sqlstate, "]: ", db.failure->message));
   }
-  const int64_t head = db.AppliedHead();
-  for (const Migration& m : set.migrations()) {
-    if (m.version >= head) break;
-    if (db.Find(m.version) == nullptr) {
-      problems.push_back(absl::StrCat(
-          "version ", m.Label(), " is pending but older than the applied head ", head,
-          " (out of order: it was added after newer ones ran; it will still run, in version "
-          "order, on the next apply)"));
-    }
+  // The run plan's own refusals, in its words (DESIGN.md "One run plan").
+  if (!permissions.allow_out_of_order) {
+    const PlanBlocker out_of_order = RefuseOutOfOrder(set, db);
+    if (out_of_order.kind != BlockerKind::kNone) problems.push_back(out_of_order.message);
+  }
+  if (!permissions.allow_non_empty) {
+    const PlanBlocker unmanaged = RefuseUnmanagedSchema(set, db);
+    if (unmanaged.kind != BlockerKind::kNone) problems.push_back(unmanaged.message);
   }
   if (db.hold_above) {
     problems.push_back(absl::StrCat("automatic runs are held at version ", *db.hold_above,
@@ -88,7 +89,10 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
 
   for (const auto& [version, checksum] : target.checksums) {
     const AppliedMigration* applied = db.Find(version);
-    if (applied != nullptr && applied->checksum != checksum) {
+    // An app file that failed before is an older text of a fixed
+    // migration, never applied: not an edit of what was.
+    if (applied != nullptr && applied->checksum != checksum &&
+        !db.TextFailed(version, checksum)) {
       answer.state = ReadinessState::kMismatch;
       answer.blocking_version = version;
       answer.message = absl::StrCat(
@@ -135,6 +139,7 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
   // What an automatic run would do next (DESIGN.md "One run plan"). Readiness
   // does not wait out the grace period: old live instances make BLOCKED.
   PlanRequest request = AutomaticRequest();
+  request.permissions = view.permissions;
   request.target_version = set.Find(r) != nullptr ? r : 0;
   request.breaking_gate = [](const Migration& m, const DatabaseState& state) {
     return InstancesBelow(state, m.version).empty();
@@ -175,6 +180,18 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
           "the coordinator's migration set disagrees with the database (",
           absl::StrJoin(FindConflicts(set, db), "; "),
           "); nothing runs until an operator resolves it ('schemagatectl validate')");
+      return answer;
+    case BlockerKind::kOutOfOrder:
+    case BlockerKind::kUnmanagedSchema:
+      answer.blocking_version = blocker.version;
+      // Another coordinator, whose flags allow it, may be running it.
+      if (view.run_in_progress) {
+        return migrating(absl::StrCat("a run is under way; this coordinator would refuse it: ",
+                                      blocker.message));
+      }
+      // Nothing runs until an operator acts: as final as a failure.
+      answer.state = ReadinessState::kFailed;
+      answer.message = blocker.message;
       return answer;
     case BlockerKind::kFailed:
       answer.blocking_version = blocker.version;

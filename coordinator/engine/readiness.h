@@ -26,6 +26,9 @@ struct SchemaView {
   bool run_in_progress = false;
   // --apply=manual: nothing runs until an operator asks.
   bool manual = false;
+  // What this coordinator's flags let the run plan do (--allow-out-of-order,
+  // --allow-non-empty).
+  PlanPermissions permissions;
   // Disagreements between the set and the database (FindConflicts).
   std::vector<std::string> conflicts;
   // Why the coordinator's last re-read of its migration set failed (it
@@ -41,10 +44,13 @@ AppTarget ResolveTarget(const AppTarget& target, const MigrationSet& set);
 ReadinessAnswer EvaluateReadiness(const AppTarget& target, const SchemaView& view);
 
 
-// Everything `schemagatectl validate` reports: the conflicts above, dirty
-// rows, a recorded failure, pending versions older than the applied head
-// (out of order), a rollback hold.
-std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseState& db);
+// Everything `schemagatectl validate` reports: the conflicts above, older
+// files of applied versions (FindOlderFiles), dirty rows, a recorded
+// failure, pending versions older than the applied head (out of order,
+// unless `permissions` allow them), tables no migration recorded (unless
+// allowed), a rollback hold.
+std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseState& db,
+                                       const PlanPermissions& permissions = PlanPermissions());
 
 }  // namespace schemagate
 

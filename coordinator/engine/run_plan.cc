@@ -51,6 +51,11 @@ void PlanDown(const MigrationSet& set, const DatabaseState& db, const PlanReques
       b.message = absl::StrCat("version ", m->Label(), " has no down migration (", m->version,
                                "_", m->name, ".down.sql); write it, or roll back to ",
                                m->version, " or above");
+    } else if (m->checksum != it->checksum && db.TextFailed(m->version, m->checksum)) {
+      b.message = absl::StrCat("this coordinator's file for version ", m->Label(),
+                               " is an older text that failed; the applied one came from a "
+                               "coordinator with a fixed file, whose down may differ: roll back "
+                               "from a coordinator with the applied file");
     } else if (m->checksum != it->checksum) {
       b.message = absl::StrCat("version ", m->Label(),
                                " was edited after it was applied; its down may not match what "
@@ -64,6 +69,22 @@ void PlanDown(const MigrationSet& set, const DatabaseState& db, const PlanReques
     plan->steps.clear();
     return;
   }
+  if (plan->steps.empty() || request.force) return;
+  // Instances that need a version above the target would run against a
+  // schema older than they were built for.
+  std::vector<InstanceRecord> stranded = InstancesRequiringAbove(db, request.target_version);
+  if (stranded.empty()) return;
+  PlanBlocker& b = plan->blocker;
+  b.kind = BlockerKind::kStrandsInstances;
+  b.version = request.target_version;
+  b.message = absl::StrCat(
+      "rolling back to ", request.target_version, " strands ", stranded.size(),
+      " live instance(s) that need a version above it: ",
+      DescribeInstances(stranded, 5, InstanceDetail::kRequired),
+      "; stop them (or roll them back to a release that needs ", request.target_version,
+      " or less) first, or pass --force to roll back anyway");
+  b.instances = std::move(stranded);
+  plan->steps.clear();
 }
 
 }  // namespace
@@ -84,13 +105,25 @@ std::vector<InstanceRecord> InstancesBelow(const DatabaseState& db, int64_t vers
   return older;
 }
 
-std::string DescribeInstances(const std::vector<InstanceRecord>& instances, size_t limit) {
+std::vector<InstanceRecord> InstancesRequiringAbove(const DatabaseState& db, int64_t version) {
+  std::vector<InstanceRecord> needing;
+  for (const InstanceRecord& i : db.live_instances) {
+    if (i.required_version > version) needing.push_back(i);
+  }
+  return needing;
+}
+
+std::string DescribeInstances(const std::vector<InstanceRecord>& instances, size_t limit,
+                              InstanceDetail detail) {
   std::vector<std::string> named;
   for (size_t i = 0; i < instances.size() && i < limit; ++i) {
     const InstanceRecord& r = instances[i];
-    named.push_back(absl::StrCat(r.app.empty() ? "app" : r.app, " ",
-                                 r.app_version.empty() ? "?" : r.app_version, " (id ",
-                                 r.instance_id, ", knows up to ", r.known_version, ")"));
+    named.push_back(absl::StrCat(
+        r.app.empty() ? "app" : r.app, " ", r.app_version.empty() ? "?" : r.app_version,
+        " (id ", r.instance_id,
+        detail == InstanceDetail::kKnown ? absl::StrCat(", knows up to ", r.known_version)
+                                         : absl::StrCat(", needs ", r.required_version),
+        ")"));
   }
   std::string text = absl::StrJoin(named, ", ");
   if (instances.size() > limit) absl::StrAppend(&text, " and ", instances.size() - limit, " more");
@@ -104,7 +137,7 @@ std::vector<std::string> FindConflicts(const MigrationSet& set, const DatabaseSt
     if (m == nullptr) {
       conflicts.push_back(absl::StrCat("version ", applied.version, " (", applied.name,
                                        ") is applied but has no file in the migration set"));
-    } else if (m->checksum != applied.checksum) {
+    } else if (m->checksum != applied.checksum && !db.TextFailed(m->version, m->checksum)) {
       conflicts.push_back(absl::StrCat("version ", applied.version, " (", m->up.path,
                                        ") was edited after it was applied: checksum ",
                                        m->checksum.substr(0, 12), "… differs from applied ",
@@ -112,6 +145,70 @@ std::vector<std::string> FindConflicts(const MigrationSet& set, const DatabaseSt
     }
   }
   return conflicts;
+}
+
+std::vector<std::string> FindOlderFiles(const MigrationSet& set, const DatabaseState& db) {
+  std::vector<std::string> older;
+  for (const AppliedMigration& applied : db.applied) {
+    const Migration* m = set.Find(applied.version);
+    if (m == nullptr || m->checksum == applied.checksum ||
+        !db.TextFailed(m->version, m->checksum)) {
+      continue;
+    }
+    older.push_back(absl::StrCat(
+        "this coordinator's file for version ", applied.version, " (", m->up.path,
+        ", checksum ", m->checksum.substr(0, 12), "…) is an older text that failed; ",
+        applied.applied_by.empty() ? "another coordinator" : applied.applied_by,
+        " applied a fixed one (", applied.checksum.substr(0, 12),
+        "…): redeploy this coordinator with the fixed file (never 'repair --mark-applied' "
+        "the old one)"));
+  }
+  return older;
+}
+
+std::vector<int64_t> OutOfOrderVersions(const MigrationSet& set, const DatabaseState& db,
+                                        int64_t target) {
+  const int64_t head = db.AppliedHead();
+  std::vector<int64_t> versions;
+  for (const Migration& m : set.migrations()) {
+    if (m.version >= head || (target != 0 && m.version > target)) break;
+    if (db.Find(m.version) == nullptr) versions.push_back(m.version);
+  }
+  return versions;
+}
+
+PlanBlocker RefuseOutOfOrder(const MigrationSet& set, const DatabaseState& db, int64_t target) {
+  PlanBlocker b;
+  std::vector<int64_t> below = OutOfOrderVersions(set, db, target);
+  if (below.empty()) return b;
+  b.kind = BlockerKind::kOutOfOrder;
+  b.version = below.front();
+  b.message = absl::StrCat(
+      "refusing out-of-order migration(s) ", absl::StrJoin(below, ", "),
+      ": pending but older than the applied head ", db.AppliedHead(),
+      " (added after newer ones ran); give them versions above ", db.AppliedHead(),
+      ", or start schemagated with --allow-out-of-order to apply them in version order");
+  b.versions = std::move(below);
+  return b;
+}
+
+PlanBlocker RefuseUnmanagedSchema(const MigrationSet& set, const DatabaseState& db) {
+  PlanBlocker b;
+  if (!db.applied.empty() || db.unrecorded_table_count == 0 || set.migrations().empty()) {
+    return b;
+  }
+  b.kind = BlockerKind::kUnmanagedSchema;
+  b.version = set.migrations().front().version;
+  const bool more = db.unrecorded_table_count > static_cast<int64_t>(db.unrecorded_tables.size());
+  b.message = absl::StrCat(
+      "the database already has ", db.unrecorded_table_count, " table(s) (",
+      absl::StrJoin(db.unrecorded_tables, ", "), more ? ", …" : "",
+      ") but schemagate has recorded no migration: the schema was made by another tool or by "
+      "hand. Adopt it with 'schemagatectl baseline --version V' (V: the last migration it "
+      "already has); nothing runs until then. If the set's first migration is meant to run "
+      "on these tables, or they belong to another app, start schemagated with "
+      "--allow-non-empty");
+  return b;
 }
 
 PlanRequest AutomaticRequest() {
@@ -147,6 +244,11 @@ RunPlan PlanRun(const MigrationSet& set, const DatabaseState& db, const PlanRequ
     if (db.Find(m.version) == nullptr) plan.pending.push_back(&m);
   }
 
+  if (!request.permissions.allow_non_empty) {
+    blocker = RefuseUnmanagedSchema(set, db);
+    if (plan.blocked()) return plan;
+  }
+
   std::vector<std::string> conflicts = FindConflicts(set, db);
   if (!conflicts.empty()) {
     blocker.kind = BlockerKind::kConflict;
@@ -161,8 +263,13 @@ RunPlan PlanRun(const MigrationSet& set, const DatabaseState& db, const PlanRequ
     const SqlFailure& f = *db.failure;
     const Migration* failed = set.Find(f.version);
     const bool unchanged = failed != nullptr && failed->checksum == f.checksum;
+    // The last failure is of another text, but this file failed before: an
+    // older file (a coordinator not yet redeployed with the fix). Retrying
+    // it would fail again, and two coordinators would take turns.
+    const bool older =
+        failed != nullptr && !unchanged && db.TextFailed(f.version, failed->checksum);
     const bool still_pending = db.Find(f.version) == nullptr;
-    if (unchanged && still_pending && !request.retry_failed) {
+    if ((unchanged || older) && still_pending && !request.retry_failed) {
       blocker.kind = BlockerKind::kFailed;
       blocker.version = f.version;
       blocker.failure = f;
@@ -174,10 +281,22 @@ RunPlan PlanRun(const MigrationSet& set, const DatabaseState& db, const PlanRequ
               ? absl::StrCat(" at statement ", f.statement_index, " (line ", f.line, ")")
               : "",
           ": ", f.message,
-          "; fix the file and redeploy the coordinator, or retry with 'schemagatectl apply'");
+          older ? absl::StrCat(
+                      "; that run had another file (checksum ", f.checksum.substr(0, 12), "…",
+                      f.coordinator_id.empty() ? "" : absl::StrCat(", ", f.coordinator_id),
+                      "), and this coordinator's file (", failed->checksum.substr(0, 12),
+                      "…) is an older text that failed before: it is not retried; fix the "
+                      "file and redeploy the coordinators")
+                : "; fix the file and redeploy the coordinator, or retry with 'schemagatectl "
+                  "apply'");
       return plan;
     }
     plan.clears_failure = true;
+  }
+
+  if (!request.permissions.allow_out_of_order) {
+    blocker = RefuseOutOfOrder(set, db, target);
+    if (plan.blocked()) return plan;
   }
 
   const std::optional<int64_t> hold = db.hold_above;

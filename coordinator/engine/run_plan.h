@@ -26,6 +26,17 @@ struct StepDefaults {
   absl::Duration statement_timeout = absl::ZeroDuration();
 };
 
+// Refusals of the plan that a coordinator's flags lift, for every run and
+// answer of that coordinator.
+struct PlanPermissions {
+  // --allow-out-of-order: a pending version below the applied head runs
+  // (in version order) instead of stopping the plan.
+  bool allow_out_of_order = false;
+  // --allow-non-empty: migrations run on a database that has tables but no
+  // migration recorded (one shared with another tool's schema).
+  bool allow_non_empty = false;
+};
+
 struct PlanRequest {
   enum class Direction { kUp, kDown };
   Direction direction = Direction::kUp;
@@ -41,6 +52,10 @@ struct PlanRequest {
   bool retry_failed = false;
   // Breaking migrations run whatever the gate says.
   bool allow_breaking = false;
+  // Down: roll back although live instances need a version above the
+  // target (an operator's --force). Without it they stop the plan.
+  bool force = false;
+  PlanPermissions permissions;
   // Whether breaking migration `m` may run now, given `db` (its live
   // instances: InstancesBelow). Consecutive breaking migrations are asked
   // once, for the first of them. Unset: breaking migrations are held back.
@@ -77,6 +92,15 @@ enum class BlockerKind {
   kBreakingHeld,
   // Rollback: an applied version has no down, no file, or an edited file.
   kNoDown,
+  // A pending version is below the applied head: it was added after newer
+  // ones ran (PlanPermissions::allow_out_of_order lifts it).
+  kOutOfOrder,
+  // No migration is recorded but the database has tables: another tool's
+  // schema, to adopt with `schemagatectl baseline` (or allow_non_empty).
+  kUnmanagedSchema,
+  // Rollback: live instances need a version above the target (`force`
+  // lifts it).
+  kStrandsInstances,
 };
 
 struct PlanBlocker {
@@ -85,8 +109,10 @@ struct PlanBlocker {
   int64_t version = 0;
   // One sentence: what is wrong and what to do.
   std::string message;
-  // kBreakingHeld: the live instances in the way.
+  // kBreakingHeld, kStrandsInstances: the live instances in the way.
   std::vector<InstanceRecord> instances;
+  // kOutOfOrder: every pending version below the applied head.
+  std::vector<int64_t> versions;
   // kFailed: the recorded failure.
   std::optional<SqlFailure> failure;
 };
@@ -120,12 +146,41 @@ StatementLimits LimitsFor(const MigrationScript& script, const StepDefaults& def
 // Live instances of `db` whose K is below `version` (they predate it).
 std::vector<InstanceRecord> InstancesBelow(const DatabaseState& db, int64_t version);
 
-// "api 1.4.0 (id web-1), api 1.4.0 (id web-2)": at most `limit` named, then "and N more".
-std::string DescribeInstances(const std::vector<InstanceRecord>& instances, size_t limit = 5);
+// Live instances of `db` whose R is above `version` (a rollback to it
+// leaves them a schema older than they need).
+std::vector<InstanceRecord> InstancesRequiringAbove(const DatabaseState& db, int64_t version);
+
+// What DescribeInstances says of each instance besides app, version and id.
+enum class InstanceDetail { kKnown, kRequired };
+
+// "api 1.4.0 (id web-1, knows up to 3), …": at most `limit` named, then
+// "and N more"; with kRequired "(id web-1, needs 3)".
+std::string DescribeInstances(const std::vector<InstanceRecord>& instances, size_t limit = 5,
+                              InstanceDetail detail = InstanceDetail::kKnown);
 
 // Lists where the set and the database disagree: an applied checksum that
-// differs from the file's, an applied version with no file in the set.
+// differs from the file's, an applied version with no file in the set. A
+// file whose text failed before (DatabaseState::failed_texts) is not an
+// edit but an older file: FindOlderFiles lists it instead.
 std::vector<std::string> FindConflicts(const MigrationSet& set, const DatabaseState& db);
+
+// Applied versions for which this set has an older text that failed,
+// while another coordinator's fixed file was applied (a rolling redeploy
+// after a fix): one sentence each, saying to redeploy this coordinator.
+std::vector<std::string> FindOlderFiles(const MigrationSet& set, const DatabaseState& db);
+
+// Pending versions of `set` up to `target` (0: the head) below the applied
+// head, in order.
+std::vector<int64_t> OutOfOrderVersions(const MigrationSet& set, const DatabaseState& db,
+                                        int64_t target = 0);
+
+// PlanRun's refusals that a coordinator's flags lift (PlanPermissions), on
+// their own for `validate`: kOutOfOrder naming the versions, or
+// kUnmanagedSchema naming tables and `baseline`; kind kNone when there is
+// nothing to refuse.
+PlanBlocker RefuseOutOfOrder(const MigrationSet& set, const DatabaseState& db,
+                             int64_t target = 0);
+PlanBlocker RefuseUnmanagedSchema(const MigrationSet& set, const DatabaseState& db);
 
 }  // namespace schemagate
 

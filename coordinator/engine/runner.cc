@@ -215,6 +215,10 @@ absl::Status Runner::ExecuteStep(const RunContext& run, const PlanStep& step, in
   event.message = absl::StrCat(verb, resuming ? "resume failed: " : "", failure.message);
   event.statement_index = failure.statement_index;
   event.line = failure.line;
+  // The text that failed: a coordinator (or an app) that still has it later
+  // holds an older file, not an edited one (DatabaseState::failed_texts).
+  // A lock timeout says nothing about the text.
+  if (step.up && !failure.lock_timeout) event.checksum = m.checksum;
   // A migration that keeps timing out on its locks is not broken: the set
   // stays pending and a later run tries again. A failed no-transaction step
   // leaves its row dirty instead.
@@ -315,6 +319,7 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
   plan_request.retry_failed = request.retry_failed;
   plan_request.allow_breaking = request.allow_breaking;
   plan_request.breaking_gate = request.breaking_gate;
+  plan_request.permissions = options_.permissions;
   const RunPlan plan = PlanRun(*set_, state, plan_request, defaults());
   if (plan.stopped()) RETURN_IF_ERROR(BlockerStatus(plan.blocker));
   if (plan.lifts_hold) RETURN_IF_ERROR(session->SetHold(std::nullopt));
@@ -414,6 +419,7 @@ absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
   PlanRequest plan_request;
   plan_request.direction = PlanRequest::Direction::kDown;
   plan_request.target_version = request.target_version;
+  plan_request.force = request.force;
   const RunPlan plan = PlanRun(*set_, state, plan_request, defaults());
   if (plan.blocked()) return BlockerStatus(plan.blocker);
   if (plan.steps.empty()) {
@@ -432,6 +438,19 @@ absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
     start.message = absl::StrCat("rolling back ", plan.steps.size(), " migration(s) to ",
                                  request.target_version, " (epoch ", epoch, ")");
     RETURN_IF_ERROR(session->RecordEvent(start));
+  }
+  if (const std::vector<InstanceRecord> stranded =
+          InstancesRequiringAbove(state, request.target_version);
+      !stranded.empty()) {
+    // Only a forced rollback gets here with live instances that need more.
+    EventRecord forced = NewEvent("rollback_forced", outcome.run_id, run.actor);
+    forced.version = request.target_version;
+    forced.message = absl::StrCat(
+        "rolled back to ", request.target_version, " with --force while ", stranded.size(),
+        " live instance(s) need a version above it: ",
+        DescribeInstances(stranded, 5, InstanceDetail::kRequired));
+    RETURN_IF_ERROR(session->RecordEvent(forced));
+    LogWarning("run %s: %s (by %s)", outcome.run_id, forced.message, run.actor);
   }
   absl::Status result = absl::OkStatus();
   for (const PlanStep& step : plan.steps) {
@@ -465,6 +484,7 @@ absl::StatusOr<RehearsalReport> Runner::Rehearse(const RunRequest& request,
   plan_request.target_version = request.target_version;
   plan_request.retry_failed = true;
   plan_request.allow_breaking = true;
+  plan_request.permissions = options_.permissions;
   const RunPlan plan = PlanRun(*set_, state, plan_request, defaults());
   if (plan.stopped()) RETURN_IF_ERROR(BlockerStatus(plan.blocker));
   RehearsalReport report;

@@ -32,6 +32,9 @@ struct RunnerOptions {
   absl::Duration retry_backoff = absl::Seconds(1);
   // How long a run waits for another run to release the lock.
   absl::Duration max_lock_wait = absl::InfiniteDuration();
+  // Refusals of the plan this coordinator's flags lift (--allow-out-of-order,
+  // --allow-non-empty), for every apply and rehearsal.
+  PlanPermissions permissions;
   // Called under the lock before a run that changes the schema (apply with
   // pending migrations, rollback); returns "path (bytes)" for history. An
   // error stops the run before anything changes. Unset: no backups.
@@ -110,6 +113,10 @@ struct RollbackRequest {
   // Roll back every applied version above this one (0: all).
   int64_t target_version = 0;
   std::string actor;
+  // Roll back although live instances need a version above the target
+  // (recorded in history as rollback_forced). Without it the rollback is
+  // refused, naming them.
+  bool force = false;
 };
 
 // An operator's repair of the bookkeeping (schemagatectl repair).
@@ -154,8 +161,10 @@ class Runner {
                                    const std::atomic<bool>* cancelled);
 
   // Runs the downs of every applied version above the target, newest
-  // first, under the lock. Refuses, naming it, when a down is missing (before
-  // running anything). Sets the hold so automatic runs do not re-apply them.
+  // first, under the lock. Refuses, naming it, when a down is missing, or
+  // naming them when live instances need a version above the target (unless
+  // `force`), before running anything. Sets the hold so automatic runs do
+  // not re-apply them.
   absl::StatusOr<RunOutcome> Rollback(const RollbackRequest& request,
                                       const ProgressSink& progress,
                                       const std::atomic<bool>* cancelled);

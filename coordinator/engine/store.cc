@@ -53,6 +53,12 @@ absl::Status WaitForRunLock(const LockWaitOptions& options, Clock* clock,
   }
 }
 
+bool DatabaseState::TextFailed(int64_t version, const std::string& checksum) const {
+  auto it = failed_texts.find(version);
+  return it != failed_texts.end() &&
+         std::find(it->second.begin(), it->second.end(), checksum) != it->second.end();
+}
+
 absl::Status Store::EnsureBookkeeping() {
   LockWaitOptions wait;
   wait.max_wait = absl::Seconds(30);

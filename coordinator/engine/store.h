@@ -70,6 +70,9 @@ struct InstanceRecord {
   absl::Time lease_expires;
 };
 
+// How many of the unrecorded tables DatabaseState names.
+inline constexpr size_t kUnrecordedTablesNamed = 5;
+
 // Everything the coordinator needs to know about the database's side.
 struct DatabaseState {
   // False until the bookkeeping schema has been created.
@@ -91,10 +94,22 @@ struct DatabaseState {
   // Set by a rollback: automatic runs apply nothing above this version
   // until an operator applies again.
   std::optional<int64_t> hold_above;
+  // Checksums of up files that failed, by version (from the failure events
+  // of history): texts that ran and were rolled back, so a coordinator or
+  // an app that still has one holds an older text, not an edited one.
+  std::map<int64_t, std::vector<std::string>> failed_texts;
+  // Tables outside schemagate's bookkeeping schema, the system schemas and
+  // extensions, read only while no migration is recorded (`applied` is
+  // empty): how many, and the first few names ("public.users"). A schema
+  // that another tool made is adopted with `schemagatectl baseline`.
+  int64_t unrecorded_table_count = 0;
+  std::vector<std::string> unrecorded_tables;
 
   const AppliedMigration* Find(int64_t version) const;
   // Highest version whose row is applied (not dirty); 0 if none.
   int64_t AppliedHead() const;
+  // Whether the up file of `version` with `checksum` failed before.
+  bool TextFailed(int64_t version, const std::string& checksum) const;
 };
 
 // A row of the append-only `events` table.
@@ -111,6 +126,8 @@ struct EventRecord {
   std::string message;
   int statement_index = 0;
   int line = 0;
+  // A failure of an up file: that file's checksum (DatabaseState::failed_texts).
+  std::string checksum;
 };
 
 // The user schema as a run left it (schemagate_fingerprint.h describes

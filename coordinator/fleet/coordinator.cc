@@ -30,6 +30,7 @@ Coordinator::Coordinator(CoordinatorOptions options, MigrationSet set,
   first->set = std::make_shared<const MigrationSet>(std::move(set));
   first->view.set = first->set.get();
   first->view.manual = options_.manual;
+  first->view.permissions = options_.runner.permissions;
   first->view.database_available = false;
   first->view.database_error = "not connected yet";
   if (options_.set_fingerprint) {
@@ -368,6 +369,7 @@ void Coordinator::WatchLoop() {
     }
     next->view.set = next->set.get();
     next->view.manual = options_.manual;
+    next->view.permissions = options_.runner.permissions;
     next->view.database_available = true;
     next->view.run_in_progress = state->run_in_progress;
     next->view.conflicts = FindConflicts(*next->set, *state);
@@ -415,6 +417,7 @@ void Coordinator::WatchLoop() {
 bool Coordinator::AutoRunWanted(const SchemaView& view) const {
   if (options_.manual || !view.database_available) return false;
   PlanRequest request = AutomaticRequest();
+  request.permissions = view.permissions;
   request.breaking_gate = [this](const Migration& m, const DatabaseState& state) {
     return const_cast<Coordinator*>(this)->BreakingGate(m, state, options_.breaking_grace);
   };

@@ -86,6 +86,10 @@ class PgRunSession : public RunSession {
           " actor text NOT NULL,"
           " duration_ms bigint, sqlstate text, message text,"
           " statement_index integer, line integer)"));
+      tx.exec(absl::StrCat("ALTER TABLE ", names_.events, " ADD COLUMN IF NOT EXISTS checksum text"));
+      // ReadState looks up failures on every read.
+      tx.exec(absl::StrCat("CREATE INDEX IF NOT EXISTS events_failures ON ", names_.events,
+                           " (version) WHERE kind = 'failure'"));
       tx.exec(absl::StrCat(
           "CREATE TABLE IF NOT EXISTS ", names_.instances, " ("
           " instance_id text PRIMARY KEY,"
@@ -541,12 +545,14 @@ class PgRunSession : public RunSession {
     tx.exec_params(
         absl::StrCat("INSERT INTO ", names_.events,
                      " (kind, version, name, run_id, actor, duration_ms, sqlstate, message,"
-                     " statement_index, line) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+                     " statement_index, line, checksum)"
+                     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
         event.kind, OptionalVersion(event.version), OptionalText(event.name),
         OptionalText(event.run_id), event.actor, OptionalMillis(event.duration),
         OptionalText(event.sqlstate), OptionalText(RedactSecrets(event.message)),
         event.statement_index == 0 ? std::nullopt : std::optional<int>(event.statement_index),
-        event.line == 0 ? std::nullopt : std::optional<int>(event.line));
+        event.line == 0 ? std::nullopt : std::optional<int>(event.line),
+        OptionalText(event.checksum));
   }
 
   void Notify(pqxx::transaction_base& tx) {

@@ -90,6 +90,25 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
           .as<bool>();
   const bool exists =
       TableExists(tx, names.meta) && TableExists(tx, names.events);
+  const bool any_recorded =
+      exists && TableExists(tx, names.migrations) &&
+      tx.exec1(absl::StrCat("SELECT EXISTS (SELECT 1 FROM ", names.migrations, ")"))[0].as<bool>();
+  if (!any_recorded) {
+    // Tables that no migration of schemagate's made: another tool's schema
+    // (DatabaseState::unrecorded_tables). Partitions count with their parent.
+    pqxx::result tables = tx.exec_params(
+        "SELECT count(*) OVER (), format('%I.%I', n.nspname, c.relname) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+        "AND NOT c.relispartition AND n.nspname <> $1 AND n.nspname NOT LIKE 'pg\\_%' "
+        "AND n.nspname <> 'information_schema' AND NOT EXISTS (SELECT 1 FROM pg_depend d "
+        "WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
+        "ORDER BY format('%I.%I', n.nspname, c.relname) COLLATE \"C\" LIMIT $2",
+        schema, static_cast<int>(kUnrecordedTablesNamed));
+    for (const pqxx::row& row : tables) {
+      state.unrecorded_table_count = row[0].as<int64_t>();
+      state.unrecorded_tables.push_back(row[1].as<std::string>());
+    }
+  }
   if (!exists) return state;
   state.initialized = true;
   pqxx::row meta = tx.exec1(absl::StrCat(
@@ -131,6 +150,14 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
     m.applied_by = row[6].as<std::string>();
     m.statements_done = row[7].as<int>();
     state.applied.push_back(std::move(m));
+  }
+  // Through jsonb: a layout before 5 has no checksum column.
+  pqxx::result failed = tx.exec(absl::StrCat(
+      "SELECT DISTINCT version, to_jsonb(e) ->> 'checksum' FROM ", names.events,
+      " e WHERE kind = 'failure' AND version IS NOT NULL AND to_jsonb(e) ->> 'checksum' <> '' "
+      "ORDER BY 1, 2"));
+  for (const pqxx::row& row : failed) {
+    state.failed_texts[row[0].as<int64_t>()].push_back(row[1].as<std::string>());
   }
   pqxx::result instances = tx.exec(absl::StrCat(
       "SELECT instance_id, app, app_version, known_version, required_version, coordinator_id, "

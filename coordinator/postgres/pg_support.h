@@ -27,7 +27,8 @@ inline constexpr char kLockNotAvailable[] = "55P03";
 // 2: meta.hold_above (rollback holds).
 // 3: table schema_record (the schema recorded after each run).
 // 4: instances.attach_token (one instance id per agent process).
-inline constexpr int kMetaVersion = 4;
+// 5: events.checksum (the up file a failure event is about).
+inline constexpr int kMetaVersion = 5;
 
 // Layout 4's column of `instances`; idempotent. Also run by UpsertInstances
 // on a layout made by an older coordinator when no run has upgraded it yet

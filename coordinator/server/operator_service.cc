@@ -507,12 +507,14 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Rollback(
   RollbackRequest rollback;
   rollback.target_version = request->target_version();
   rollback.actor = Actor(context, request->actor());
+  rollback.force = request->force();
   if (request->dry_run()) {
     // The plan the real rollback makes, with its refusals and exit code.
     const std::shared_ptr<const Snapshot> snap = coordinator_->snapshot();
     PlanRequest plan_request;
     plan_request.direction = PlanRequest::Direction::kDown;
     plan_request.target_version = rollback.target_version;
+    plan_request.force = rollback.force;
     StepDefaults defaults;
     defaults.lock_timeout = coordinator_->options().runner.lock_timeout;
     defaults.statement_timeout = coordinator_->options().runner.statement_timeout;
@@ -534,12 +536,20 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Rollback(
                       ? absl::StrCat("dry run: the rollback would refuse: ", plan.blocker.message)
                       : absl::StrCat("dry run: ", plan.steps.size(),
                                      " migration(s) would be rolled back; nothing was executed");
+    if (const std::vector<InstanceRecord> stranded =
+            InstancesRequiringAbove(snap->view.db, rollback.target_version);
+        !plan.blocked() && !plan.steps.empty() && !stranded.empty()) {
+      absl::StrAppend(&end.message, "; with --force it strands ", stranded.size(),
+                      " live instance(s) that need a version above ", rollback.target_version,
+                      ": ", DescribeInstances(stranded, 5, InstanceDetail::kRequired));
+    }
     stream->Push(end);
     stream->Complete(plan.blocked() ? ToGrpc(absl::FailedPreconditionError(end.message))
                                     : grpc::Status::OK);
     return stream.get();
   }
-  LogInfo("rollback to %d requested by %s", rollback.target_version, rollback.actor);
+  LogInfo("rollback to %d requested by %s%s", rollback.target_version, rollback.actor,
+          rollback.force ? " (--force)" : "");
   auto stream = std::make_shared<RunStream>();
   stream->Start(stream);
   coordinator_->SubmitWork(
@@ -647,7 +657,8 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::Validate(grpc::CallbackServerCont
       return;
     }
     if (!snap->view.set_error.empty()) response->add_problems(snap->view.set_error);
-    for (const std::string& problem : ValidateState(*snap->view.set, snap->view.db)) {
+    for (const std::string& problem :
+         ValidateState(*snap->view.set, snap->view.db, snap->view.permissions)) {
       response->add_problems(problem);
     }
     if (!describe) {

@@ -104,6 +104,7 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
     if (row.dirty) out->add_dirty_versions(row.version);
   }
   for (const std::string& conflict : view.conflicts) out->add_conflicts(conflict);
+  for (const std::string& note : FindOlderFiles(set, db)) out->add_notes(note);
   if (db.failure) ToProto(*db.failure, out->mutable_failure());
   out->set_apply_mode(options.manual ? v1::MANUAL : v1::AUTO);
   out->set_coordinator_id(options.coordinator_id);
@@ -121,6 +122,7 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
   // What an automatic run would do (DESIGN.md "One run plan"), without the
   // grace period: live instances that predate a breaking migration block it.
   PlanRequest request = AutomaticRequest();
+  request.permissions = view.permissions;
   request.breaking_gate = [](const Migration& m, const DatabaseState& state) {
     return InstancesBelow(state, m.version).empty();
   };
@@ -147,6 +149,12 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
     out->set_state(v1::CONFLICT);
     out->set_message(absl::StrCat("the migration set disagrees with the database: ",
                                   absl::StrJoin(view.conflicts, "; ")));
+  } else if (blocker.kind == BlockerKind::kOutOfOrder ||
+             blocker.kind == BlockerKind::kUnmanagedSchema) {
+    // Refused until an operator acts (exit 5), not waiting for anything.
+    out->set_state(v1::SET_REFUSED);
+    out->set_message(blocker.message);
+    out->set_blocked_version(blocker.version);
   } else if (failed) {
     out->set_state(v1::SET_FAILED);
     out->set_message(absl::StrCat("migration ", db.failure->version, " failed [",
@@ -212,7 +220,8 @@ void BuildMigrations(const Snapshot& snapshot, v1::ListMigrationsResponse* out) 
       out_m->set_statements_done(row->statements_done);
     } else if (m == nullptr) {
       out_m->set_state(v1::MIGRATION_MISSING_FROM_SET);
-    } else if (m->checksum != row->checksum) {
+    } else if (m->checksum != row->checksum && !db.TextFailed(version, m->checksum)) {
+      // (A file that failed before is an older text of the applied one: status notes it.)
       out_m->set_state(v1::MIGRATION_CHECKSUM_MISMATCH);
     } else {
       out_m->set_state(v1::MIGRATION_APPLIED);
@@ -227,6 +236,7 @@ RunPlan OperatorApplyPlan(const Snapshot& snapshot, const RunnerOptions& runner,
   PlanRequest request;
   request.target_version = target_version;
   request.retry_failed = true;
+  request.permissions = snapshot.view.permissions;
   request.breaking_gate = [](const Migration& m, const DatabaseState& state) {
     return InstancesBelow(state, m.version).empty();
   };

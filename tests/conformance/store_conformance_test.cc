@@ -40,6 +40,8 @@ class Backend {
   virtual std::unique_ptr<ChangeFeed> NewFeed() = 0;
   // Lets `d` pass for leases (the fake's clock moves; PostgreSQL's now() needs real time).
   virtual void Pass(absl::Duration d) = 0;
+  // Creates table `schema`.`name` outside schemagate (as another tool would).
+  virtual void CreateUserTable(const std::string& schema, const std::string& name) = 0;
 };
 
 class FakeBackend : public Backend {
@@ -62,10 +64,15 @@ class FakeBackend : public Backend {
     return FakeStore(&db_, FakeStoreOptions{}).NewChangeFeed();
   }
   void Pass(absl::Duration d) override { clock_.Advance(d); }
+  void CreateUserTable(const std::string& schema, const std::string& name) override {
+    tables_.push_back(schema + "." + name);
+    db_.SetUserTables(tables_);
+  }
 
  private:
   ManualClock clock_;
   FakeDatabase db_;
+  std::vector<std::string> tables_;
 };
 
 class PgBackend : public Backend {
@@ -80,6 +87,10 @@ class PgBackend : public Backend {
     return std::make_unique<PgListener>(db_.url());
   }
   void Pass(absl::Duration d) override { absl::SleepFor(d); }
+  void CreateUserTable(const std::string& schema, const std::string& name) override {
+    db_.Exec("CREATE SCHEMA IF NOT EXISTS " + schema);
+    db_.Exec("CREATE TABLE " + schema + "." + name + " (id int)");
+  }
 
  private:
   testing::TestDatabase db_;
@@ -383,6 +394,57 @@ TEST_P(StoreConformanceTest, TheFailureIsRecordedAndCleared) {
   EXPECT_GT(state.failure->at, absl::UnixEpoch());
   ASSERT_TRUE(session->SetFailure(std::nullopt).ok());
   EXPECT_FALSE(State().failure.has_value());
+}
+
+// The texts that failed (DatabaseState::failed_texts) come from history: a
+// failure event with a checksum, once per text, kept after the failure is
+// cleared and the version applied.
+TEST_P(StoreConformanceTest, FailureEventsKeepTheChecksumsOfTheTextsThatFailed) {
+  std::unique_ptr<RunSession> session = BeginReady();
+  EventRecord first = Event("failure", 3, "relation does not exist");
+  first.checksum = "old-text";
+  first.sqlstate = "42P01";
+  ASSERT_TRUE(session->RecordEvent(first).ok());
+  ASSERT_TRUE(session->RecordEvent(first).ok());
+  EventRecord other = first;
+  other.checksum = "other-text";
+  ASSERT_TRUE(session->RecordEvent(other).ok());
+  // Not texts: a failure without a checksum, another kind of event.
+  ASSERT_TRUE(session->RecordEvent(Event("failure", 4, "rollback failed")).ok());
+  EventRecord repair = Event("repair", 5, "");
+  repair.checksum = "not-a-failure";
+  ASSERT_TRUE(session->RecordEvent(repair).ok());
+  StepRecord fixed = Step(3);
+  fixed.checksum = "fixed-text";
+  ASSERT_TRUE(session->MarkApplied(fixed, Event("apply", 3, "")).ok());
+  const DatabaseState state = State();
+  ASSERT_EQ(state.failed_texts.size(), 1u);
+  EXPECT_THAT(state.failed_texts.at(3), ElementsAre("old-text", "other-text"));
+  EXPECT_TRUE(state.TextFailed(3, "old-text"));
+  EXPECT_FALSE(state.TextFailed(3, "fixed-text"));
+  EXPECT_FALSE(state.TextFailed(5, "not-a-failure"));
+}
+
+// Tables schemagate did not make are counted (and the first few named, in
+// byte order) while no migration is recorded, bookkeeping or not.
+TEST_P(StoreConformanceTest, TablesMadeOutsideSchemagateAreSeenUntilAMigrationIsRecorded) {
+  EXPECT_EQ(State().unrecorded_table_count, 0);
+  backend_->CreateUserTable("public", "users");
+  for (const char* name : {"t5", "t4", "t3", "t2", "t1"}) backend_->CreateUserTable("other", name);
+  DatabaseState state = State();
+  EXPECT_FALSE(state.initialized);
+  EXPECT_EQ(state.unrecorded_table_count, 6);
+  EXPECT_THAT(state.unrecorded_tables,
+              ElementsAre("other.t1", "other.t2", "other.t3", "other.t4", "other.t5"));
+  // schemagate's own tables are not counted.
+  std::unique_ptr<RunSession> session = BeginReady();
+  state = State();
+  EXPECT_TRUE(state.initialized);
+  EXPECT_EQ(state.unrecorded_table_count, 6);
+  ASSERT_TRUE(session->MarkApplied(Step(1), Event("baseline", 1, "")).ok());
+  state = State();
+  EXPECT_EQ(state.unrecorded_table_count, 0);
+  EXPECT_TRUE(state.unrecorded_tables.empty());
 }
 
 TEST_P(StoreConformanceTest, TheHoldIsSetAndCleared) {

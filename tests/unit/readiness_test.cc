@@ -242,6 +242,48 @@ TEST_F(ReadinessTest, FindConflictsReportsEditedAndMissingVersions) {
   EXPECT_THAT(conflicts[1], HasSubstr("version 42 (ghost) is applied but has no file"));
 }
 
+// Issue item 7: an app built with the text of version 2 that failed, while
+// a fixed text was applied, has an older file, not an edited one.
+TEST_F(ReadinessTest, AnAppFileThatFailedBeforeIsNotAMismatch) {
+  ApplyUpTo(3);
+  const std::string old_text(64, 'a');
+  AppTarget t = Target(3, 3);
+  t.checksums[2] = old_text;
+  EXPECT_EQ(EvaluateReadiness(t, view_).state, ReadinessState::kMismatch);
+  view_.db.failed_texts[2] = {old_text};
+  EXPECT_EQ(EvaluateReadiness(t, view_).state, ReadinessState::kReady);
+}
+
+// Issue item 9: what the run plan refuses until an operator acts is final
+// for the apps that need it, and validate reports it.
+TEST_F(ReadinessTest, OutOfOrderAndUnadoptedSchemasFailTheAppsThatNeedThem) {
+  ApplyUpTo(3);
+  view_.db.applied.erase(view_.db.applied.begin() + 1);
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kFailed);
+  EXPECT_EQ(a.blocking_version, 2);
+  EXPECT_THAT(a.message, HasSubstr("--allow-out-of-order"));
+  EXPECT_EQ(EvaluateReadiness(Target(1, 1), view_).state, ReadinessState::kReady);
+  // Running is not failing: a coordinator that allows it may be applying it.
+  view_.run_in_progress = true;
+  EXPECT_EQ(EvaluateReadiness(Target(3, 3), view_).state, ReadinessState::kMigrating);
+  view_.run_in_progress = false;
+  EXPECT_THAT(ValidateState(*set_, view_.db), ::testing::Contains(HasSubstr("out-of-order")));
+  view_.permissions.allow_out_of_order = true;
+  EXPECT_EQ(EvaluateReadiness(Target(3, 3), view_).state, ReadinessState::kPending);
+  EXPECT_THAT(ValidateState(*set_, view_.db, view_.permissions),
+              ::testing::Not(::testing::Contains(HasSubstr("out-of-order"))));
+
+  view_.db.applied.clear();
+  view_.db.unrecorded_table_count = 1;
+  view_.db.unrecorded_tables = {"public.users"};
+  a = EvaluateReadiness(Target(1, 1), view_);
+  EXPECT_EQ(a.state, ReadinessState::kFailed);
+  EXPECT_THAT(a.message, HasSubstr("public.users"));
+  EXPECT_THAT(a.message, HasSubstr("baseline"));
+  EXPECT_THAT(ValidateState(*set_, view_.db), ::testing::Contains(HasSubstr("baseline")));
+}
+
 TEST(ReadinessNamesTest, NamesAndFinalStates) {
   EXPECT_STREQ(ReadinessStateName(ReadinessState::kUnknownVersion), "UNKNOWN_VERSION");
   EXPECT_TRUE(IsFinal(ReadinessState::kMismatch));

@@ -162,5 +162,142 @@ TEST_F(RunPlanTest, RollbackRunsDownsNewestFirstAndRefusesAMissingDownBeforeAnyt
   EXPECT_EQ(PlanRun(*set_, db_, request, defaults_).blocker.kind, BlockerKind::kNoDown);
 }
 
+// Issue item 7, a rolling redeploy after a fix: a coordinator whose file of
+// version 3 is the text that failed, while another coordinator applied the
+// fixed text, holds an older file, not an edited one.
+TEST_F(RunPlanTest, AnOlderFileThatFailedIsNotAConflict) {
+  ApplyUpTo(3);
+  const std::string old_text = set_->Find(3)->checksum;
+  db_.applied[2].checksum = std::string(64, 'b');  // the fixed file, applied elsewhere
+  db_.applied[2].applied_by = "coordinator-new";
+  // Without the record that this coordinator's text failed: an edit.
+  EXPECT_EQ(PlanRun(*set_, db_, AutomaticRequest(), defaults_).blocker.kind,
+            BlockerKind::kConflict);
+  db_.failed_texts[3] = {old_text};
+  EXPECT_TRUE(FindConflicts(*set_, db_).empty());
+  const std::vector<std::string> older = FindOlderFiles(*set_, db_);
+  ASSERT_EQ(older.size(), 1u);
+  EXPECT_THAT(older[0], HasSubstr("version 3"));
+  EXPECT_THAT(older[0], HasSubstr("older text that failed"));
+  EXPECT_THAT(older[0], HasSubstr("coordinator-new"));
+  EXPECT_THAT(older[0], HasSubstr("redeploy"));
+  const RunPlan plan = PlanRun(*set_, db_, AutomaticRequest(), defaults_);
+  EXPECT_NE(plan.blocker.kind, BlockerKind::kConflict);
+  // Its down may not be the applied text's: a rollback through it is refused.
+  PlanRequest down;
+  down.direction = PlanRequest::Direction::kDown;
+  down.target_version = 2;
+  const RunPlan rollback = PlanRun(*set_, db_, down, defaults_);
+  EXPECT_EQ(rollback.blocker.kind, BlockerKind::kNoDown);
+  EXPECT_THAT(rollback.blocker.message, HasSubstr("older text"));
+}
+
+// Issue item 7, before the fix is applied: the last failure is of another
+// coordinator's text, and this coordinator's text failed before. Retrying it
+// would fail again and the two coordinators would take turns.
+TEST_F(RunPlanTest, AnOlderFileThatFailedIsNotRetriedWhenAnotherTextFailedLast) {
+  ApplyUpTo(2);
+  const std::string old_text = set_->Find(3)->checksum;
+  const std::string other_text(64, 'c');
+  SqlFailure f;
+  f.version = 3;
+  f.name = "c";
+  f.checksum = other_text;
+  f.sqlstate = "42P01";
+  f.coordinator_id = "coordinator-new";
+  db_.failure = f;
+  // A text that never failed is a fix: retried.
+  db_.failed_texts[3] = {other_text};
+  EXPECT_EQ(Versions(PlanRun(*set_, db_, AutomaticRequest(), defaults_)),
+            (std::vector<int64_t>{3}));
+  // This coordinator's own text failed before: not retried.
+  db_.failed_texts[3] = {old_text, other_text};
+  const RunPlan automatic = PlanRun(*set_, db_, AutomaticRequest(), defaults_);
+  EXPECT_EQ(automatic.blocker.kind, BlockerKind::kFailed);
+  EXPECT_TRUE(automatic.steps.empty());
+  EXPECT_THAT(automatic.blocker.message, HasSubstr("older text that failed before"));
+  EXPECT_THAT(automatic.blocker.message, HasSubstr("coordinator-new"));
+  // An operator's apply still retries it, as for any failure.
+  PlanRequest operator_apply;
+  operator_apply.retry_failed = true;
+  EXPECT_EQ(Versions(PlanRun(*set_, db_, operator_apply, defaults_)), (std::vector<int64_t>{3}));
+}
+
+// Issue item 9a: a pending version below the applied head is refused, for
+// automatic runs and operators alike, unless the coordinator allows it.
+TEST_F(RunPlanTest, AnOutOfOrderVersionIsRefusedUnlessAllowed) {
+  ApplyUpTo(3);
+  db_.applied.erase(db_.applied.begin() + 1);  // 2 was added after 3 ran
+  for (PlanRequest request : {AutomaticRequest(), PlanRequest()}) {
+    request.retry_failed = true;
+    const RunPlan plan = PlanRun(*set_, db_, request, defaults_);
+    EXPECT_EQ(plan.blocker.kind, BlockerKind::kOutOfOrder);
+    EXPECT_TRUE(plan.stopped());
+    EXPECT_EQ(plan.blocker.versions, (std::vector<int64_t>{2}));
+    EXPECT_EQ(plan.blocker.version, 2);
+    EXPECT_THAT(plan.blocker.message, HasSubstr("out-of-order migration(s) 2"));
+    EXPECT_THAT(plan.blocker.message, HasSubstr("applied head 3"));
+    EXPECT_THAT(plan.blocker.message, HasSubstr("--allow-out-of-order"));
+  }
+  // A target below it plans nothing out of order.
+  PlanRequest below;
+  below.target_version = 1;
+  EXPECT_EQ(PlanRun(*set_, db_, below, defaults_).blocker.kind, BlockerKind::kNone);
+  PlanRequest allowed;
+  allowed.permissions.allow_out_of_order = true;
+  EXPECT_EQ(Versions(PlanRun(*set_, db_, allowed, defaults_)), (std::vector<int64_t>{2}));
+}
+
+// Issue item 9c: tables but no recorded migration: another tool's schema,
+// which the first migration would collide with.
+TEST_F(RunPlanTest, TablesWithoutARecordedMigrationAreRefusedUntilBaseline) {
+  db_.unrecorded_table_count = 7;
+  db_.unrecorded_tables = {"public.a", "public.b", "public.c", "public.d", "public.e"};
+  for (const PlanRequest& request : {AutomaticRequest(), PlanRequest()}) {
+    const RunPlan plan = PlanRun(*set_, db_, request, defaults_);
+    EXPECT_EQ(plan.blocker.kind, BlockerKind::kUnmanagedSchema);
+    EXPECT_TRUE(plan.stopped());
+    EXPECT_EQ(plan.blocker.version, 1);
+    EXPECT_THAT(plan.blocker.message, HasSubstr("7 table(s) (public.a, public.b"));
+    EXPECT_THAT(plan.blocker.message, HasSubstr("public.e, …)"));
+    EXPECT_THAT(plan.blocker.message, HasSubstr("schemagatectl baseline --version V"));
+  }
+  PlanRequest allowed;
+  allowed.permissions.allow_non_empty = true;
+  EXPECT_EQ(Versions(PlanRun(*set_, db_, allowed, defaults_)), (std::vector<int64_t>{1, 2, 3}));
+  // Once a migration is recorded (baseline), the tables are schemagate's.
+  ApplyUpTo(1);
+  EXPECT_EQ(Versions(PlanRun(*set_, db_, PlanRequest(), defaults_)), (std::vector<int64_t>{2, 3}));
+}
+
+// Issue item 9b: a rollback below what live instances need names them and
+// is refused unless forced.
+TEST_F(RunPlanTest, ARollbackThatStrandsLiveInstancesIsRefusedUnlessForced) {
+  ApplyUpTo(3);
+  InstanceRecord needs3 = Instance("web-1", 3);
+  needs3.required_version = 3;
+  needs3.app_version = "2.0";
+  InstanceRecord needs2 = Instance("web-2", 3);
+  needs2.required_version = 2;
+  db_.live_instances = {needs3, needs2};
+  PlanRequest request;
+  request.direction = PlanRequest::Direction::kDown;
+  request.target_version = 2;
+  const RunPlan refused = PlanRun(*set_, db_, request, defaults_);
+  EXPECT_EQ(refused.blocker.kind, BlockerKind::kStrandsInstances);
+  EXPECT_TRUE(refused.steps.empty());
+  ASSERT_EQ(refused.blocker.instances.size(), 1u);
+  EXPECT_EQ(refused.blocker.instances[0].instance_id, "web-1");
+  EXPECT_THAT(refused.blocker.message, HasSubstr("strands 1 live instance(s)"));
+  EXPECT_THAT(refused.blocker.message, HasSubstr("api 2.0 (id web-1, needs 3)"));
+  EXPECT_THAT(refused.blocker.message, HasSubstr("--force"));
+  request.force = true;
+  EXPECT_EQ(Versions(PlanRun(*set_, db_, request, defaults_)), (std::vector<int64_t>{3}));
+  // Nothing to roll back strands nobody.
+  request.force = false;
+  request.target_version = 3;
+  EXPECT_EQ(PlanRun(*set_, db_, request, defaults_).blocker.kind, BlockerKind::kNone);
+}
+
 }  // namespace
 }  // namespace schemagate
