@@ -1,10 +1,8 @@
 #include "bench/bench_support.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,21 +62,28 @@ std::string SelfPath() {
   return std::filesystem::read_symlink("/proc/self/exe", error).string();
 }
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof(address);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    close(fd);
-    return 0;
+absl::StatusOr<std::string> ServingAddress(const std::string& log_path,
+                                           const std::string& marker, absl::Duration timeout) {
+  const absl::Time until = absl::Now() + timeout;
+  while (true) {
+    std::ifstream in(log_path);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    const std::string log = buffer.str();
+    const size_t at = log.find(marker);
+    const size_t end =
+        at == std::string::npos ? at : log.find_first_not_of("0123456789", at + marker.size());
+    // A port is complete once the line goes on after it.
+    if (end != std::string::npos && end > at + marker.size()) {
+      return absl::StrCat("127.0.0.1:", log.substr(at + marker.size(), end - at - marker.size()));
+    }
+    if (absl::Now() >= until) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no \"", marker, "PORT\" in ", log_path, " within ",
+                       absl::FormatDuration(timeout)));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
   }
-  const int port = ntohs(address.sin_port);
-  close(fd);
-  return port;
 }
 
 void RaiseFileLimit() {
@@ -201,13 +206,19 @@ absl::StatusOr<std::unique_ptr<CoordinatorProcess>> CoordinatorProcess::Start(
     const std::string& database_url, const std::string& migrations_dir,
     const std::vector<std::string>& extra_args, const std::string& log_path) {
   auto process = std::unique_ptr<CoordinatorProcess>(new CoordinatorProcess());
-  process->address_ = absl::StrCat("127.0.0.1:", FreePort());
+  // Port 0: the kernel picks a free port, read back from the log.
   std::vector<std::string> argv = {BinaryPath("schemagated"), "--database-url", database_url,
                                    "--migrations-dir", migrations_dir, "--listen",
-                                   process->address_};
+                                   "127.0.0.1:0"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   process->child_ = std::make_unique<Child>(argv, log_path);
-  absl::Status serving = WaitUntilServing(process->address_, absl::Seconds(30));
+  absl::StatusOr<std::string> address =
+      ServingAddress(log_path, "serving on 127.0.0.1:", absl::Seconds(30));
+  absl::Status serving = address.status();
+  if (address.ok()) {
+    process->address_ = *address;
+    serving = WaitUntilServing(process->address_, absl::Seconds(30));
+  }
   if (!serving.ok()) {
     return absl::UnavailableError(
         absl::StrCat("schemagated did not serve (log: ", log_path, "): ", serving.message()));

@@ -32,8 +32,11 @@ std::string BinaryPath(const std::string& name);
 // This program's own path (/proc/self/exe).
 std::string SelfPath();
 
-// A loopback port that was free a moment ago.
-int FreePort();
+// The loopback address a child that listened on 127.0.0.1:0 logged as
+// "<marker><port>" in `log_path` (e.g. marker "serving on 127.0.0.1:"),
+// waiting up to `timeout` for the line.
+absl::StatusOr<std::string> ServingAddress(const std::string& log_path,
+                                           const std::string& marker, absl::Duration timeout);
 
 // Raises the soft open-file limit to the hard limit (10,000 streams need it).
 void RaiseFileLimit();

@@ -133,7 +133,8 @@ int ServeEcho(const std::string& listen, const std::string& response_hex) {
   // with the defaults of ServerOptions.
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(4 << 20);
   builder.SetMaxSendMessageSize(4 << 20);
@@ -145,10 +146,14 @@ int ServeEcho(const std::string& listen, const std::string& response_hex) {
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, 5 * 60 * 1000);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, 30000);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr) {
+  if (server == nullptr || port == 0) {
     std::fprintf(stderr, "echo-server: cannot listen on %s\n", listen.c_str());
     return 1;
   }
+  // The parent reads the port (of --listen HOST:0) from this line.
+  std::printf("echo-server serving on %s:%d\n", listen.substr(0, listen.rfind(':')).c_str(),
+              port);
+  std::fflush(stdout);
   signal(SIGTERM, [](int) { g_echo_stop = true; });
   while (!g_echo_stop) absl::SleepFor(absl::Milliseconds(50));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
@@ -186,10 +191,13 @@ absl::StatusOr<std::vector<CheckRow>> RunCheck(const CheckOptions& options) {
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  const std::string echo_address = absl::StrCat("127.0.0.1:", FreePort());
-  Child echo({SelfPath(), "echo-server", "--listen", echo_address,
+  const std::string echo_log = absl::StrCat(options.log_dir, "/echo.log");
+  Child echo({SelfPath(), "echo-server", "--listen", "127.0.0.1:0",
               "--response", absl::BytesToHexString(answer.SerializeAsString())},
-             absl::StrCat(options.log_dir, "/echo.log"));
+             echo_log);
+  ASSIGN_OR_RETURN(const std::string echo_address,
+                   ServingAddress(echo_log, "echo-server serving on 127.0.0.1:",
+                                  absl::Seconds(30)));
   RETURN_IF_ERROR(WaitUntilServing(echo_address, absl::Seconds(30)));
   auto echo_stub = NewStub(echo_address);
 

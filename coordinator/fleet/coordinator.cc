@@ -288,7 +288,7 @@ void Coordinator::PublishCommitted(const MigrationSet& set, int64_t version) {
   row.version = m->version;
   row.name = m->name;
   row.checksum = m->checksum;
-  row.applied_at = absl::Now();
+  row.applied_at = options_.clock->Now();
   row.applied_by = options_.coordinator_id;
   row.statements_done = static_cast<int>(m->up.statements.size());
   std::shared_ptr<Snapshot> next;
@@ -319,6 +319,16 @@ void Coordinator::PublishLocalRun(bool running) {
 }
 
 void Coordinator::SleepUnlessStopped(absl::Duration d) {
+  Clock* clock = options_.clock;
+  const absl::Time until = clock->Now() + d;
+  while (!stopping_) {
+    const absl::Duration left = until - clock->Now();
+    if (left <= absl::ZeroDuration()) return;
+    absl::SleepFor(std::min(absl::Milliseconds(100), left));
+  }
+}
+
+void Coordinator::NapUnlessStopped(absl::Duration d) {
   const absl::Time until = absl::Now() + d;
   while (!stopping_ && absl::Now() < until) {
     absl::SleepFor(std::min(absl::Milliseconds(100), until - absl::Now()));
@@ -326,6 +336,7 @@ void Coordinator::SleepUnlessStopped(absl::Duration d) {
 }
 
 void Coordinator::WatchLoop() {
+  Clock* const clock = options_.clock;
   absl::Duration backoff = options_.reconnect_min;
   bool was_available = false;
   auto publish_unavailable = [&](const std::string& why) {
@@ -374,16 +385,16 @@ void Coordinator::WatchLoop() {
     next->view.run_in_progress = state->run_in_progress;
     next->view.conflicts = FindConflicts(*next->set, *state);
     next->view.db = std::move(*state);
-    next->refreshed_at = absl::Now();
+    next->refreshed_at = clock->Now();
     Publish(std::move(next));
 
-    const absl::Time resync_at = absl::Now() + options_.resync_interval;
+    const absl::Time resync_at = clock->Now() + options_.resync_interval;
     // While this coordinator's own run commits migrations, the runner
     // publishes each commit itself (PublishCommitted), so the NOTIFYs of
     // that run re-read the whole state at most every kRunRefreshGap instead
     // of once per migration (which cost more database work than the run).
     constexpr absl::Duration kRunRefreshGap = absl::Milliseconds(50);
-    const absl::Time refresh_not_before = absl::Now() + kRunRefreshGap;
+    const absl::Time refresh_not_before = clock->Now() + kRunRefreshGap;
     bool notified_earlier = false;
     while (!stopping_) {
       {
@@ -393,21 +404,21 @@ void Coordinator::WatchLoop() {
           break;
         }
       }
-      const absl::Duration left = resync_at - absl::Now();
+      const absl::Duration left = resync_at - clock->Now();
       if (left <= absl::ZeroDuration()) {
         ReloadSetIfChanged();  // a file fixed in place (a mounted volume, a ConfigMap)
         break;
       }
-      const bool may_refresh = !LocalRunCommitting() || absl::Now() >= refresh_not_before;
+      const bool may_refresh = !LocalRunCommitting() || clock->Now() >= refresh_not_before;
       if (notified_earlier && may_refresh) break;
       absl::Duration wait = std::min(left, absl::Milliseconds(100));
       if (notified_earlier) {
-        wait = std::min(wait, std::max(refresh_not_before - absl::Now(), absl::Milliseconds(1)));
+        wait = std::min(wait, std::max(refresh_not_before - clock->Now(), absl::Milliseconds(1)));
       }
       absl::StatusOr<int> notified = feed_->Wait(wait);
       if (!notified.ok()) break;
       if (*notified > 0) {
-        if (!LocalRunCommitting() || absl::Now() >= refresh_not_before) break;
+        if (!LocalRunCommitting() || clock->Now() >= refresh_not_before) break;
         notified_earlier = true;
       }
     }
@@ -425,6 +436,7 @@ bool Coordinator::AutoRunWanted(const SchemaView& view) const {
 }
 
 void Coordinator::RunLoop() {
+  Clock* const clock = options_.clock;
   while (!stopping_) {
     Job job;
     bool have_job = false;
@@ -445,7 +457,7 @@ void Coordinator::RunLoop() {
         jobs_.pop_front();
         have_job = true;
       } else {
-        try_auto = absl::Now() >= next_auto_attempt_;
+        try_auto = clock->Now() >= next_auto_attempt_;
       }
     }
     if (!have_job) {
@@ -461,10 +473,10 @@ void Coordinator::RunLoop() {
     const std::shared_ptr<const MigrationSet> set = this->set();
     Runner runner(store_.get(), set.get(), options_.runner);
     PublishLocalRun(true);
-    const absl::Time run_start = absl::Now();
+    const absl::Time run_start = clock->Now();
     // Count lock waits and applies for metrics, then pass progress on.
     const bool applying = !job.work;  // Apply or an automatic run (not rehearse, rollback…)
-    ProgressSink progress = [this, sink = job.progress, run_start, applying,
+    ProgressSink progress = [this, clock, sink = job.progress, run_start, applying,
                              &set](const RunEvent& e) {
       if (applying && e.kind == RunEvent::Kind::kMigrationFinished) {
         PublishCommitted(*set, e.version);
@@ -472,7 +484,7 @@ void Coordinator::RunLoop() {
       {
         absl::MutexLock lock(&counters_.mu);
         if (e.kind == RunEvent::Kind::kLockAcquired) {
-          counters_.lock_wait_seconds += absl::ToDoubleSeconds(absl::Now() - run_start);
+          counters_.lock_wait_seconds += absl::ToDoubleSeconds(clock->Now() - run_start);
           counters_.lock_held = true;
         } else if (e.kind == RunEvent::Kind::kMigrationFinished) {
           ++counters_.migrations_applied;
@@ -493,7 +505,7 @@ void Coordinator::RunLoop() {
                            : absl::IsUnavailable(outcome.status())        ? "unavailable"
                                                                           : "other";
       ++counters_.runs[result];
-      const double seconds = absl::ToDoubleSeconds(absl::Now() - run_start);
+      const double seconds = absl::ToDoubleSeconds(clock->Now() - run_start);
       size_t bucket = 0;
       while (bucket < std::size(kRunSecondsBuckets) && seconds > kRunSecondsBuckets[bucket]) {
         ++bucket;
@@ -520,7 +532,7 @@ void Coordinator::RunLoop() {
         LogWarning("automatic run stopped: %s; retrying in %s", status.message(),
                    absl::FormatDuration(auto_backoff_));
       }
-      next_auto_attempt_ = absl::Now() + Jittered(auto_backoff_);
+      next_auto_attempt_ = clock->Now() + Jittered(auto_backoff_);
       auto_backoff_ = std::min(auto_backoff_ * 2, absl::Seconds(60));
     }
   }

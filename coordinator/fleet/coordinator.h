@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "coordinator/base/clock.h"
 #include "coordinator/engine/migration_set.h"
 #include "coordinator/engine/readiness.h"
 #include "coordinator/engine/runner.h"
@@ -95,6 +96,12 @@ struct CoordinatorOptions {
   // Reconnect backoff bounds for the database.
   absl::Duration reconnect_min = absl::Milliseconds(200);
   absl::Duration reconnect_max = absl::Seconds(10);
+  // Every time decision (leases to refresh, breaking grace, resync, backoff)
+  // reads this clock. The threads never sleep on it: they wake on real time
+  // (at most every 100 ms; the runner every second) and look at it again,
+  // so a ManualClock moves only when a test advances it. Not owned; outlives
+  // the coordinator.
+  Clock* clock = RealClock::Get();
   RunnerOptions runner;
   // Re-reads the migration set (with the same checks as at start), and a
   // cheap fingerprint of its directory that changes when any file does.
@@ -222,7 +229,11 @@ class Coordinator {
   bool LocalRunCommitting() const;
   // Whether an automatic run has something to do in `view`.
   bool AutoRunWanted(const SchemaView& view) const;
+  // Returns once `d` has passed on options_.clock, or at shutdown; looks
+  // at the clock every 100 ms of real time at most.
   void SleepUnlessStopped(absl::Duration d);
+  // Sleeps `d` of real time (a wake-up, not a decision), or until shutdown.
+  void NapUnlessStopped(absl::Duration d);
 
   const CoordinatorOptions options_;
   const std::unique_ptr<Store> store_;

@@ -35,7 +35,8 @@ absl::Duration Coordinator::BlockedBreakingFor() const {
     if (!m.breaking()) return absl::ZeroDuration();
     absl::MutexLock lock(&gate_mu_);
     auto it = breaking_blocked_since_.find(m.version);
-    return it == breaking_blocked_since_.end() ? absl::ZeroDuration() : absl::Now() - it->second;
+    return it == breaking_blocked_since_.end() ? absl::ZeroDuration()
+                                               : options_.clock->Now() - it->second;
   }
   return absl::ZeroDuration();
 }
@@ -48,7 +49,7 @@ bool Coordinator::BreakingGate(const Migration& m, const DatabaseState& state,
   // fleet that never attached): nothing can need the old schema, so there
   // is no grace period to wait out.
   bool recently_seen = false;
-  const absl::Time now = absl::Now();
+  const absl::Time now = options_.clock->Now();
   for (const InstanceRecord& i : state.lapsed_instances) {
     recently_seen = recently_seen || (i.known_version < m.version && i.lease_expires > now - grace);
   }
@@ -107,13 +108,14 @@ void Coordinator::InstanceDetached(const std::string& instance_id, const void* s
 }
 
 void Coordinator::FleetLoop() {
-  absl::Time next_refresh = absl::Now() + options_.lease_ttl / 3;
+  Clock* const clock = options_.clock;
+  absl::Time next_refresh = clock->Now() + options_.lease_ttl / 3;
   bool bookkeeping_ready = false;
   while (!stopping_) {
-    SleepUnlessStopped(absl::Milliseconds(50));
+    NapUnlessStopped(absl::Milliseconds(50));  // batches joins; not a time decision
     std::vector<InstanceRecord> joins;
     std::vector<std::string> leaves, live;
-    const bool refresh = absl::Now() >= next_refresh;
+    const bool refresh = clock->Now() >= next_refresh;
     {
       absl::MutexLock lock(&fleet_mu_);
       joins.swap(pending_joins_);
@@ -123,7 +125,7 @@ void Coordinator::FleetLoop() {
       }
     }
     if (joins.empty() && leaves.empty() && live.empty()) {
-      if (refresh) next_refresh = absl::Now() + options_.lease_ttl / 3;
+      if (refresh) next_refresh = clock->Now() + options_.lease_ttl / 3;
       continue;
     }
     absl::Status status = absl::OkStatus();
@@ -142,7 +144,7 @@ void Coordinator::FleetLoop() {
     }
     if (status.ok() && !live.empty()) status = store_->RefreshLeases(live, options_.lease_ttl);
     if (status.ok()) {
-      if (refresh) next_refresh = absl::Now() + options_.lease_ttl / 3;
+      if (refresh) next_refresh = clock->Now() + options_.lease_ttl / 3;
       continue;
     }
     // Keep what was not written for the next round (the database may be away).

@@ -250,7 +250,7 @@ KillRoundResult RunKillRound(const KillPlan& plan) {
   for (const char* id : {"a", "b"}) {
     replicas[id] = std::make_unique<CoordinatorProcess>(
         db.url(), dir.path(), std::vector<std::string>{"--id", id, "--resync-interval", "1s"},
-        absl::StrCat("127.0.0.1:", testing::FreePort()), /*wait_until_serving=*/false);
+        "127.0.0.1:0", /*wait_until_serving=*/false);
   }
   const std::string url = db.url();
   testing::QueryConnection watch(url);
@@ -777,8 +777,7 @@ TEST_F(ChaosTest, PgBouncerTransactionPoolingIsDetectedAndRefused) {
   testing::TcpProxy proxy("127.0.0.1", bouncer.port());
   proxy.Cut();
   CoordinatorProcess coordinator(testing::WithHostPort(db.url(), "127.0.0.1", proxy.port()),
-                                 dir.path(), {"--apply", "manual"},
-                                 absl::StrCat("127.0.0.1:", testing::FreePort()),
+                                 dir.path(), {"--apply", "manual"}, "127.0.0.1:0",
                                  /*wait_until_serving=*/false);
   ASSERT_TRUE(coordinator.process().WaitForLog("serving on", absl::Seconds(30)))
       << coordinator.process().Log();

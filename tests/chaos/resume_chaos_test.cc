@@ -135,7 +135,7 @@ void RunRound(int round, std::mt19937_64& rng, Tally* tally) {
   for (const char* id : {"a", "b"}) {
     replicas[id] = std::make_unique<CoordinatorProcess>(
         url, dir.path(), std::vector<std::string>{"--id", id, "--resync-interval", "1s"},
-        absl::StrCat("127.0.0.1:", testing::FreePort()), /*wait_until_serving=*/false);
+        "127.0.0.1:0", /*wait_until_serving=*/false);
   }
   testing::QueryConnection watch(url);
   const std::string runner_sql =

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/time/clock.h"
+#include "absl/strings/str_cat.h"
 #include "coordinator/base/clock.h"
 #include "coordinator/engine/fake_store.h"
 #include "coordinator/postgres/pg_store.h"
@@ -38,7 +38,9 @@ class Backend {
   // A store (coordinator replica) on the shared database.
   virtual std::unique_ptr<Store> NewStore(const std::string& coordinator_id) = 0;
   virtual std::unique_ptr<ChangeFeed> NewFeed() = 0;
-  // Lets `d` pass for leases (the fake's clock moves; PostgreSQL's now() needs real time).
+  // Lets `d` pass for leases: the fake's ManualClock moves; PostgreSQL's
+  // now() cannot be moved, so every stamp of the instances moves back by
+  // `d` instead, which is the same to every decision taken against now().
   virtual void Pass(absl::Duration d) = 0;
   // Creates table `schema`.`name` outside schemagate (as another tool would).
   virtual void CreateUserTable(const std::string& schema, const std::string& name) = 0;
@@ -86,7 +88,13 @@ class PgBackend : public Backend {
   std::unique_ptr<ChangeFeed> NewFeed() override {
     return std::make_unique<PgListener>(db_.url());
   }
-  void Pass(absl::Duration d) override { absl::SleepFor(d); }
+  void Pass(absl::Duration d) override {
+    const std::string back =
+        absl::StrCat("interval '", absl::ToInt64Microseconds(d), " microseconds'");
+    db_.Exec(absl::StrCat("UPDATE schemagate.instances SET first_seen = first_seen - ", back,
+                          ", last_seen = last_seen - ", back,
+                          ", lease_expires = lease_expires - ", back));
+  }
   void CreateUserTable(const std::string& schema, const std::string& name) override {
     db_.Exec("CREATE SCHEMA IF NOT EXISTS " + schema);
     db_.Exec("CREATE TABLE " + schema + "." + name + " (id int)");
@@ -605,12 +613,12 @@ TEST_P(StoreConformanceTest, InstancesJoinLeaveAndLapse) {
   EXPECT_EQ(state.live_instances[1].known_version, 3);
   EXPECT_EQ(state.live_instances[1].app, "shop");
   EXPECT_GT(state.live_instances[0].lease_expires, state.live_instances[0].last_seen);
-  const absl::Time first_seen = state.live_instances[0].first_seen;
   EXPECT_EQ(History().size(), 2u);
   EXPECT_EQ(History()[0].kind, "instance_join");
   EXPECT_EQ(History()[0].actor, "coordinator-a");
 
   backend_->Pass(absl::Milliseconds(20));
+  const absl::Time first_seen = State().live_instances[0].first_seen;
   ASSERT_TRUE(store_->UpsertInstances({Instance("a-1", 4)}, absl::Hours(1)).ok());
   state = State();
   EXPECT_EQ(state.live_instances[0].known_version, 4);

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include <pqxx/pqxx>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
@@ -20,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "agent/channel.h"
 #include "coordinator/base/flags.h"
+#include "coordinator/postgres/pg_store.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -78,18 +81,23 @@ TEST_F(EndToEndTest, CoordinatorsAndAgentsStartedTogetherApplyEachMigrationOnce)
   const int kAgents = EnvInt("SCHEMAGATE_E2E_AGENTS", 50);
   const int kMigrations = EnvInt("SCHEMAGATE_E2E_MIGRATIONS", 30);
   testing::WriteTrivialMigrations(dir_, 1, kMigrations);
-  std::vector<std::string> addresses;
-  for (int i = 0; i < kCoordinators; ++i) {
-    addresses.push_back(absl::StrCat("127.0.0.1:", testing::FreePort()));
-  }
-  const std::string list = absl::StrJoin(addresses, ",");
+  // The coordinators listen on port 0, so the agents get the addresses only
+  // once every coordinator serves. Until then the test holds the run lock:
+  // nothing is applied before the agents start, and the coordinators race
+  // for the lock when it is let go.
+  pqxx::connection holder(db_->url());
+  const std::string key = absl::StrCat(DeriveLockKey(db_->name(), "schemagate"));
+  pqxx::nontransaction(holder).exec(absl::StrCat("SELECT pg_advisory_lock(", key, ")"));
   std::vector<std::unique_ptr<CoordinatorProcess>> coordinators;
   std::vector<std::unique_ptr<ChildProcess>> agents;
   for (int i = 0; i < kCoordinators; ++i) {
     coordinators.push_back(std::make_unique<CoordinatorProcess>(
         db_->url(), dir_.path(), std::vector<std::string>{"--id", absl::StrCat("c", i)},
-        addresses[i], /*wait_until_serving=*/false));
+        "127.0.0.1:0", /*wait_until_serving=*/false));
   }
+  std::vector<std::string> addresses;
+  for (auto& c : coordinators) addresses.push_back(c->address());
+  const std::string list = absl::StrJoin(addresses, ",");
   for (int i = 0; i < kAgents; ++i) {
     std::vector<std::string> args = {"wait", "--coordinator", "@coordinators", "--timeout", "120s",
                                      "--instance-id", absl::StrCat("agent-", i)};
@@ -100,6 +108,7 @@ TEST_F(EndToEndTest, CoordinatorsAndAgentsStartedTogetherApplyEachMigrationOnce)
     args.insert(args.end(), {"--", "true"});
     agents.push_back(std::make_unique<ChildProcess>(Agent(list, args)));
   }
+  pqxx::nontransaction(holder).exec(absl::StrCat("SELECT pg_advisory_unlock(", key, ")"));
   int ready = 0;
   for (auto& agent : agents) {
     const int code = agent->Wait(absl::Seconds(150));

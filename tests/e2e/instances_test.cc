@@ -115,13 +115,12 @@ TEST_F(InstancesTest, TwoAgentsOnOneHostAreTwoInstancesAndTheContractFollowsTheO
 }
 
 TEST_F(InstancesTest, ASecondAgentUnderAHeldIdIsRefusedOnAnyReplicaAndStopsItsApp) {
-  const std::string a = absl::StrCat("127.0.0.1:", testing::FreePort());
-  const std::string b = absl::StrCat("127.0.0.1:", testing::FreePort());
   std::vector<std::string> flags_a = kFlags, flags_b = kFlags;
   for (const char* f : {"--id", "replica-a"}) flags_a.push_back(f);
   for (const char* f : {"--id", "replica-b"}) flags_b.push_back(f);
-  CoordinatorProcess replica_a(db_->url(), release1_.path(), flags_a, a);
-  CoordinatorProcess replica_b(db_->url(), release1_.path(), flags_b, b);
+  CoordinatorProcess replica_a(db_->url(), release1_.path(), flags_a);
+  CoordinatorProcess replica_b(db_->url(), release1_.path(), flags_b);
+  const std::string a = replica_a.address(), b = replica_b.address();
 
   auto first = Agent(a, {"--known", "3", "--app-version", "1.0", "--instance-id", "web-1"},
                      "first-up");
@@ -148,13 +147,12 @@ TEST_F(InstancesTest, ASecondAgentUnderAHeldIdIsRefusedOnAnyReplicaAndStopsItsAp
 }
 
 TEST_F(InstancesTest, ReattachingToAnotherReplicaAfterAFailoverIsNotADuplicate) {
-  const std::string a = absl::StrCat("127.0.0.1:", testing::FreePort());
-  const std::string b = absl::StrCat("127.0.0.1:", testing::FreePort());
   std::vector<std::string> flags_a = kFlags, flags_b = kFlags;
   for (const char* f : {"--id", "replica-a"}) flags_a.push_back(f);
   for (const char* f : {"--id", "replica-b"}) flags_b.push_back(f);
-  auto replica_a = std::make_unique<CoordinatorProcess>(db_->url(), release1_.path(), flags_a, a);
-  CoordinatorProcess replica_b(db_->url(), release1_.path(), flags_b, b);
+  auto replica_a = std::make_unique<CoordinatorProcess>(db_->url(), release1_.path(), flags_a);
+  CoordinatorProcess replica_b(db_->url(), release1_.path(), flags_b);
+  const std::string a = replica_a->address(), b = replica_b.address();
 
   // The agent attaches to a or b (its pick); the test kills the one it chose.
   auto app = Agent(absl::StrCat(a, ",", b), {"--known", "3", "--instance-id", "web-1"}, "up");

@@ -11,17 +11,20 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <pqxx/pqxx>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -41,6 +44,39 @@ std::string ReadFileOrEmpty(const std::string& path) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
+}
+
+// The port of the TCP socket process `pid` listens on (its first, from
+// /proc/PID/net/tcp and its descriptors), or 0: how a test reads back the
+// port of a program that listens on port 0 without saying which it got.
+int ListeningPort(pid_t pid) {
+  std::set<std::string> sockets;  // inodes
+  std::error_code error;
+  const std::string fds = absl::StrCat("/proc/", pid, "/fd");
+  for (const auto& entry : std::filesystem::directory_iterator(fds, error)) {
+    std::error_code link_error;
+    const std::string target = std::filesystem::read_symlink(entry.path(), link_error).string();
+    absl::string_view inode = target;
+    if (absl::ConsumePrefix(&inode, "socket:[") && absl::ConsumeSuffix(&inode, "]")) {
+      sockets.insert(std::string(inode));
+    }
+  }
+  // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+  const std::string table = ReadFileOrEmpty(absl::StrCat("/proc/", pid, "/net/tcp"));
+  for (absl::string_view line : absl::StrSplit(table, '\n')) {
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    if (fields.size() < 10 || fields[3] != "0A" || !sockets.count(std::string(fields[9]))) {
+      continue;  // not a listening socket of `pid`
+    }
+    const size_t colon = fields[1].find(':');
+    int port = 0;
+    if (colon != absl::string_view::npos &&
+        absl::SimpleHexAtoi(fields[1].substr(colon + 1), &port)) {
+      return port;
+    }
+  }
+  return 0;
 }
 
 }  // namespace
@@ -337,28 +373,41 @@ void ChildProcess::Signal(int sig) {
 CoordinatorProcess::CoordinatorProcess(const std::string& database_url,
                                        const std::string& migrations_dir,
                                        const std::vector<std::string>& extra_args,
-                                       const std::string& listen, bool wait_until_serving) {
+                                       const std::string& listen, bool wait_until_serving)
+    : listen_(listen) {
   std::vector<std::string> argv = {BinaryPath("schemagated"), "--database-url", database_url,
                                    "--migrations-dir", migrations_dir, "--listen", listen};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   process_ = std::make_unique<ChildProcess>(argv);
   if (!wait_until_serving) {
-    address_ = listen;
+    // A fixed port is the address at once; port 0 is read on demand.
+    if (!absl::EndsWith(listen, ":0")) address_ = listen;
     return;
   }
-  const std::string marker = "serving on 127.0.0.1:";
-  if (!process_->WaitForLog(marker, absl::Seconds(20))) {
-    ADD_FAILURE() << "schemagated did not start:\n" << process_->Log();
-    return;
-  }
+  if (!ReadServingAddress()) return;
   // Answers before the first database read are UNAVAILABLE ("not connected
   // yet"); tests expect a coordinator that has seen its database. A test of
   // an unreachable database just waits a little longer here.
   process_->WaitForLog("database reachable", absl::Seconds(10));
+}
+
+const std::string& CoordinatorProcess::address() const {
+  if (address_.empty()) ReadServingAddress();
+  return address_;
+}
+
+bool CoordinatorProcess::ReadServingAddress() const {
+  const std::string host = listen_.substr(0, listen_.rfind(':'));
+  const std::string marker = absl::StrCat("serving on ", host, ":");
+  if (!process_->WaitForLog(marker, absl::Seconds(20))) {
+    ADD_FAILURE() << "schemagated did not start:\n" << process_->Log();
+    return false;
+  }
   const std::string log = process_->Log();
   const size_t at = log.find(marker) + marker.size();
   const size_t end = log.find_first_not_of("0123456789", at);
-  address_ = absl::StrCat("127.0.0.1:", log.substr(at, end - at));
+  address_ = absl::StrCat(host, ":", log.substr(at, end - at));
+  return true;
 }
 
 int CoordinatorProcess::ThreadCount() const {
@@ -397,7 +446,6 @@ PrivatePostgres::PrivatePostgres(const std::string& extra_listen) {
   if (geteuid() == 0) {
     RunBinary({"/bin/chown", "postgres", dir_}, nullptr);
   }
-  port_ = FreePort();
   std::string out;
   if (RunBinary(AsPostgres({PgBin("initdb"), "-D", dir_ + "/data", "-A", "trust", "-U",
                             "postgres", "--no-sync"}),
@@ -409,7 +457,21 @@ PrivatePostgres::PrivatePostgres(const std::string& extra_listen) {
     std::ofstream hba(dir_ + "/data/pg_hba.conf", std::ios::app);
     hba << "host all all " << extra_listen << "/32 trust\nhost all all 10.200.0.0/16 trust\n";
   }
-  ok_ = Start();
+  // PostgreSQL cannot listen on port 0, so the port is picked beforehand;
+  // another process may bind it first, and then another port is tried.
+  // (A restart, Start() after Stop(), keeps the port: clients hold it.)
+  for (int attempt = 0; attempt < 5 && !ok_; ++attempt) {
+    port_ = FreePort();
+    const size_t log_before = ReadFileOrEmpty(dir_ + "/server.log").size();
+    ok_ = Start();
+    if (ok_) break;
+    const std::string log = ReadFileOrEmpty(dir_ + "/server.log");
+    if (log.find("Address already in use", std::min(log_before, log.size())) ==
+        std::string::npos) {
+      break;
+    }
+    std::fprintf(stderr, "port %d was taken before PostgreSQL bound it; trying another\n", port_);
+  }
 }
 
 PrivatePostgres::~PrivatePostgres() {
@@ -492,12 +554,13 @@ PgBouncer::PgBouncer(const std::string& server_host, int server_port,
                      const std::string& pool_mode) {
   const std::string binary = EnvOr("SCHEMAGATE_PGBOUNCER", "/usr/sbin/pgbouncer");
   if (access(binary.c_str(), X_OK) != 0) return;
-  port_ = FreePort();
   dir_.Write("users.txt", "\"postgres\" \"\"\n");
+  // listen_port 0: the kernel picks the port, read back from the process's
+  // listening socket (PgBouncer logs "listening on 127.0.0.1:0").
   const std::string ini = dir_.Write(
       "pgbouncer.ini",
       absl::StrCat("[databases]\n* = host=", server_host, " port=", server_port,
-                   "\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = ", port_,
+                   "\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = 0",
                    "\nunix_socket_dir = ", dir_.path(), "\nauth_type = trust\nauth_file = ",
                    dir_.path(), "/users.txt\npool_mode = ", pool_mode,
                    "\ndefault_pool_size = 4\nmax_client_conn = 100\n"
@@ -510,7 +573,12 @@ PgBouncer::PgBouncer(const std::string& server_host, int server_port,
   }
   argv.push_back(ini);
   process_ = std::make_unique<ChildProcess>(argv);
+  // "process up" comes after the listening socket is bound.
   ok_ = process_->WaitForLog("process up", absl::Seconds(20));
+  if (ok_) {
+    port_ = ListeningPort(process_->pid());
+    ok_ = port_ != 0;
+  }
   if (!ok_) ADD_FAILURE() << "pgbouncer did not start:\n" << process_->Log();
 }
 

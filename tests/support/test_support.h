@@ -144,7 +144,9 @@ class ChildProcess {
   std::string log_path_;
 };
 
-// A running schemagated on a free loopback port.
+// A running schemagated, by default on a port the kernel picks (tests bind
+// port 0 and read the port back: a port chosen beforehand can be taken by
+// another process before the coordinator binds it).
 class CoordinatorProcess {
  public:
   // Starts schemagated listening on `listen` (port 0: any) and waits
@@ -152,14 +154,24 @@ class CoordinatorProcess {
   CoordinatorProcess(const std::string& database_url, const std::string& migrations_dir,
                      const std::vector<std::string>& extra_args = {},
                      const std::string& listen = "127.0.0.1:0", bool wait_until_serving = true);
-  const std::string& address() const { return address_; }
+  // host:port it listens on. For port 0 without wait_until_serving, the
+  // first call waits (up to 20 s) for the "serving on" line that names the
+  // port; "" (and a test failure) if it never comes. Restart a coordinator
+  // on the same address by passing this as `listen` to the next one.
+  const std::string& address() const;
   ChildProcess& process() { return *process_; }
   // Number of threads of the process (/proc/PID/status).
   int ThreadCount() const;
 
  private:
+  // Waits for the "serving on host:port" line and takes the address from
+  // it; false (and a test failure) if it does not come within 20 s.
+  bool ReadServingAddress() const;
+
   std::unique_ptr<ChildProcess> process_;
-  std::string address_;
+  std::string listen_;
+  // Resolved on demand (port 0).
+  mutable std::string address_;
 };
 
 // A PostgreSQL cluster of the test's own (initdb in a temporary directory,
@@ -208,8 +220,9 @@ class NetworkNamespace {
   bool ok_ = false;
 };
 
-// PgBouncer (Debian's pgbouncer) on a free loopback port in front of a
-// PostgreSQL server, trusting every user, with the given pool_mode.
+// PgBouncer (Debian's pgbouncer) on a loopback port the kernel picks (port
+// 0, read back from its socket) in front of a PostgreSQL server, trusting
+// every user, with the given pool_mode.
 class PgBouncer {
  public:
   PgBouncer(const std::string& server_host, int server_port,
@@ -226,7 +239,10 @@ class PgBouncer {
   std::unique_ptr<ChildProcess> process_;
 };
 
-// A loopback port that was free a moment ago.
+// A loopback port that was free a moment ago, for programs that cannot
+// listen on port 0 (PostgreSQL) or an address nothing listens on. Anything
+// may take it before it is used: bind port 0 and read the port back instead
+// wherever the program allows (CoordinatorProcess, PgBouncer, TcpProxy).
 int FreePort();
 
 // Runs a binary to completion; returns its exit code and fills `output`.
