@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -95,6 +96,9 @@ void RaiseFileLimit() {
 }
 
 Child::Child(const std::vector<std::string>& argv, const std::string& log_path) {
+  // Emptied before the fork: a log an earlier child of the same name left
+  // would otherwise be read (its dead port) before this child truncates it.
+  std::remove(log_path.c_str());
   pid_ = fork();
   if (pid_ == 0) {
     const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
