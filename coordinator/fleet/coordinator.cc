@@ -364,6 +364,10 @@ void Coordinator::WatchLoop() {
         continue;
       }
     }
+    // The next resync is due an interval after this read began, not after it
+    // was published: time that passes while reading (or a clock a test moves
+    // meanwhile) counts toward it.
+    const absl::Time read_at = clock->Now();
     absl::StatusOr<DatabaseState> state = store_->ReadState();
     if (!state.ok()) {
       publish_unavailable(std::string(state.status().message()));
@@ -388,7 +392,7 @@ void Coordinator::WatchLoop() {
     next->refreshed_at = clock->Now();
     Publish(std::move(next));
 
-    const absl::Time resync_at = clock->Now() + options_.resync_interval;
+    const absl::Time resync_at = read_at + options_.resync_interval;
     // While this coordinator's own run commits migrations, the runner
     // publishes each commit itself (PublishCommitted), so the NOTIFYs of
     // that run re-read the whole state at most every kRunRefreshGap instead

@@ -115,7 +115,10 @@ void Coordinator::FleetLoop() {
     NapUnlessStopped(absl::Milliseconds(50));  // batches joins; not a time decision
     std::vector<InstanceRecord> joins;
     std::vector<std::string> leaves, live;
-    const bool refresh = clock->Now() >= next_refresh;
+    // The next refresh is due a third of a lease after this round's decision,
+    // whatever the writes below take (or however far a test moves the clock).
+    const absl::Time round_at = clock->Now();
+    const bool refresh = round_at >= next_refresh;
     {
       absl::MutexLock lock(&fleet_mu_);
       joins.swap(pending_joins_);
@@ -125,7 +128,7 @@ void Coordinator::FleetLoop() {
       }
     }
     if (joins.empty() && leaves.empty() && live.empty()) {
-      if (refresh) next_refresh = clock->Now() + options_.lease_ttl / 3;
+      if (refresh) next_refresh = round_at + options_.lease_ttl / 3;
       continue;
     }
     absl::Status status = absl::OkStatus();
@@ -144,7 +147,7 @@ void Coordinator::FleetLoop() {
     }
     if (status.ok() && !live.empty()) status = store_->RefreshLeases(live, options_.lease_ttl);
     if (status.ok()) {
-      if (refresh) next_refresh = clock->Now() + options_.lease_ttl / 3;
+      if (refresh) next_refresh = round_at + options_.lease_ttl / 3;
       continue;
     }
     // Keep what was not written for the next round (the database may be away).
