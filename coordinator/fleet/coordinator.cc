@@ -250,12 +250,17 @@ void Coordinator::Publish(std::shared_ptr<Snapshot> next) {
           applied.begin(), applied.end(), row.version,
           [](const AppliedMigration& m, int64_t v) { return m.version < v; });
       if (it != applied.end() && it->version == row.version && !it->dirty) continue;
-      if (it != applied.end() && it->version == row.version) {
+      // A new row whose checksum is the published set's file adds no
+      // conflict and removes none: the conflicts stand, without the pass
+      // over every applied row (per commit, that grew with the set).
+      const Migration* file = next->view.set ? next->view.set->Find(row.version) : nullptr;
+      const bool replaces = it != applied.end() && it->version == row.version;
+      if (replaces || file == nullptr || file->checksum != row.checksum) merged = true;
+      if (replaces) {
         *it = row;
       } else {
         applied.insert(it, row);
       }
-      merged = true;
     }
     if (merged) next->view.conflicts = FindConflicts(*next->view.set, next->view.db);
     next->generation = ++generation_;
@@ -291,14 +296,35 @@ void Coordinator::PublishCommitted(const MigrationSet& set, int64_t version) {
   row.applied_at = options_.clock->Now();
   row.applied_by = options_.coordinator_id;
   row.statements_done = static_cast<int>(m->up.statements.size());
-  std::shared_ptr<Snapshot> next;
   {
     absl::MutexLock lock(&snapshot_mu_);
     if (!local_run_) return;
     run_committed_.push_back(std::move(row));
+    commit_publish_pending_ = true;
+  }
+  FlushCommitted();
+}
+
+void Coordinator::FlushCommitted() {
+  // A commit is published at once unless another was published less than
+  // kCommitPublishGap ago; then the watcher publishes it when the gap has
+  // passed (WatchLoop), so a burst of fast migrations costs one snapshot per
+  // gap instead of one per migration (each a copy of the whole state).
+  std::shared_ptr<Snapshot> next;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    const absl::Time now = options_.clock->Now();
+    if (!commit_publish_pending_ || now - last_commit_publish_ < kCommitPublishGap) return;
+    commit_publish_pending_ = false;
+    last_commit_publish_ = now;
     next = std::make_shared<Snapshot>(*snapshot_);
   }
   Publish(std::move(next));
+}
+
+bool Coordinator::CommitPublishPending() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return commit_publish_pending_;
 }
 
 bool Coordinator::LocalRunCommitting() const {
@@ -311,11 +337,18 @@ void Coordinator::PublishLocalRun(bool running) {
   {
     absl::MutexLock lock(&snapshot_mu_);
     local_run_ = running;
-    run_committed_.clear();
+    if (running) run_committed_.clear();
     next = std::make_shared<Snapshot>(*snapshot_);
     next->view.run_in_progress = running;
   }
+  // At the end of a run, commits not yet published are merged into this
+  // last snapshot (Publish merges run_committed_) before they are dropped;
+  // the watcher's re-read has them from the database.
   Publish(std::move(next));
+  if (running) return;
+  absl::MutexLock lock(&snapshot_mu_);
+  run_committed_.clear();
+  commit_publish_pending_ = false;
 }
 
 void Coordinator::SleepUnlessStopped(absl::Duration d) {
@@ -415,7 +448,9 @@ void Coordinator::WatchLoop() {
       }
       const bool may_refresh = !LocalRunCommitting() || clock->Now() >= refresh_not_before;
       if (notified_earlier && may_refresh) break;
+      FlushCommitted();
       absl::Duration wait = std::min(left, absl::Milliseconds(100));
+      if (CommitPublishPending()) wait = std::min(wait, kCommitPublishGap);
       if (notified_earlier) {
         wait = std::min(wait, std::max(refresh_not_before - clock->Now(), absl::Milliseconds(1)));
       }

@@ -225,6 +225,11 @@ class Coordinator {
   // transaction): publishes it now, and keeps it in every snapshot until
   // the run ends (then the watcher re-reads everything).
   void PublishCommitted(const MigrationSet& set, int64_t version);
+  // Publishes the commits PublishCommitted held back, once kCommitPublishGap
+  // has passed since the last commit was published.
+  void FlushCommitted();
+  bool CommitPublishPending() const;
+  static constexpr absl::Duration kCommitPublishGap = absl::Milliseconds(20);
   // A local run is under way and has committed at least one migration.
   bool LocalRunCommitting() const;
   // Whether an automatic run has something to do in `view`.
@@ -253,6 +258,10 @@ class Coordinator {
   bool local_run_ ABSL_GUARDED_BY(snapshot_mu_) = false;
   // Rows this run committed (PublishCommitted), merged into every snapshot.
   std::vector<AppliedMigration> run_committed_ ABSL_GUARDED_BY(snapshot_mu_);
+  // A commit of run_committed_ not yet in a published snapshot; when the
+  // last one was published.
+  bool commit_publish_pending_ ABSL_GUARDED_BY(snapshot_mu_) = false;
+  absl::Time last_commit_publish_ ABSL_GUARDED_BY(snapshot_mu_) = absl::InfinitePast();
   uint64_t generation_ ABSL_GUARDED_BY(snapshot_mu_) = 0;
   std::function<void(bool)> health_callback_ ABSL_GUARDED_BY(snapshot_mu_);
   std::optional<bool> last_health_ ABSL_GUARDED_BY(snapshot_mu_);
