@@ -21,6 +21,14 @@
 #include "coordinator/base/flags.h"
 #include "coordinator/base/log.h"
 
+// What the static build's libpq lacks (agent/static_libpq_stubs.c).
+#ifdef SCHEMAGATE_STATIC_AGENT
+#define SG_FALLBACK_LIMITS \
+  "; this static build's libpq has no Kerberos (GSSAPI) and no LDAP service lookups"
+#else
+#define SG_FALLBACK_LIMITS ""
+#endif
+
 namespace schemagate {
 namespace {
 
@@ -77,7 +85,7 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
       ->envname("SCHEMAGATE_TIMEOUT");
   cmd->add_option("--fallback-database-url", flags->fallback_database_url,
                   "When no coordinator answers, read schemagate's bookkeeping table in this "
-                  "database directly (read-only; off by default)")
+                  "database directly (read-only; off by default)" SG_FALLBACK_LIMITS)
       ->envname("SCHEMAGATE_FALLBACK_DATABASE_URL");
   cmd->add_option("--schema", flags->fallback_schema,
                   "Bookkeeping schema for --fallback-database-url")

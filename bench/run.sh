@@ -108,11 +108,14 @@ if ((BUILD)); then
   fi
   cmake --build "$BUILD_DIR" -j 2 --target schemagated schemagate-agent schemagatectl schemagate_bench \
     >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log" >&2; exit 1; }
+  # Only there with SCHEMAGATE_STATIC_AGENT=ON: the same agent linked dynamically.
+  cmake --build "$BUILD_DIR" -j 2 --target schemagate-agent-dynamic >>"$WORK/build.log" 2>&1 || true
   # Only there when libbenchmark-dev is installed.
   cmake --build "$BUILD_DIR" -j 2 --target schemagate_readiness_bench >>"$WORK/build.log" 2>&1 || true
 fi
 SGD="$BUILD_DIR/schemagated"
 AGENT="$BUILD_DIR/schemagate-agent"
+AGENT_DYNAMIC="$BUILD_DIR/schemagate-agent-dynamic"
 CTL="$BUILD_DIR/schemagatectl"
 BENCH="$BUILD_DIR/bench/schemagate_bench"
 for b in "$SGD" "$AGENT" "$CTL" "$BENCH"; do
@@ -339,6 +342,28 @@ for n in $APPLY_SIZES; do
   result "{\"bench\":\"apply\",\"n\":$n,\"floor_s\":$f,\"schemagate_s\":$s,\"dbmate_s\":$d,\"alembic_s\":$a,\"rounds\":$APPLY_REPEATS,\"all\":{\"floor\":[$(IFS=,; echo "${floor[*]}")],\"schemagate\":[$(IFS=,; echo "${sg[*]}")],\"dbmate\":[$(IFS=,; echo "${dm[*]:-}")],\"alembic\":[$(IFS=,; echo "${al[*]:-}")]}}"
 done
 
+# agent_cost BINARY NAME: AGENT_REPEATS runs of `BINARY check` against $SG_ADDR,
+# wall time and peak RSS, as RESULT bench NAME.
+agent_cost() {
+  local bin="$1" name="$2" walls=() rss=() i t1 linkage=dynamic
+  ldd "$bin" >/dev/null 2>&1 || linkage=static
+  for ((i = 0; i < AGENT_REPEATS; i++)); do
+    t1=$(now_ns)
+    /usr/bin/time -f '%M' -o "$WORK/agent-time" "$bin" check --coordinator "$SG_ADDR" \
+      --known "$STORM_MIGRATIONS" --required "$STORM_MIGRATIONS" --app probe >/dev/null 2>&1 ||
+      { echo "$name check failed" >&2; exit 1; }
+    walls+=("$(awk -v a="$t1" -v b="$(now_ns)" 'BEGIN {printf "%.1f", (b - a) / 1e6}')")
+    rss+=("$(tail -n 1 "$WORK/agent-time")")
+  done
+  local w50 wmax r50 rmax
+  w50=$(printf '%s\n' "${walls[@]}" | median)
+  wmax=$(printf '%s\n' "${walls[@]}" | sort -g | tail -n 1)
+  r50=$(printf '%s\n' "${rss[@]}" | median)
+  rmax=$(printf '%s\n' "${rss[@]}" | sort -g | tail -n 1)
+  log "$name check ($linkage): wall median ${w50} ms, max ${wmax} ms; peak RSS median ${r50} KB, max ${rmax} KB"
+  result "{\"bench\":\"$name\",\"linkage\":\"$linkage\",\"repeats\":$AGENT_REPEATS,\"wall_ms_p50\":$w50,\"wall_ms_max\":$wmax,\"rss_kb_p50\":$r50,\"rss_kb_max\":$rmax}"
+}
+
 # --- storm: M agents started together against pending migrations ------------------------
 write_sets "$WORK/storm" "$STORM_MIGRATIONS"
 storm_floor=$(time_floor "$WORK/storm" "$STORM_MIGRATIONS")
@@ -361,23 +386,12 @@ for m in $STORM_SIZES; do
   applied=$(psql "$url" -XAtqc "select count(*) from schemagate.migrations where state = 'applied'")
   tables=$(count_tables "$url")
 
-  # Agent cost while the schema is current (this coordinator, all applied).
+  # Agent cost while the schema is current (this coordinator, all applied):
+  # the agent as built (static by default) and, beside it, the same agent
+  # linked against Debian's shared libraries.
   if [[ "$m" == "${STORM_SIZES%% *}" ]]; then
-    walls=(); rss=()
-    for ((i = 0; i < AGENT_REPEATS; i++)); do
-      t1=$(now_ns)
-      /usr/bin/time -f '%M' -o "$WORK/agent-time" "$AGENT" check --coordinator "$SG_ADDR" \
-        --known "$STORM_MIGRATIONS" --required "$STORM_MIGRATIONS" --app probe >/dev/null 2>&1 ||
-        { echo "agent check failed" >&2; exit 1; }
-      walls+=("$(awk -v a="$t1" -v b="$(now_ns)" 'BEGIN {printf "%.1f", (b - a) / 1e6}')")
-      rss+=("$(tail -n 1 "$WORK/agent-time")")
-    done
-    w50=$(printf '%s\n' "${walls[@]}" | median)
-    wmax=$(printf '%s\n' "${walls[@]}" | sort -g | tail -n 1)
-    r50=$(printf '%s\n' "${rss[@]}" | median)
-    rmax=$(printf '%s\n' "${rss[@]}" | sort -g | tail -n 1)
-    log "agent check: wall median ${w50} ms, max ${wmax} ms; peak RSS median ${r50} KB, max ${rmax} KB"
-    result "{\"bench\":\"agent\",\"repeats\":$AGENT_REPEATS,\"wall_ms_p50\":$w50,\"wall_ms_max\":$wmax,\"rss_kb_p50\":$r50,\"rss_kb_max\":$rmax}"
+    agent_cost "$AGENT" agent
+    [[ -x "$AGENT_DYNAMIC" ]] && agent_cost "$AGENT_DYNAMIC" agent_dynamic
   fi
   stop_coordinator
   drop_db "$url"

@@ -8,6 +8,9 @@ packages=(
   build-essential cmake pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libpqxx-dev libpq-dev libpg-query-dev
+  # The static schemagate-agent's libpq.a needs libpgcommon.a and libpgport.a
+  # (agent/CMakeLists.txt); Debian ships them only here.
+  postgresql-server-dev-15
   libgtest-dev libgmock-dev googletest
   libcli11-dev libssl-dev openssl
   postgresql postgresql-client

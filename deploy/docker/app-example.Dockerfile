@@ -4,19 +4,13 @@
 #   docker build -f deploy/docker/app-example.Dockerfile --build-arg APP_VERSION=1.8.0 \
 #     -t registry.example.com/billing/app:1.8.0 .
 #
-# schemagate-agent is linked against Debian 12 (bookworm) shared libraries, so
-# the application image must be bookworm-based (debian:12-slim,
-# python:3.12-slim-bookworm, node:22-bookworm-slim, ...) and install the
-# packages listed in /usr/local/share/schemagate/runtime-packages.txt of the
-# agent layer, as below.
+# schemagate-agent is a static executable: it needs no shared library and no
+# package, so the base image can be anything (Debian or Ubuntu of any
+# release, Alpine, distroless, scratch); docs/deploy.md shows the line for
+# each.
 FROM debian:12-slim
 
 COPY --from=schemagate/agent:0.1.0 /usr/local/bin/schemagate-agent /usr/local/bin/schemagate-agent
-COPY --from=schemagate/agent:0.1.0 /usr/local/share/schemagate/runtime-packages.txt /usr/local/share/schemagate/runtime-packages.txt
-RUN apt-get update \
- && sed 's/#.*//' /usr/local/share/schemagate/runtime-packages.txt \
-    | DEBIAN_FRONTEND=noninteractive xargs apt-get install -y --no-install-recommends \
- && rm -rf /var/lib/apt/lists/*
 
 # The app ships its own migration files: the agent takes K (highest version),
 # R (highest non-breaking version) and the checksums from them.
