@@ -11,6 +11,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "agent/channel.h"
@@ -47,6 +48,14 @@ struct GlobalFlags {
   }
 };
 
+// An UNAVAILABLE the coordinator sent itself because its database is down
+// (pg_support's "database unavailable: ...", status's "cannot reach the
+// database: ..."), not a coordinator that cannot be reached.
+bool IsDatabaseUnavailable(const std::string& message) {
+  return absl::StartsWith(message, "database unavailable: ") ||
+         absl::StartsWith(message, "cannot reach the database: ");
+}
+
 // Maps a failed call to an exit code and prints why.
 int Fail(const GlobalFlags& flags, const std::string& what, const grpc::Status& status) {
   // The gRPC code first (FAILED_PRECONDITION, UNAVAILABLE, ...): what scripts
@@ -56,6 +65,15 @@ int Fail(const GlobalFlags& flags, const std::string& what, const grpc::Status& 
                RedactSecrets(status.error_message()).c_str());
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
+      if (IsDatabaseUnavailable(status.error_message())) {
+        // The coordinator answered: it is its database that does not.
+        std::fprintf(stderr,
+                     "schemagatectl: schemagated at %s is running but cannot reach its database; "
+                     "it reconnects by itself (docs/troubleshooting.md, \"Health is "
+                     "NOT_SERVING\")\n",
+                     flags.coordinator.c_str());
+        return kExitUnreachable;
+      }
       std::fprintf(stderr, "schemagatectl: is schemagated running at %s? (--coordinator)%s\n",
                    flags.coordinator.c_str(),
                    !flags.security.tls ? " If it serves TLS, pass --tls-ca."

@@ -324,7 +324,8 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
   if (plan.stopped()) RETURN_IF_ERROR(BlockerStatus(plan.blocker));
   if (plan.lifts_hold) RETURN_IF_ERROR(session->SetHold(std::nullopt));
   if (plan.blocker.kind == BlockerKind::kBreakingHeld) {
-    outcome.held_back = 1;
+    // Every pending migration the plan leaves out, as the dry run counts them.
+    outcome.held_back = static_cast<int>(plan.pending.size() - plan.steps.size());
     outcome.held_back_message = plan.blocker.message;
   }
   if (plan.steps.empty()) {
@@ -366,7 +367,7 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
       ASSIGN_OR_RETURN(DatabaseState now, session->ReadState());
       const std::vector<InstanceRecord> older = InstancesBelow(now, m.version);
       if (!request.allow_breaking && !older.empty()) {
-        outcome.held_back = 1;
+        outcome.held_back = static_cast<int>(plan.pending.size()) - outcome.applied;
         outcome.held_back_message = absl::StrCat(
             "breaking migration ", m.Label(), " held back: ", older.size(),
             " live instance(s) still need the schema before it: ", DescribeInstances(older),

@@ -214,10 +214,12 @@ class Runner {
   absl::Status TakeBackup(RunSession* session, const std::string& run_id,
                           const std::string& actor, const std::function<void(RunEvent)>& emit);
 
-  // Repair's work once the lock is held.
+  // Repair's work once the lock is held. Sets *changed once it starts to
+  // change the schema or the bookkeeping (a refusal leaves it false).
   absl::StatusOr<std::string> RepairUnderLock(RunSession* session, const RepairRequest& request,
                                               const std::string& run_id, const std::string& actor,
-                                              const std::function<void(RunEvent)>& emit);
+                                              const std::function<void(RunEvent)>& emit,
+                                              bool* changed);
   // Records the schema as this run left it (options_.describe_schema). A
   // failed description records an empty fingerprint, so that validate does
   // not compare against a stale one.

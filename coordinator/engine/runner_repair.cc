@@ -58,10 +58,14 @@ absl::StatusOr<std::string> Runner::Repair(const RepairRequest& request,
     if (progress) progress(event);
   };
   ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, LockForRun(nullptr, emit));
-  absl::StatusOr<std::string> done = RepairUnderLock(session.get(), request, run_id, actor, emit);
+  bool changed = false;
+  absl::StatusOr<std::string> done =
+      RepairUnderLock(session.get(), request, run_id, actor, emit, &changed);
   // Every action but clearing a failure changes the schema or blesses the
   // operator's own changes: the schema as it is now is the one to compare with.
-  if (request.action != RepairRequest::Action::kClearFailure && !absl::IsAborted(done.status())) {
+  // A refused repair changed nothing and blesses nothing: drift stays drift.
+  if (request.action != RepairRequest::Action::kClearFailure && changed &&
+      !absl::IsAborted(done.status())) {
     RecordSchema(session.get(), run_id);
   }
   return done;
@@ -71,7 +75,8 @@ absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
                                                     const RepairRequest& request,
                                                     const std::string& run_id,
                                                     const std::string& actor,
-                                                    const std::function<void(RunEvent)>& emit) {
+                                                    const std::function<void(RunEvent)>& emit,
+                                                    bool* changed) {
   ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
   const Migration* m = set_->Find(request.version);
   const AppliedMigration* row = state.Find(request.version);
@@ -99,11 +104,12 @@ absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
     }
     case Action::kClearDirty: {
       if (row == nullptr || !row->dirty) {
-        return absl::FailedPreconditionError(
+        return absl::InvalidArgumentError(
             absl::StrCat("version ", request.version, " is not dirty"));
       }
       event.message = absl::StrCat("cleared dirty version ", request.version,
                                    ": marked applied (finished by hand)");
+      *changed = true;
       RETURN_IF_ERROR(session->MarkApplied(record, event));
       return event.message;
     }
@@ -118,22 +124,24 @@ absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
               : absl::StrCat("marked version ", m->Label(), " applied with the file's checksum ",
                              m->checksum.substr(0, 12), "… (was ", row->checksum.substr(0, 12),
                              "…", row->dirty ? ", dirty" : "", ")");
+      *changed = true;
       RETURN_IF_ERROR(session->MarkApplied(record, event));
       return event.message;
     }
     case Action::kMarkNotApplied: {
       if (row == nullptr) {
-        return absl::FailedPreconditionError(
+        return absl::InvalidArgumentError(
             absl::StrCat("version ", request.version, " is not recorded as applied"));
       }
       event.message = absl::StrCat("marked version ", request.version, " (", row->name,
                                    ") not applied; its SQL was not undone by schemagate");
+      *changed = true;
       RETURN_IF_ERROR(session->DeleteRow(request.version, event));
       return event.message;
     }
     case Action::kResume: {
       if (row == nullptr || !row->dirty) {
-        return absl::FailedPreconditionError(
+        return absl::InvalidArgumentError(
             absl::StrCat("version ", request.version, " is not dirty: nothing to resume"));
       }
       if (m == nullptr || m->transactional()) {
@@ -147,6 +155,7 @@ absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
             "the file of version ", request.version,
             " changed since it started; resume runs the same statements or none"));
       }
+      *changed = true;
       RETURN_IF_ERROR(session->BumpEpoch().status());
       const int cut = row->statements_done;
       int first = cut;

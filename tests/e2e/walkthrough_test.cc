@@ -1,0 +1,113 @@
+// What a new user's walkthrough of the docs found (issue 12 acceptance),
+// end to end with the real binaries: exit codes of refused repairs, a
+// refused repair that must not bless drift, the held-back count of an apply,
+// and what schemagatectl says when the coordinator's database is down.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_support.h"
+
+namespace schemagate {
+namespace {
+
+using ::schemagate::testing::BinaryPath;
+using ::schemagate::testing::ChildProcess;
+using ::schemagate::testing::CoordinatorProcess;
+using ::schemagate::testing::RunBinary;
+using ::schemagate::testing::TempDir;
+using ::schemagate::testing::TestDatabase;
+using ::schemagate::testing::WaitUntil;
+using ::schemagate::testing::WithDatabase;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class WalkthroughTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SG_REQUIRE_DATABASE();
+    db_ = std::make_unique<TestDatabase>();
+  }
+  int Ctl(const std::string& address, std::vector<std::string> args, std::string* out) {
+    args.insert(args.begin(), BinaryPath("schemagatectl"));
+    args.push_back("--coordinator");
+    args.push_back(address);
+    return RunBinary(args, out);
+  }
+  std::unique_ptr<TestDatabase> db_;
+  TempDir dir_;
+};
+
+// A repair asked of a row it does not apply to is a usage-level refusal
+// (exit 2, like an unknown version), not "an operator must act" (5); and it
+// changes nothing, so drift found before it is still drift after it.
+TEST_F(WalkthroughTest, ARepairOfARowItDoesNotApplyToExitsTwoAndKeepsDrift) {
+  dir_.Write("20261202044442_t.up.sql", "CREATE TABLE t(id int);\n");
+  dir_.Write("20261202050000_idx.up.sql",
+             "-- schemagate:no-transaction\nCREATE INDEX CONCURRENTLY t_id ON t(id);\n");
+  CoordinatorProcess c(db_->url(), dir_.path(), {"--apply", "manual"});
+  std::string out;
+  ASSERT_EQ(Ctl(c.address(), {"apply"}, &out), 0) << out;
+  db_->Exec("CREATE TABLE handmade(id int)");
+  ASSERT_EQ(Ctl(c.address(), {"validate"}, &out), 5) << out;
+  ASSERT_THAT(out, HasSubstr("public.handmade"));
+  EXPECT_EQ(Ctl(c.address(), {"repair", "--resume", "20261202050000"}, &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("20261202050000 is not dirty"));
+  EXPECT_EQ(Ctl(c.address(), {"repair", "--clear-dirty", "20261202050000"}, &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("is not dirty"));
+  EXPECT_EQ(Ctl(c.address(), {"repair", "--mark-not-applied", "20261202050001"}, &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("20261202050001 is not recorded as applied"));
+  EXPECT_EQ(Ctl(c.address(), {"validate"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("public.handmade"));
+}
+
+// The RUN_FINISHED message of an apply counts every migration it held back
+// (a breaking one and the one behind it), as its dry run does.
+TEST_F(WalkthroughTest, AnApplyCountsEveryMigrationItHeldBack) {
+  dir_.Write("1_t.up.sql", "CREATE TABLE t(id int, a int, b int);\n");
+  dir_.Write("20261202060000_drop_a.up.sql",
+             "-- schemagate:breaking\nALTER TABLE t DROP COLUMN a;\n");
+  dir_.Write("20261202060100_drop_b.up.sql",
+             "-- schemagate:breaking\nALTER TABLE t DROP COLUMN b;\n");
+  CoordinatorProcess c(db_->url(), dir_.path(), {"--apply", "manual"});
+  std::string out;
+  ASSERT_EQ(Ctl(c.address(), {"apply", "--target", "1"}, &out), 0) << out;
+  ChildProcess old_app({BinaryPath("schemagate-agent"), "wait", "--coordinator", c.address(),
+                        "--known", "1", "--instance-id", "old-1", "--", "sh", "-c",
+                        "echo up; while true; do sleep 0.05; done"});
+  ASSERT_TRUE(old_app.WaitForLog("up", absl::Seconds(30))) << old_app.Log();
+  ASSERT_TRUE(
+      WaitUntil([&] { return db_->Query("SELECT count(*) FROM schemagate.instances") == "1"; },
+                absl::Seconds(20)));
+  EXPECT_EQ(Ctl(c.address(), {"apply", "--dry-run", "--output", "json"}, &out), 1) << out;
+  EXPECT_THAT(out, HasSubstr("\"held_back\":2"));
+  EXPECT_EQ(Ctl(c.address(), {"apply", "--output", "json"}, &out), 1) << out;
+  EXPECT_THAT(out, HasSubstr("\"held_back\":2"));
+  EXPECT_THAT(out, HasSubstr("old-1"));
+}
+
+// A coordinator that answers but cannot reach its database: exit 7, and the
+// hint says so instead of asking whether schemagated runs.
+TEST_F(WalkthroughTest, ACoordinatorWithoutItsDatabaseIsNotCalledUnreachable) {
+  dir_.Write("20261202044442_t.up.sql", "CREATE TABLE t(id int);\n");
+  // It never reports SERVING (its database is missing): take its address
+  // from the "serving on" line.
+  CoordinatorProcess c(WithDatabase(db_->url(), absl::StrCat(db_->name(), "_missing")), dir_.path(),
+                       {}, "127.0.0.1:0", /*wait_until_serving=*/false);
+  std::string out;
+  for (std::vector<std::string> command : std::vector<std::vector<std::string>>{
+           {"history", "--version", "20261202044442"}, {"validate"}, {"apply"}}) {
+    EXPECT_EQ(Ctl(c.address(), command, &out), 7) << out;
+    EXPECT_THAT(out, HasSubstr("is running but cannot reach its database"));
+    EXPECT_THAT(out, Not(HasSubstr("is schemagated running")));
+  }
+  EXPECT_EQ(Ctl("127.0.0.1:1", {"history"}, &out), 7) << out;
+  EXPECT_THAT(out, HasSubstr("is schemagated running"));
+}
+
+}  // namespace
+}  // namespace schemagate
