@@ -59,7 +59,7 @@ absl::Status Runner::TakeBackup(RunSession* session, const std::string& run_id,
   event.message = taken.ok() ? *taken : std::string(taken.status().message());
   RETURN_IF_ERROR(session->RecordEvent(event));
   RunEvent progress;
-  progress.kind = RunEvent::Kind::kBackupTaken;
+  progress.kind = taken.ok() ? RunEvent::Kind::kBackupTaken : RunEvent::Kind::kBackupFailed;
   progress.elapsed = absl::Now() - start;
   progress.message = taken.ok() ? absl::StrCat("backup written: ", *taken) : event.message;
   emit(progress);

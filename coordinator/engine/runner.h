@@ -83,6 +83,7 @@ struct RunEvent {
     kLockTimeoutRetry,
     kRunFinished,
     kBackupTaken,
+    kBackupFailed,
   };
   Kind kind = Kind::kRunFinished;
   std::string run_id;

@@ -70,6 +70,7 @@ void ToProto(const RunEvent& event, v1::RunProgress* out) {
     case RunEvent::Kind::kLockTimeoutRetry: out->set_kind(v1::LOCK_TIMEOUT_RETRY); break;
     case RunEvent::Kind::kRunFinished: out->set_kind(v1::RUN_FINISHED); break;
     case RunEvent::Kind::kBackupTaken: out->set_kind(v1::BACKUP_TAKEN); break;
+    case RunEvent::Kind::kBackupFailed: out->set_kind(v1::BACKUP_FAILED); break;
   }
   out->set_run_id(event.run_id);
   out->set_version(event.version);

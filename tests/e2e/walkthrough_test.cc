@@ -90,6 +90,20 @@ TEST_F(WalkthroughTest, AnApplyCountsEveryMigrationItHeldBack) {
   EXPECT_THAT(out, HasSubstr("old-1"));
 }
 
+// A failed backup is reported as one (BACKUP_FAILED), not as a backup taken;
+// the run stops before it changes anything (exit 5).
+TEST_F(WalkthroughTest, AFailedBackupHasItsOwnProgressKind) {
+  dir_.Write("20261202044442_t.up.sql", "CREATE TABLE t(id int);\n");
+  CoordinatorProcess c(db_->url(), dir_.path(),
+                       {"--apply", "manual", "--backup-command", "echo boom >&2; exit 3"});
+  std::string out;
+  EXPECT_EQ(Ctl(c.address(), {"apply", "--output", "json"}, &out), 5) << out;
+  EXPECT_THAT(out, HasSubstr("\"kind\":\"BACKUP_FAILED\""));
+  EXPECT_THAT(out, Not(HasSubstr("BACKUP_TAKEN")));
+  EXPECT_THAT(out, HasSubstr("boom"));
+  EXPECT_EQ(db_->Query("SELECT to_regclass('public.t')"), "");
+}
+
 // A coordinator that answers but cannot reach its database: exit 7, and the
 // hint says so instead of asking whether schemagated runs.
 TEST_F(WalkthroughTest, ACoordinatorWithoutItsDatabaseIsNotCalledUnreachable) {
