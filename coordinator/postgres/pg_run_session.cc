@@ -100,6 +100,10 @@ class PgRunSession : public RunSession {
           " last_seen timestamptz NOT NULL DEFAULT now(),"
           " lease_expires timestamptz NOT NULL DEFAULT now())"));
       AddAttachTokenColumn(tx, names_.instances);
+      // Which file a dirty row's statements_done counts: 'down' while a
+      // no-transaction rollback runs (AppliedMigration::rolling_back).
+      tx.exec(absl::StrCat("ALTER TABLE ", names_.migrations,
+                           " ADD COLUMN IF NOT EXISTS direction text NOT NULL DEFAULT 'up'"));
       tx.commit();
       return absl::OkStatus();
     });
@@ -234,12 +238,13 @@ class PgRunSession : public RunSession {
                            "INSERT INTO ", names_.migrations,
                            " (version, name, checksum, state, applied_by, statements_done, run_id)"
                            " VALUES ($1, $2, $3, 'dirty', $4, 0, $5) ON CONFLICT (version) DO "
-                           "UPDATE SET state = 'dirty', run_id = $5, applied_by = $4"),
+                           "UPDATE SET state = 'dirty', run_id = $5, applied_by = $4,"
+                           " direction = 'up'"),
                        record.version, record.name, record.checksum, record.actor, record.run_id);
       } else {
         tx.exec_params(absl::StrCat("UPDATE ", names_.migrations,
-                                    " SET state = 'dirty', statements_done = 0, run_id = $2"
-                                    " WHERE version = $1"),
+                                    " SET state = 'dirty', statements_done = 0, run_id = $2,"
+                                    " direction = 'down' WHERE version = $1"),
                        record.version, record.run_id);
       }
       Notify(tx);
