@@ -13,6 +13,8 @@ packages=(
   postgresql-server-dev-15
   libgtest-dev libgmock-dev googletest
   libcli11-dev libssl-dev openssl
+  # schemagated's HTTP endpoint (/metrics, /healthz)
+  libcpp-httplib-dev
   postgresql postgresql-client
   python3 python3-grpcio python3-protobuf python3-yaml
   curl procps iproute2

@@ -20,6 +20,7 @@
 #include "coordinator/postgres/catalog.h"
 #include "coordinator/postgres/pg_store.h"
 #include "coordinator/server/access.h"
+#include "coordinator/server/http_server.h"
 #include "coordinator/server/metrics.h"
 #include "coordinator/server/request_limits.h"
 #include "coordinator/server/server.h"
@@ -199,9 +200,11 @@ void AddDaemonFlags(CLI::App* app_ptr, DaemonFlags* flags) {
                "(a set that starts on top of those tables, or another app's tables in a shared "
                "database); without it nothing runs until 'schemagatectl baseline' adopts them")
       ->envname("SCHEMAGATE_ALLOW_NON_EMPTY");
-  app.add_option("--metrics-listen", flags->metrics_listen,
-                 "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9090)")
-      ->envname("SCHEMAGATE_METRICS_LISTEN");
+  app.add_option("--http-listen,--metrics-listen", flags->http_listen,
+                 "Serve HTTP on HOST:PORT (e.g. 0.0.0.0:9090): Prometheus metrics at /metrics, "
+                 "a liveness answer at /healthz. --metrics-listen (SCHEMAGATE_METRICS_LISTEN) "
+                 "is the older name")
+      ->envname("SCHEMAGATE_HTTP_LISTEN");
   app.add_option("--lint", flags->lint_mode,
                  "error: refuse to start while a migration has a lint error (an unmarked drop "
                  "or rename), listing each with file:line; warn: only log them")
@@ -262,6 +265,8 @@ int RunDaemon(DaemonFlags flags) {
   ConfigureLog("schemagated", flags.log_format == "json" ? LogFormat::kJson : LogFormat::kText,
                flags.verbose ? LogLevel::kDebug : LogLevel::kInfo);
   if (flags.database_url.empty()) flags.database_url = EnvOr("DATABASE_URL");
+  // The older name of SCHEMAGATE_HTTP_LISTEN.
+  if (flags.http_listen.empty()) flags.http_listen = EnvOr("SCHEMAGATE_METRICS_LISTEN");
   if (flags.database_url.empty()) {
     std::fprintf(stderr,
                  "schemagated: no database: pass --database-url or set "
@@ -409,17 +414,19 @@ int RunDaemon(DaemonFlags flags) {
     LogError("%s", server.status().message());
     return kExitRuntime;
   }
-  std::unique_ptr<MetricsServer> metrics;
-  if (!flags.metrics_listen.empty()) {
-    absl::StatusOr<std::unique_ptr<MetricsServer>> started = MetricsServer::Start(
-        flags.metrics_listen, [&] { return RenderMetrics(coordinator, &rpc_metrics); });
+  std::unique_ptr<HttpServer> http;
+  if (!flags.http_listen.empty()) {
+    HttpRoutes routes;
+    routes.metrics = [&] { return RenderMetrics(coordinator, &rpc_metrics); };
+    absl::StatusOr<std::unique_ptr<HttpServer>> started =
+        HttpServer::Start(flags.http_listen, std::move(routes), "--http-listen");
     if (!started.ok()) {
       LogError("%s", started.status().message());
       return kExitRuntime;
     }
-    metrics = std::move(*started);
+    http = std::move(*started);
     LogInfo("metrics on http://%s:%d/metrics",
-            flags.metrics_listen.substr(0, flags.metrics_listen.rfind(':')), metrics->port());
+            flags.http_listen.substr(0, flags.http_listen.rfind(':')), http->port());
   }
   coordinator.Start();
   const std::string host = flags.listen.substr(0, flags.listen.rfind(':'));
@@ -450,7 +457,7 @@ int RunDaemon(DaemonFlags flags) {
   LogInfo("received %s: ending streams with UNAVAILABLE and shutting down",
           signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   (*server)->Shutdown(absl::Seconds(5));
-  metrics.reset();
+  http.reset();
   LogInfo("stopped");
   return kExitOk;
 }

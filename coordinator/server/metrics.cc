@@ -1,15 +1,7 @@
 #include "coordinator/server/metrics.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -208,96 +200,6 @@ std::string RenderMetrics(Coordinator& coordinator, RpcMetrics* rpc) {
   }
   if (rpc != nullptr) rpc->Render(&out);
   return out;
-}
-
-absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    const std::string& listen, std::function<std::string()> render) {
-  const size_t colon = listen.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
-      port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--metrics-listen '", listen, "' is not host:port (e.g. 0.0.0.0:9090)"));
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.empty()) host = "0.0.0.0";
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* resolved = nullptr;
-  if (getaddrinfo(host.c_str(), listen.substr(colon + 1).c_str(), &hints, &resolved) != 0 ||
-      resolved == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("--metrics-listen: cannot resolve ", host));
-  }
-  const int fd = socket(resolved->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (fd < 0 || bind(fd, resolved->ai_addr, resolved->ai_addrlen) != 0 || ::listen(fd, 64) != 0) {
-    const std::string error = std::strerror(errno);
-    freeaddrinfo(resolved);
-    if (fd >= 0) close(fd);
-    return absl::UnavailableError(absl::StrCat("--metrics-listen ", listen, ": ", error));
-  }
-  freeaddrinfo(resolved);
-  sockaddr_storage bound{};
-  socklen_t len = sizeof(bound);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-  const int bound_port =
-      bound.ss_family == AF_INET6
-          ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
-          : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  return std::unique_ptr<MetricsServer>(new MetricsServer(fd, bound_port, std::move(render)));
-}
-
-MetricsServer::MetricsServer(int fd, int port, std::function<std::string()> render)
-    : fd_(fd), port_(port), render_(std::move(render)) {
-  thread_ = std::thread([this] { Loop(); });
-}
-
-MetricsServer::~MetricsServer() {
-  stopping_ = true;
-  if (thread_.joinable()) thread_.join();
-  close(fd_);
-}
-
-void MetricsServer::Loop() {
-  while (!stopping_) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, 200) <= 0) continue;
-    const int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;
-    timeval timeout{2, 0};
-    setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-    // Read the request head (a scrape is a small GET).
-    std::string request;
-    char buffer[2048];
-    while (request.find("\r\n\r\n") == std::string::npos && request.size() < 16384) {
-      const ssize_t n = read(client, buffer, sizeof(buffer));
-      if (n <= 0) break;
-      request.append(buffer, static_cast<size_t>(n));
-    }
-    std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8", body;
-    if (request.rfind("GET /metrics", 0) == 0) {
-      body = render_();
-    } else if (request.rfind("GET /healthz", 0) == 0) {
-      body = "ok\n";
-    } else {
-      status = "404 Not Found";
-      body = "schemagated serves /metrics\n";
-    }
-    const std::string response =
-        absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
-                     "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
-    size_t sent = 0;
-    while (sent < response.size()) {
-      const ssize_t n = write(client, response.data() + sent, response.size() - sent);
-      if (n <= 0) break;
-      sent += static_cast<size_t>(n);
-    }
-    close(client);
-  }
 }
 
 }  // namespace schemagate

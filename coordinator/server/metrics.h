@@ -1,6 +1,6 @@
-// Prometheus metrics for --metrics-listen: the text exposition format over
-// a minimal HTTP/1.1 endpoint (GET /metrics). Debian 12 packages no
-// Prometheus client library, and the format is small enough to write.
+// Prometheus metrics: the text exposition format that --http-listen serves
+// at GET /metrics (server/http_server.h). Debian 12 packages no Prometheus
+// client library, and the format is small enough to write.
 #ifndef SCHEMAGATE_COORDINATOR_SERVER_METRICS_H_
 #define SCHEMAGATE_COORDINATOR_SERVER_METRICS_H_
 
@@ -45,27 +45,6 @@ class RpcMetrics {
 
 // Renders every schemagate series for `coordinator` (and `rpc`, if given).
 std::string RenderMetrics(Coordinator& coordinator, RpcMetrics* rpc);
-
-// Serves GET /metrics (and GET /healthz) on a TCP address. One thread; each
-// scrape is answered in full before the next is accepted.
-class MetricsServer {
- public:
-  // `listen` is host:port (port 0: any free port).
-  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
-      const std::string& listen, std::function<std::string()> render);
-  ~MetricsServer();
-  int port() const { return port_; }
-
- private:
-  MetricsServer(int fd, int port, std::function<std::string()> render);
-  void Loop();
-
-  const int fd_;
-  const int port_;
-  const std::function<std::string()> render_;
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
-};
 
 }  // namespace schemagate
 
