@@ -108,30 +108,10 @@ std::optional<MigrationSource> ReadDbmateFile(const SetFiles& files, const std::
 }  // namespace
 
 std::vector<MigrationSource> ReadDbmateSet(const SetFiles& files) {
-  std::map<int64_t, MigrationSource> by_version;
-  for (const std::string& file : files.names) {
-    std::string digits, name;
-    if (!ParseNumberedFileName(file, ".sql", &digits, &name)) {
-      files.Warn(absl::StrCat(files.Path(file), ": ignored (not a dbmate VERSION_name.sql)"));
-      continue;
-    }
-    absl::StatusOr<int64_t> version = ParseVersion(digits);
-    if (!version.ok()) {
-      files.errors->push_back(absl::StrCat(files.Path(file), ":1: ", version.status().message()));
-      continue;
-    }
-    absl::StatusOr<std::string> content = files.read(file);
-    if (!content.ok()) {
-      files.errors->push_back(std::string(content.status().message()));
-      continue;
-    }
-    std::optional<MigrationSource> source = ReadDbmateFile(files, file, *content);
-    if (!source) continue;
-    source->version = *version;
-    source->name = name;
-    AddMigrationSource(files, *std::move(source), &by_version);
-  }
-  return SourcesInOrder(std::move(by_version));
+  return ReadSingleFileSet(files, "dbmate",
+                           [&files](const std::string& file, const std::string& content) {
+                             return ReadDbmateFile(files, file, content);
+                           });
 }
 
 }  // namespace schemagate

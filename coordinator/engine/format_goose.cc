@@ -164,7 +164,7 @@ std::optional<MigrationSource> ReadGooseFile(const SetFiles& files, const std::s
 }  // namespace
 
 std::vector<MigrationSource> ReadGooseSet(const SetFiles& files) {
-  std::map<int64_t, MigrationSource> by_version;
+  std::vector<std::string> sql_names;
   for (const std::string& file : files.names) {
     std::string digits, name;
     if (ParseNumberedFileName(file, ".go", &digits, &name)) {
@@ -172,29 +172,15 @@ std::vector<MigrationSource> ReadGooseSet(const SetFiles& files) {
           absl::StrCat(files.Path(file),
                        ":1: goose Go migrations are not supported; port it to SQL (a "
                        "VERSION_name.sql file with '-- +goose Up')"));
-      continue;
+    } else {
+      sql_names.push_back(file);
     }
-    if (!ParseNumberedFileName(file, ".sql", &digits, &name)) {
-      files.Warn(absl::StrCat(files.Path(file), ": ignored (not a goose VERSION_name.sql)"));
-      continue;
-    }
-    absl::StatusOr<int64_t> version = ParseVersion(digits);
-    if (!version.ok()) {
-      files.errors->push_back(absl::StrCat(files.Path(file), ":1: ", version.status().message()));
-      continue;
-    }
-    absl::StatusOr<std::string> content = files.read(file);
-    if (!content.ok()) {
-      files.errors->push_back(std::string(content.status().message()));
-      continue;
-    }
-    std::optional<MigrationSource> source = ReadGooseFile(files, file, *content);
-    if (!source) continue;
-    source->version = *version;
-    source->name = name;
-    AddMigrationSource(files, *std::move(source), &by_version);
   }
-  return SourcesInOrder(std::move(by_version));
+  const SetFiles sql_files{files.dir, sql_names, files.read, files.errors, files.warnings};
+  return ReadSingleFileSet(sql_files, "goose",
+                           [&files](const std::string& file, const std::string& content) {
+                             return ReadGooseFile(files, file, content);
+                           });
 }
 
 }  // namespace schemagate

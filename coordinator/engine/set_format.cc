@@ -169,6 +169,34 @@ std::vector<MigrationSource> SourcesInOrder(std::map<int64_t, MigrationSource> b
   return sources;
 }
 
+std::vector<MigrationSource> ReadSingleFileSet(const SetFiles& files, absl::string_view tool,
+                                               const SingleFileReader& read_file) {
+  std::map<int64_t, MigrationSource> by_version;
+  for (const std::string& file : files.names) {
+    std::string digits, name;
+    if (!ParseNumberedFileName(file, ".sql", &digits, &name)) {
+      files.Warn(absl::StrCat(files.Path(file), ": ignored (not a ", tool, " VERSION_name.sql)"));
+      continue;
+    }
+    absl::StatusOr<int64_t> version = ParseVersion(digits);
+    if (!version.ok()) {
+      files.errors->push_back(absl::StrCat(files.Path(file), ":1: ", version.status().message()));
+      continue;
+    }
+    absl::StatusOr<std::string> content = files.read(file);
+    if (!content.ok()) {
+      files.errors->push_back(std::string(content.status().message()));
+      continue;
+    }
+    std::optional<MigrationSource> source = read_file(file, *content);
+    if (!source) continue;
+    source->version = *version;
+    source->name = name;
+    AddMigrationSource(files, *std::move(source), &by_version);
+  }
+  return SourcesInOrder(std::move(by_version));
+}
+
 std::vector<MigrationSource> ReadGolangMigrateSet(const SetFiles& files) {
   struct Pair {
     std::vector<std::string> ups, downs;

@@ -100,6 +100,16 @@ void AddMigrationSource(const SetFiles& files, MigrationSource source,
                         std::map<int64_t, MigrationSource>* by_version);
 std::vector<MigrationSource> SourcesInOrder(std::map<int64_t, MigrationSource> by_version);
 
+// Splits one VERSION_name.sql file's content into its up and down (version
+// and name are filled in by the caller); nullopt after reporting problems.
+using SingleFileReader = std::function<std::optional<MigrationSource>(const std::string& file,
+                                                                      const std::string& content)>;
+
+// goose's and dbmate's reader: every VERSION_name.sql of `files` through
+// `read_file`; other files ignored with a warning naming `tool`.
+std::vector<MigrationSource> ReadSingleFileSet(const SetFiles& files, absl::string_view tool,
+                                               const SingleFileReader& read_file);
+
 // Parses NNN_name.EXT (goose, dbmate): false if `file` does not end in
 // `ext` or has no digits, '_' and name before it.
 bool ParseNumberedFileName(absl::string_view file, absl::string_view ext, std::string* digits,
