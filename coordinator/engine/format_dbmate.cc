@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "coordinator/engine/migration_set.h"
+#include "coordinator/engine/format_split.h"
 #include "coordinator/engine/set_format.h"
 
 namespace schemagate {
@@ -90,18 +91,9 @@ std::optional<MigrationSource> ReadDbmateFile(const SetFiles& files, const std::
                                   "); dbmate requires the up block first"));
   }
   if (files.errors->size() != before) return std::nullopt;
-  MigrationSource source;
-  const size_t down_at = OffsetOfLine(content, down_line);
-  source.up.file = file;
-  source.up.content = content.substr(0, down_at);
+  MigrationSource source = SplitAtDownLine(file, content, down_line);
   source.up.no_transaction = up_no_transaction;
-  ScriptSource down;
-  down.file = file;
-  down.content = content.substr(down_at);
-  down.first_line = down_line;
-  down.first_byte = down_at;
-  down.no_transaction = down_no_transaction;
-  source.down = std::move(down);
+  source.down->no_transaction = down_no_transaction;
   return source;
 }
 

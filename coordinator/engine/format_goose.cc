@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "coordinator/engine/migration_set.h"
+#include "coordinator/engine/format_split.h"
 #include "coordinator/engine/set_format.h"
 
 namespace schemagate {
@@ -142,21 +143,12 @@ std::optional<MigrationSource> ReadGooseFile(const SetFiles& files, const std::s
           "'-- +goose Up'");
   }
   if (!ok) return std::nullopt;
-  MigrationSource source;
-  const size_t down_at = down_line != 0 ? OffsetOfLine(content, down_line) : content.size();
-  source.up.file = file;
-  source.up.content = content.substr(0, down_at);
+  MigrationSource source = SplitAtDownLine(file, content, down_line);
   source.up.no_transaction = no_transaction;
   source.up.blocks = std::move(up_blocks);
-  if (down_line != 0) {
-    ScriptSource down;
-    down.file = file;
-    down.content = content.substr(down_at);
-    down.first_line = down_line;
-    down.first_byte = down_at;
-    down.no_transaction = no_transaction;
-    down.blocks = std::move(down_blocks);
-    source.down = std::move(down);
+  if (source.down) {
+    source.down->no_transaction = no_transaction;
+    source.down->blocks = std::move(down_blocks);
   }
   return source;
 }

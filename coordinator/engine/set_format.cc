@@ -1,5 +1,6 @@
 // Format detection and golang-migrate's reader (the other formats:
 // format_goose.cc, format_dbmate.cc, format_flyway.cc).
+#include "coordinator/engine/format_split.h"
 #include "coordinator/engine/set_format.h"
 
 #include <algorithm>
@@ -101,6 +102,23 @@ size_t OffsetOfLine(absl::string_view content, int line) {
     offset = newline + 1;
   }
   return offset;
+}
+
+MigrationSource SplitAtDownLine(const std::string& file, const std::string& content,
+                                int down_line) {
+  MigrationSource source;
+  const size_t down_at = down_line != 0 ? OffsetOfLine(content, down_line) : content.size();
+  source.up.file = file;
+  source.up.content = content.substr(0, down_at);
+  if (down_line != 0) {
+    ScriptSource down;
+    down.file = file;
+    down.content = content.substr(down_at);
+    down.first_line = down_line;
+    down.first_byte = down_at;
+    source.down = std::move(down);
+  }
+  return source;
 }
 
 absl::StatusOr<SetFormat> DetectSetFormat(const SetFiles& files) {
