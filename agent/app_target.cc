@@ -19,15 +19,17 @@ absl::StatusOr<AppTarget> BuildAppTarget(const AppTargetFlags& flags) {
       return absl::InvalidArgumentError(
           "give either --migrations-dir or --known/--required, not both");
     }
+    absl::StatusOr<SetFormat> format = ParseSetFormat(flags.format);
+    if (!format.ok()) return format.status();
     std::vector<std::string> warnings;
-    absl::StatusOr<MigrationSet> set =
-        MigrationSet::LoadDirectoryWith(flags.migrations_dir, /*split=*/nullptr, &warnings);
+    absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectoryWith(
+        flags.migrations_dir, /*split=*/nullptr, &warnings, *format);
     if (!set.ok()) return set.status();
     if (set->migrations().empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(flags.migrations_dir,
                        " holds no migrations; point --migrations-dir at the app's "
-                       "VERSION_name.up.sql files"));
+                       "VERSION_name.up.sql files (or its goose, dbmate or Flyway files)"));
     }
     target.known_version = set->Head();
     target.required_version = set->HighestNonBreaking();

@@ -16,6 +16,8 @@ struct AppTargetFlags {
   std::string app_version;
   // The app's own migrations directory; empty if not given.
   std::string migrations_dir;
+  // Its format: auto, golang-migrate, goose, dbmate or flyway.
+  std::string format = "auto";
   int64_t known = 0;
   int64_t required = 0;
 };

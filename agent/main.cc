@@ -67,6 +67,11 @@ void AddCommonFlags(CLI::App* cmd, CommonFlags* flags) {
                   "The app's own migrations: K = highest version, R = highest non-breaking, "
                   "checksums compared")
       ->envname("SCHEMAGATE_MIGRATIONS_DIR");
+  cmd->add_option("--format", flags->target.format,
+                  "Format of --migrations-dir (docs/formats.md); auto: told from the files")
+      ->envname("SCHEMAGATE_FORMAT")
+      ->check(CLI::IsMember(SetFormatNames()))
+      ->capture_default_str();
   cmd->add_option("--known", flags->target.known, "K: highest migration version the app knows")
       ->envname("SCHEMAGATE_KNOWN");
   cmd->add_option("--required", flags->target.required,

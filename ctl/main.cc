@@ -382,7 +382,7 @@ int RunHealth(const GlobalFlags& flags, const std::string& service) {
 // Offline: checks a migrations directory with the loader and the linter,
 // under the policy schemagated applies at start (LoadLintedSet): exit 1 when
 // schemagated would refuse the set.
-int RunLint(const GlobalFlags& flags, const std::string& directory,
+int RunLint(const GlobalFlags& flags, const std::string& directory, SetFormat format,
             const std::string& lock_timeout, const std::string& lint_from) {
   absl::StatusOr<absl::Duration> timeout = ParseFlagDuration("--lock-timeout", lock_timeout);
   if (!timeout.ok()) {
@@ -402,7 +402,7 @@ int RunLint(const GlobalFlags& flags, const std::string& directory,
   }
   std::vector<std::string> warnings;
   std::vector<LintFinding> findings;
-  absl::StatusOr<MigrationSet> set = LoadLintedSet(directory, policy, &warnings, &findings);
+  absl::StatusOr<MigrationSet> set = LoadLintedSet(directory, format, policy, &warnings, &findings);
   // Findings are the report itself (stdout); the other warnings (ignored
   // files, stale lint-ignore rules, --lint-from above head) go to stderr.
   std::set<std::string> formatted;
@@ -455,15 +455,15 @@ int RunLint(const GlobalFlags& flags, const std::string& directory,
 }
 
 // Offline: proves every down undoes its up on a scratch database.
-int RunVerify(const GlobalFlags& flags, const std::string& directory, const std::string& url,
-              bool allow_non_empty) {
+int RunVerify(const GlobalFlags& flags, const std::string& directory, SetFormat format,
+              const std::string& url, bool allow_non_empty) {
   if (url.empty()) {
     std::fprintf(stderr, "schemagatectl verify: --database-url SCRATCH is required (a throwaway "
                          "database: every migration is applied, undone and applied again)\n");
     return kExitUsage;
   }
   std::vector<std::string> warnings;
-  absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(directory, &warnings);
+  absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(directory, &warnings, format);
   if (!set.ok()) {
     std::fprintf(stderr, "%s\n", std::string(set.status().message()).c_str());
     return kExitUsage;
@@ -693,7 +693,17 @@ int Main(int argc, char** argv) {
   health->add_option("--service", health_service,
                      "Service name (default: the whole server), e.g. schemagate.v1.AgentService");
 
-  std::string lint_dir = "migrations", lint_lock_timeout = "5s", lint_from;
+  std::string lint_dir = "migrations", lint_lock_timeout = "5s", lint_from, set_format = "auto";
+  // --format of the commands that read a set offline.
+  auto add_format = [&set_format](CLI::App* command) {
+    command
+        ->add_option("--format", set_format,
+                     "The set's file format (docs/formats.md); auto: told from the files, a "
+                     "directory mixing formats is refused")
+        ->envname("SCHEMAGATE_FORMAT")
+        ->check(CLI::IsMember(SetFormatNames()))
+        ->capture_default_str();
+  };
   CLI::App* lint = app.add_subcommand(
       "lint", "Check migrations offline: unsafe locks, unmarked drops/renames, SQL errors;\n"
               "exit 1 when schemagated would refuse to start with the set\n"
@@ -703,6 +713,7 @@ int Main(int argc, char** argv) {
   lint->add_option("--migrations-dir", lint_dir, "The migrations to check")
       ->envname("SCHEMAGATE_MIGRATIONS_DIR")
       ->capture_default_str();
+  add_format(lint);
   lint->add_option("--lock-timeout", lint_lock_timeout,
                    "schemagated's --lock-timeout (0: none), for the lock-timeout rule")
       ->capture_default_str();
@@ -720,6 +731,7 @@ int Main(int argc, char** argv) {
   verify->add_option("--migrations-dir", verify_dir, "The migrations to verify")
       ->envname("SCHEMAGATE_MIGRATIONS_DIR")
       ->capture_default_str();
+  add_format(verify);
   verify->add_option("--database-url", verify_url,
                      "A throwaway database: migrations are applied, undone and applied again");
   verify->add_flag("--allow-non-empty", verify_allow_non_empty,
@@ -783,8 +795,12 @@ int Main(int argc, char** argv) {
   if (instances->parsed()) return RunInstances(flags);
   if (watch->parsed()) return RunWatch(flags, watch_after, watch_for);
   if (health->parsed()) return RunHealth(flags, health_service);
-  if (lint->parsed()) return RunLint(flags, lint_dir, lint_lock_timeout, lint_from);
-  if (verify->parsed()) return RunVerify(flags, verify_dir, verify_url, verify_allow_non_empty);
+  // --format was checked against SetFormatNames() when parsed.
+  const SetFormat format = ParseSetFormat(set_format).value_or(SetFormat::kAuto);
+  if (lint->parsed()) return RunLint(flags, lint_dir, format, lint_lock_timeout, lint_from);
+  if (verify->parsed()) {
+    return RunVerify(flags, verify_dir, format, verify_url, verify_allow_non_empty);
+  }
   if (snapshot->parsed()) return RunSnapshot(snapshot_url, snapshot_schema, snapshot_out);
   if (validate->parsed()) return RunValidate(flags);
   if (actor.empty()) {

@@ -96,6 +96,17 @@ absl::StatusOr<NewMigrationFiles> CreateMigrationFiles(const NewMigrationOptions
     return absl::InvalidArgumentError(
         absl::StrCat(options.directory, " is not a directory; pass --migrations-dir"));
   }
+  // `new` writes golang-migrate's pair: in a goose, dbmate or Flyway set
+  // that would make a directory of two formats, which no loader accepts.
+  std::vector<std::string> ignored;
+  if (absl::StatusOr<MigrationSet> set =
+          MigrationSet::LoadDirectoryWith(options.directory, /*split=*/nullptr, &ignored);
+      set.ok() && set->format() != SetFormat::kGolangMigrate) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.directory, " holds a ", SetFormatName(set->format()),
+        " set and new writes golang-migrate's VERSION_name.up.sql/.down.sql: write the "
+        "migration in ", SetFormatName(set->format()), "'s own layout (docs/formats.md)"));
+  }
   absl::StatusOr<std::set<int64_t>> taken = VersionsIn(options.directory);
   if (!taken.ok()) return taken.status();
   // Two `new` in one second: the next free second, so the version stays a

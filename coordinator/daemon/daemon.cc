@@ -146,8 +146,14 @@ void AddDaemonFlags(CLI::App* app_ptr, DaemonFlags* flags) {
                  "pooler)")
       ->envname("SCHEMAGATE_DATABASE_URL");
   app.add_option("--migrations-dir", flags->migrations_dir,
-                 "Directory of VERSION_name.up.sql files")
+                 "Directory of VERSION_name.up.sql files (or goose, dbmate or Flyway files)")
       ->envname("SCHEMAGATE_MIGRATIONS_DIR")
+      ->capture_default_str();
+  app.add_option("--format", flags->format,
+                 "The set's file format (docs/formats.md); auto: told from the files, a "
+                 "directory mixing formats is refused")
+      ->envname("SCHEMAGATE_FORMAT")
+      ->check(CLI::IsMember(SetFormatNames()))
       ->capture_default_str();
   app.add_option("--listen", flags->listen, "gRPC address host:port (port 0: any free port)")
       ->envname("SCHEMAGATE_LISTEN")
@@ -338,10 +344,16 @@ int RunDaemon(DaemonFlags flags) {
     }
     lint_policy.lint_from = *version;
   }
+  absl::StatusOr<SetFormat> format = ParseSetFormat(flags.format);
+  if (!format.ok()) {
+    std::fprintf(stderr, "schemagated: %s\n", std::string(format.status().message()).c_str());
+    return kExitUsage;
+  }
   // The same checks at start and whenever the set is re-read from disk.
-  auto load_set = [flags, lint_policy]() -> absl::StatusOr<MigrationSet> {
+  auto load_set = [flags, lint_policy, format = *format]() -> absl::StatusOr<MigrationSet> {
     std::vector<std::string> warnings;
-    absl::StatusOr<MigrationSet> set = LoadLintedSet(flags.migrations_dir, lint_policy, &warnings);
+    absl::StatusOr<MigrationSet> set =
+        LoadLintedSet(flags.migrations_dir, format, lint_policy, &warnings);
     for (const std::string& warning : warnings) LogWarning("%s", warning);
     return set;
   };
@@ -350,8 +362,8 @@ int RunDaemon(DaemonFlags flags) {
     LogError("refusing to start: %s", set.status().message());
     return kExitUsage;
   }
-  LogInfo("loaded %d migration(s) from %s (head %d)", set->migrations().size(),
-          flags.migrations_dir, set->Head());
+  LogInfo("loaded %d migration(s) from %s (%s format, head %d)", set->migrations().size(),
+          flags.migrations_dir, SetFormatName(set->format()), set->Head());
   options.load_set = load_set;
   options.set_fingerprint = [flags] { return DirectoryFingerprint(flags.migrations_dir); };
 

@@ -23,7 +23,8 @@ struct AccessFlags {
 
 // Every flag of schemagated, as given (durations still text).
 struct DaemonFlags {
-  std::string database_url, migrations_dir = "./migrations", listen = "127.0.0.1:50051";
+  std::string database_url, migrations_dir = "./migrations", format = "auto";
+  std::string listen = "127.0.0.1:50051";
   std::string apply_mode = "auto", schema = "schemagate", lock_key, id, log_format = "text";
   std::string http_listen, lint_mode = "error", lint_from, backup_dir, backup_command;
   std::string lock_timeout = "5s", statement_timeout = "0", resync = "10s", grace, lease = "30s";

@@ -41,12 +41,13 @@ bool Refuses(const LintFinding& finding, const LintPolicy& policy) {
          finding.waived.empty();
 }
 
-absl::StatusOr<MigrationSet> LoadLintedSet(const std::string& dir, const LintPolicy& policy,
+absl::StatusOr<MigrationSet> LoadLintedSet(const std::string& dir, SetFormat format,
+                                           const LintPolicy& policy,
                                            std::vector<std::string>* warnings,
                                            std::vector<LintFinding>* findings) {
   std::vector<std::string> ignored;
   if (warnings == nullptr) warnings = &ignored;
-  absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(dir, warnings);
+  absl::StatusOr<MigrationSet> set = MigrationSet::LoadDirectory(dir, warnings, format);
   if (!set.ok()) return set.status();
   std::vector<LintFinding> all = LintSetWithPolicy(*set, policy);
 

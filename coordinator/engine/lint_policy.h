@@ -51,14 +51,15 @@ std::vector<LintFinding> LintSetWithPolicy(const MigrationSet& set, const LintPo
 // an error, not waived, in kError mode.
 bool Refuses(const LintFinding& finding, const LintPolicy& policy);
 
-// Loads the set in `dir` (MigrationSet::LoadDirectory) and lints it. Fails
+// Loads the set in `dir` (MigrationSet::LoadDirectory, in `format`) and lints it. Fails
 // with INVALID_ARGUMENT with the loader's message, or, when any finding
 // Refuses, listing every refused finding as "path:line: error: message
 // [rule]" with its fix, and how to waive. Everything else that is worth
 // telling (files ignored by the loader, warnings, waived and --lint=warn
 // findings, lint-ignore rules that match nothing) is appended to `warnings`,
 // one entry each. All findings, if `findings` is given (also on refusal).
-absl::StatusOr<MigrationSet> LoadLintedSet(const std::string& dir, const LintPolicy& policy,
+absl::StatusOr<MigrationSet> LoadLintedSet(const std::string& dir, SetFormat format,
+                                           const LintPolicy& policy,
                                            std::vector<std::string>* warnings,
                                            std::vector<LintFinding>* findings = nullptr);
 

@@ -7,14 +7,15 @@
 namespace schemagate {
 
 absl::StatusOr<MigrationSet> MigrationSet::LoadDirectory(const std::string& dir,
-                                                         std::vector<std::string>* warnings) {
-  return LoadDirectoryWith(dir, &SplitSql, warnings);
+                                                         std::vector<std::string>* warnings,
+                                                         SetFormat format) {
+  return LoadDirectoryWith(dir, &SplitSql, warnings, format);
 }
 
 absl::StatusOr<MigrationSet> MigrationSet::LoadFiles(
     const std::string& dir, const std::map<std::string, std::string>& files,
-    std::vector<std::string>* warnings) {
-  return LoadFilesWith(dir, files, &SplitSql, warnings);
+    std::vector<std::string>* warnings, SetFormat format) {
+  return LoadFilesWith(dir, files, &SplitSql, warnings, format);
 }
 
 }  // namespace schemagate

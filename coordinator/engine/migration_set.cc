@@ -50,31 +50,54 @@ std::string FoldCrlf(absl::string_view content) {
   return out;
 }
 
-// Loads one script (up or down), appending problems to `errors`.
-std::optional<MigrationScript> LoadScript(const std::string& path,
-                                          const absl::StatusOr<std::string>& content,
-                                          std::string* checksum,
-                                          const SqlSplitter& split,
-                                          std::vector<std::string>* errors) {
-  if (!content.ok()) {
-    errors->push_back(std::string(content.status().message()));
-    return std::nullopt;
+// Joins the statements that lie between a goose StatementBegin/End pair
+// into one, run as goose runs the block: whole.
+std::vector<SqlStatement> JoinBlocks(std::vector<SqlStatement> statements,
+                                     const std::vector<std::pair<int, int>>& blocks) {
+  std::vector<SqlStatement> joined;
+  for (SqlStatement& statement : statements) {
+    bool same_block = false;
+    if (!joined.empty()) {
+      for (const auto& [begin, end] : blocks) {
+        same_block |= joined.back().line > begin && statement.line < end && statement.line > begin;
+      }
+    }
+    if (!same_block) {
+      joined.push_back(std::move(statement));
+      continue;
+    }
+    SqlStatement& block = joined.back();
+    absl::StrAppend(&block.text, ";\n", statement.text);
+    if (block.needs_no_transaction.empty()) block.needs_no_transaction = statement.needs_no_transaction;
+    block.is_transaction_control |= statement.is_transaction_control;
   }
-  if (size_t bad = FindInvalidUtf8(*content); bad != absl::string_view::npos) {
-    errors->push_back(absl::StrCat(path, ":", LineOfOffset(*content, bad),
-                                   ": not valid UTF-8 (byte ", bad,
+  return joined;
+}
+
+// Loads one script (up or down) of `dir`, appending problems to `errors`.
+std::optional<MigrationScript> LoadScript(const std::string& dir, const ScriptSource& source,
+                                          std::string* checksum, const SqlSplitter& split,
+                                          std::vector<std::string>* errors) {
+  const std::string path = absl::StrCat(dir, "/", source.file);
+  // Blank lines in front of a section keep every line number the file's.
+  const std::string padding(source.first_line - 1, '\n');
+  const std::string content = padding + source.content;
+  auto byte_of = [&](size_t offset) { return offset - padding.size() + source.first_byte; };
+  if (size_t bad = FindInvalidUtf8(content); bad != absl::string_view::npos) {
+    errors->push_back(absl::StrCat(path, ":", LineOfOffset(content, bad),
+                                   ": not valid UTF-8 (byte ", byte_of(bad),
                                    "); save the file as UTF-8"));
     return std::nullopt;
   }
-  if (size_t nul = content->find('\0'); nul != std::string::npos) {
+  if (size_t nul = content.find('\0'); nul != std::string::npos) {
     // The SQL parser reads C strings: the file would silently end there.
-    errors->push_back(absl::StrCat(path, ":", LineOfOffset(*content, nul),
-                                   ": NUL byte (byte ", nul,
+    errors->push_back(absl::StrCat(path, ":", LineOfOffset(content, nul),
+                                   ": NUL byte (byte ", byte_of(nul),
                                    "); a migration file is text, remove it"));
     return std::nullopt;
   }
-  if (checksum != nullptr) *checksum = MigrationChecksum(*content);
-  const std::string sql = FoldCrlf(*content);
+  if (checksum != nullptr) *checksum = MigrationChecksum(source.content);
+  const std::string sql = FoldCrlf(content);
   MigrationScript script;
   script.path = path;
   absl::StatusOr<Directives> directives = ParseDirectives(path, sql);
@@ -83,6 +106,7 @@ std::optional<MigrationScript> LoadScript(const std::string& path,
     return std::nullopt;
   }
   script.directives = *directives;
+  script.directives.no_transaction |= source.no_transaction;
   if (split == nullptr) return script;  // Headers only: no statements.
   absl::StatusOr<std::vector<SqlStatement>> statements = split(sql);
   if (!statements.ok()) {
@@ -90,6 +114,11 @@ std::optional<MigrationScript> LoadScript(const std::string& path,
         path, ":", absl::StripPrefix(statements.status().message(), "line "),
         " (PostgreSQL 15 cannot parse this SQL; fix the statement)"));
     return std::nullopt;
+  }
+  if (source.no_transaction_if_needed) {
+    for (const SqlStatement& statement : *statements) {
+      script.directives.no_transaction |= !statement.needs_no_transaction.empty();
+    }
   }
   bool ok = true;
   for (const SqlStatement& statement : *statements) {
@@ -109,7 +138,7 @@ std::optional<MigrationScript> LoadScript(const std::string& path,
     }
   }
   if (!ok) return std::nullopt;
-  script.statements = std::move(*statements);
+  script.statements = JoinBlocks(*std::move(statements), source.blocks);
   return script;
 }
 
@@ -401,7 +430,8 @@ int64_t MigrationSet::HighestNonBreaking() const {
 
 absl::StatusOr<MigrationSet> MigrationSet::LoadDirectoryWith(const std::string& dir,
                                                              const SqlSplitter& split,
-                                                             std::vector<std::string>* warnings) {
+                                                             std::vector<std::string>* warnings,
+                                                             SetFormat format) {
   DIR* handle = opendir(dir.c_str());
   if (handle == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -421,7 +451,7 @@ absl::StatusOr<MigrationSet> MigrationSet::LoadDirectoryWith(const std::string& 
   std::sort(names.begin(), names.end());
   return Load(
       dir, names, [&dir](const std::string& name) { return ReadFile(absl::StrCat(dir, "/", name)); },
-      split, warnings);
+      split, warnings, format);
 }
 
 absl::StatusOr<std::string> DirectoryFingerprint(const std::string& dir) {
@@ -449,77 +479,61 @@ absl::StatusOr<std::string> DirectoryFingerprint(const std::string& dir) {
 
 absl::StatusOr<MigrationSet> MigrationSet::LoadFilesWith(
     const std::string& dir, const std::map<std::string, std::string>& files,
-    const SqlSplitter& split, std::vector<std::string>* warnings) {
+    const SqlSplitter& split, std::vector<std::string>* warnings, SetFormat format) {
   std::vector<std::string> names;
   names.reserve(files.size());
   for (const auto& [name, content] : files) names.push_back(name);  // Sorted: a std::map.
   return Load(
       dir, names,
       [&files](const std::string& name) -> absl::StatusOr<std::string> { return files.at(name); },
-      split, warnings);
+      split, warnings, format);
 }
 
 absl::StatusOr<MigrationSet> MigrationSet::Load(const std::string& dir,
                                                 const std::vector<std::string>& names,
-                                                const FileReader& read,
+                                                const SetFileReader& read,
                                                 const SqlSplitter& split,
-                                                std::vector<std::string>* warnings) {
-  struct Files {
-    // File names (not paths) within `dir`.
-    std::vector<std::string> ups, downs;
-    std::string name;
-  };
-  std::map<int64_t, Files> by_version;
+                                                std::vector<std::string>* warnings,
+                                                SetFormat format) {
   std::vector<std::string> errors;
-  for (const std::string& file : names) {
-    const std::string path = absl::StrCat(dir, "/", file);
-    std::string digits, name;
-    bool is_up = false;
-    if (!ParseMigrationFileName(file, &digits, &name, &is_up)) {
-      if (warnings != nullptr) {
-        warnings->push_back(absl::StrCat(
-            path, ": ignored (not VERSION_name.up.sql or VERSION_name.down.sql)"));
-      }
-      continue;
-    }
-    absl::StatusOr<int64_t> version = ParseVersion(digits);
-    if (!version.ok()) {
-      errors.push_back(absl::StrCat(path, ":1: ", version.status().message()));
-      continue;
-    }
-    Files& files = by_version[*version];
-    (is_up ? files.ups : files.downs).push_back(file);
-    if (is_up) files.name = name;
-  }
-
+  const SetFiles files{dir, names, read, &errors, warnings};
   MigrationSet set;
   set.directory_ = dir;
-  auto path = [&dir](const std::string& file) { return absl::StrCat(dir, "/", file); };
-  for (auto& [version, files] : by_version) {
-    if (files.ups.size() > 1 || files.downs.size() > 1) {
-      const auto& dup = files.ups.size() > 1 ? files.ups : files.downs;
-      errors.push_back(absl::StrCat(path(dup[1]), ":1: duplicate version ", version,
-                                    ", also used by ", path(dup[0]),
-                                    "; give one of them a new version (schemagatectl new)"));
-      continue;
+  if (format == SetFormat::kAuto) {
+    absl::StatusOr<SetFormat> detected = DetectSetFormat(files);
+    if (!detected.ok()) {
+      errors.push_back(std::string(detected.status().message()));
+    } else {
+      format = *detected;
     }
-    if (files.ups.empty()) {
-      errors.push_back(absl::StrCat(path(files.downs[0]), ":1: down migration without an up file "
-                                    "for version ", version,
-                                    "; add the .up.sql or remove the .down.sql"));
-      continue;
-    }
+  }
+  set.format_ = format;
+  std::vector<MigrationSource> sources;
+  switch (format) {
+    case SetFormat::kAuto:
+      break;  // Not detected: the error says why.
+    case SetFormat::kGolangMigrate:
+      sources = ReadGolangMigrateSet(files);
+      break;
+    case SetFormat::kGoose:
+      sources = ReadGooseSet(files);
+      break;
+    case SetFormat::kDbmate:
+      sources = ReadDbmateSet(files);
+      break;
+    case SetFormat::kFlyway:
+      sources = ReadFlywaySet(files);
+      break;
+  }
+  for (MigrationSource& source : sources) {
     Migration migration;
-    migration.version = version;
-    migration.name = files.name;
+    migration.version = source.version;
+    migration.name = source.name;
     std::optional<MigrationScript> up =
-        LoadScript(path(files.ups[0]), read(files.ups[0]), &migration.checksum, split, &errors);
+        LoadScript(dir, source.up, &migration.checksum, split, &errors);
     std::optional<MigrationScript> down;
-    if (!files.downs.empty()) {
-      down = LoadScript(path(files.downs[0]), read(files.downs[0]), nullptr, split, &errors);
-    }
-    if (!up) continue;
-    if (!files.downs.empty() && !down) continue;
+    if (source.down) down = LoadScript(dir, *source.down, nullptr, split, &errors);
+    if (!up || (source.down && !down)) continue;
     migration.up = std::move(*up);
     migration.down = std::move(down);
     set.migrations_.push_back(std::move(migration));

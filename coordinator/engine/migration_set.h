@@ -1,8 +1,9 @@
 // A migration set: the up/down SQL files of one directory, parsed, checked
 // and checksummed. Knows nothing of PostgreSQL connections.
 //
-// File layout (golang-migrate's): {VERSION}_{name}.up.sql and an optional
-// {VERSION}_{name}.down.sql. Directives are leading comment lines:
+// File layout: golang-migrate's {VERSION}_{name}.up.sql and an optional
+// {VERSION}_{name}.down.sql, or goose's, dbmate's or Flyway's
+// (set_format.h, docs/formats.md). Directives are leading comment lines:
 //   -- schemagate:no-transaction
 //   -- schemagate:breaking
 //   -- schemagate:lock-timeout=5s
@@ -26,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "coordinator/engine/set_format.h"
 #include "coordinator/sql/script.h"
 
 namespace schemagate {
@@ -33,7 +35,8 @@ namespace schemagate {
 struct Migration {
   int64_t version = 0;
   std::string name;
-  // Lower-case hex SHA-256 of the up file with CRLF folded to LF.
+  // Lower-case hex SHA-256 of the up file (of a single-file format: the
+  // file up to its down section) with CRLF folded to LF.
   std::string checksum;
   MigrationScript up;
   std::optional<MigrationScript> down;
@@ -51,18 +54,22 @@ class MigrationSet {
  public:
   MigrationSet() = default;
 
-  // Loads every migration in `dir`. Fails with INVALID_ARGUMENT listing every
-  // problem as "path:line: what is wrong (hint)". Files that match neither
-  // file pattern are skipped; a line for each is appended to `warnings`.
+  // Loads every migration in `dir`, written in `format` (kAuto: the one its
+  // files are in; a directory mixing formats is refused). Fails with
+  // INVALID_ARGUMENT listing every problem as "path:line: what is wrong
+  // (hint)". Files that are not migrations of the format are skipped; a line
+  // for each is appended to `warnings`.
   static absl::StatusOr<MigrationSet> LoadDirectory(const std::string& dir,
-                                                    std::vector<std::string>* warnings);
+                                                    std::vector<std::string>* warnings,
+                                                    SetFormat format = SetFormat::kAuto);
 
   // Loads a set held in memory, as LoadDirectory loads a directory holding
   // exactly `files` (file name -> content): same checks, same messages, with
   // paths "dir/name". Reads no file; the fuzz targets and tests use it.
   static absl::StatusOr<MigrationSet> LoadFiles(const std::string& dir,
                                                 const std::map<std::string, std::string>& files,
-                                                std::vector<std::string>* warnings);
+                                                std::vector<std::string>* warnings,
+                                                SetFormat format = SetFormat::kAuto);
 
   // The loaders above with the SQL splitter given (LoadDirectory and
   // LoadFiles pass SplitSql). With `split` null every file is read, named,
@@ -71,14 +78,18 @@ class MigrationSet {
   // versions, breaking flags and checksums) and so links no SQL parser.
   static absl::StatusOr<MigrationSet> LoadDirectoryWith(const std::string& dir,
                                                         const SqlSplitter& split,
-                                                        std::vector<std::string>* warnings);
+                                                        std::vector<std::string>* warnings,
+                                                        SetFormat format = SetFormat::kAuto);
   static absl::StatusOr<MigrationSet> LoadFilesWith(
       const std::string& dir, const std::map<std::string, std::string>& files,
-      const SqlSplitter& split, std::vector<std::string>* warnings);
+      const SqlSplitter& split, std::vector<std::string>* warnings,
+      SetFormat format = SetFormat::kAuto);
 
   // Migrations ordered by version.
   const std::vector<Migration>& migrations() const { return migrations_; }
   const std::string& directory() const { return directory_; }
+  // The format the files were read in (never kAuto).
+  SetFormat format() const { return format_; }
 
   // nullptr if the set has no such version.
   const Migration* Find(int64_t version) const;
@@ -88,17 +99,15 @@ class MigrationSet {
   int64_t HighestNonBreaking() const;
 
  private:
-  // Reads the file `name` of the set (the content, or why it cannot be read).
-  using FileReader = std::function<absl::StatusOr<std::string>(const std::string& name)>;
-
   // The loader behind LoadDirectory and LoadFiles: `names` are the set's
   // regular files, sorted; only those that fit a migration file pattern are read.
   static absl::StatusOr<MigrationSet> Load(const std::string& dir,
                                            const std::vector<std::string>& names,
-                                           const FileReader& read, const SqlSplitter& split,
-                                           std::vector<std::string>* warnings);
+                                           const SetFileReader& read, const SqlSplitter& split,
+                                           std::vector<std::string>* warnings, SetFormat format);
 
   std::string directory_;
+  SetFormat format_ = SetFormat::kGolangMigrate;
   std::vector<Migration> migrations_;
 };
 

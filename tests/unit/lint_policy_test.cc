@@ -36,7 +36,7 @@ class LintPolicyTest : public ::testing::Test {
   absl::StatusOr<MigrationSet> Load(const LintPolicy& policy) {
     warnings_.clear();
     findings_.clear();
-    return LoadLintedSet(dir_.path(), policy, &warnings_, &findings_);
+    return LoadLintedSet(dir_.path(), SetFormat::kAuto, policy, &warnings_, &findings_);
   }
   std::string Warnings() const { return absl::StrJoin(warnings_, "\n"); }
 
@@ -155,7 +155,7 @@ TEST_F(LintPolicyTest, LoaderErrorsComeFirstAndUnchanged) {
 TEST_F(LintPolicyTest, TheProjectsOwnMigrationsLoadUnderTheDefaultPolicy) {
   std::vector<std::string> warnings;
   absl::StatusOr<MigrationSet> set =
-      LoadLintedSet(testing::SourcePath("migrations"), LintPolicy(), &warnings);
+      LoadLintedSet(testing::SourcePath("migrations"), SetFormat::kAuto, LintPolicy(), &warnings);
   EXPECT_TRUE(set.ok()) << set.status();
 }
 

@@ -103,6 +103,21 @@ TEST(NewMigrationTest, CreatesAMissingDirectory) {
   EXPECT_FALSE(files->created_directory);
 }
 
+TEST(NewMigrationTest, RefusesToAddAGolangMigratePairToAnotherFormatsSet) {
+  TempDir dir;
+  dir.Write("00001_users.sql", "-- +goose Up\nCREATE TABLE users (id int);\n");
+  NewMigrationOptions options;
+  options.directory = dir.path();
+  options.name = "more";
+  options.now = At("2026-11-24T05:30:07Z");
+  absl::StatusOr<NewMigrationFiles> files = CreateMigrationFiles(options);
+  ASSERT_FALSE(files.ok());
+  EXPECT_THAT(std::string(files.status().message()),
+              HasSubstr("holds a goose set and new writes golang-migrate's"));
+  std::vector<std::string> warnings;
+  EXPECT_TRUE(MigrationSet::LoadDirectory(dir.path(), &warnings).ok());
+}
+
 TEST(NewMigrationTest, RefusesEmptyNamesAndPathsThatCannotBeADirectory) {
   TempDir dir;
   dir.Write("a_file", "");
