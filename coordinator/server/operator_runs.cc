@@ -96,19 +96,29 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
         *coordinator_->snapshot(), coordinator_->options().runner, request->target_version());
     std::shared_ptr<RunStream> stream = RunStream::Open();
     for (const v1::PlanStep& step : plan.steps()) {
-      stream->Push(DryRunStep(
-          step.version(), step.name(), step.statements_size(),
-          step.held_back() ? absl::StrCat("dry run: held back: ", step.held_back_reason())
-                           : absl::StrCat("dry run: would apply (",
-                                          step.transactional() ? "transaction" : "no-transaction",
-                                          step.breaking() ? ", breaking" : "", ")")));
+      std::string message;
+      if (!step.held_back()) {
+        message = absl::StrCat("dry run: would apply (",
+                               step.transactional() ? "transaction" : "no-transaction",
+                               step.breaking() ? ", breaking" : "", ")");
+      } else if (step.version() == decided.blocker.version) {
+        // The blocker's own step says only "held back": the summary says why, once.
+        message = "dry run: held back";
+      } else {
+        message = absl::StrCat("dry run: held back: ", step.held_back_reason());
+      }
+      stream->Push(
+          DryRunStep(step.version(), step.name(), step.statements_size(), std::move(message)));
     }
     RunEvent end;
     end.kind = RunEvent::Kind::kRunFinished;
     end.held_back = static_cast<int>(decided.pending.size() - decided.steps.size());
-    end.message = absl::StrCat("dry run: ", decided.steps.size(),
-                               " migration(s) would apply; nothing was executed",
-                               plan.note().empty() ? "" : "; ", plan.note());
+    // The plan's note already says how many would apply when some are held back.
+    const bool counted = decided.blocker.kind == BlockerKind::kBreakingHeld;
+    end.message = counted ? absl::StrCat("dry run: ", plan.note(), "; nothing was executed")
+                          : absl::StrCat("dry run: ", decided.steps.size(),
+                                         " migration(s) would apply; nothing was executed",
+                                         plan.note().empty() ? "" : "; ", plan.note());
     stream->Push(end);
     const bool refused = decided.stopped() && decided.blocker.kind != BlockerKind::kBreakingHeld;
     stream->Complete(refused ? absl::FailedPreconditionError(absl::StrCat(
