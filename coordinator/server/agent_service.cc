@@ -9,14 +9,15 @@
 #include "coordinator/server/proto_convert.h"
 #include "coordinator/server/reactors.h"
 #include "coordinator/server/request_limits.h"
+#include "coordinator/server/stream_writer.h"
 
 namespace schemagate {
 namespace {
 
-// Streams an app's readiness and keeps only the latest answer: while a
-// write is in flight new states replace each other in `pending_`, so a slow
-// client costs one message, not a queue. gRPC calls are made outside `mu_`,
-// because the library may run OnDone inline.
+// Streams an app's readiness and keeps only the latest answer (StreamWriter
+// coalesces snapshot states): a slow client costs one message, not a
+// queue. gRPC calls are made outside `mu_`, because the library may run
+// OnDone inline.
 //
 // `Base` is the reactor type (server-streaming Wait or bidi Attach).
 template <typename Base>
@@ -26,22 +27,25 @@ class ReadinessStream : public Base, public StateObserver {
       : coordinator_(coordinator), end_on_answer_(end_on_answer), attached_(attached) {}
 
   void OnStateChanged(const std::shared_ptr<const Snapshot>& snapshot) override {
-    ReadinessAnswer answer;
-    SendKind send = SendKind::kNone;
     {
+      // Held across the offer so that `last_` follows the generations the
+      // writer accepts (Publish may tell observers from two threads).
       absl::MutexLock lock(&mu_);
-      if (finishing_ || !target_) return;
-      // Publish may tell observers from two threads: never go back in time.
-      if (snapshot->generation < generation_) return;
-      generation_ = snapshot->generation;
-      answer = coordinator_->SharedAnswer(*snapshot, target_key_, *target_);
-      if (last_ && *last_ == answer) return;
-      last_ = answer;
-      pending_.emplace();
-      ToProto(answer, coordinator_->options().coordinator_id, &*pending_);
-      send = TakePendingLocked();
+      if (!target_) return;
+      ReadinessAnswer answer = coordinator_->SharedAnswer(*snapshot, target_key_, *target_);
+      if (last_ && *last_ == answer) {
+        writer_.Offer(snapshot->generation, std::nullopt);  // newer, but nothing to say
+        return;
+      }
+      std::optional<v1::Readiness> message(std::in_place);
+      ToProto(answer, coordinator_->options().coordinator_id, &*message);
+      // An answer that ends the stream goes out with the status in one batch.
+      const bool last = end_on_answer_ && (answer.state == ReadinessState::kReady ||
+                                           IsFinal(answer.state));
+      if (!writer_.Offer(snapshot->generation, std::move(message), last)) return;
+      last_ = std::move(answer);
     }
-    Send(send);
+    writer_.Flush();
   }
 
   void OnShutdown() override {
@@ -50,8 +54,9 @@ class ReadinessStream : public Base, public StateObserver {
   }
 
   std::optional<AgentStreamInfo> agent_info() override {
+    if (writer_.ending()) return std::nullopt;
     absl::MutexLock lock(&mu_);
-    if (!target_ || finishing_) return std::nullopt;
+    if (!target_) return std::nullopt;
     AgentStreamInfo info;
     info.app = target_->app;
     info.app_version = target_->app_version;
@@ -61,28 +66,7 @@ class ReadinessStream : public Base, public StateObserver {
     return info;
   }
 
-  // Not called after a write-and-finish (the stream's last answer).
-  void OnWriteDone(bool ok) override {
-    SendKind send = SendKind::kNone;
-    std::optional<grpc::Status> finish;
-    {
-      absl::MutexLock lock(&mu_);
-      write_in_flight_ = false;
-      if (!ok) {
-        finishing_ = true;
-        finish = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-      } else if (deferred_finish_) {
-        finish = *deferred_finish_;
-      } else {
-        send = TakePendingLocked();
-      }
-    }
-    if (finish) {
-      this->Finish(*finish);
-    } else {
-      Send(send);
-    }
-  }
+  void OnWriteDone(bool ok) override { writer_.OnWriteDone(ok); }
 
  protected:
   // Sets what to evaluate and sends the first answer.
@@ -97,18 +81,7 @@ class ReadinessStream : public Base, public StateObserver {
   }
 
   // Finishes now, or after the write in flight completes. Idempotent.
-  void EndStream(const grpc::Status& status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finishing_) return;
-      finishing_ = true;
-      if (write_in_flight_) {
-        deferred_finish_ = status;
-        return;
-      }
-    }
-    this->Finish(status);
-  }
+  void EndStream(const grpc::Status& status) { writer_.End(status); }
 
   // Keeps the stream counted against its client's cap while it is open.
   void HoldSlot(std::unique_ptr<StreamQuota::Slot> slot) { slot_ = std::move(slot); }
@@ -119,50 +92,14 @@ class ReadinessStream : public Base, public StateObserver {
 
  private:
   std::unique_ptr<StreamQuota::Slot> slot_;
-
-  enum class SendKind { kNone, kWrite, kWriteAndFinish };
-
-  // Moves the pending answer into `in_flight_` unless a write is in flight.
-  // An answer that ends the stream goes out with the status in one batch
-  // (one completion instead of two: fan-out to thousands of waiters costs
-  // half the completion-queue work).
-  SendKind TakePendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (write_in_flight_ || !pending_ || finishing_) return SendKind::kNone;
-    in_flight_ = std::move(*pending_);
-    pending_.reset();
-    write_in_flight_ = true;
-    if (end_on_answer_ &&
-        (in_flight_.state() == v1::READY || IsFinal(FromProto(in_flight_.state())))) {
-      finishing_ = true;
-      return SendKind::kWriteAndFinish;
-    }
-    return SendKind::kWrite;
-  }
-
-  // Called outside `mu_` (gRPC may run reactions inline).
-  void Send(SendKind send) {
-    if (send == SendKind::kWrite) {
-      this->StartWrite(&in_flight_);
-    } else if (send == SendKind::kWriteAndFinish) {
-      this->StartWriteAndFinish(&in_flight_, grpc::WriteOptions(), grpc::Status::OK);
-    }
-  }
-
   const bool end_on_answer_;
   const bool attached_;
+  StreamWriter<Base, v1::Readiness> writer_{this};
   absl::Mutex mu_;
   std::optional<AppTarget> target_ ABSL_GUARDED_BY(mu_);
   std::string target_key_ ABSL_GUARDED_BY(mu_);  // Coordinator::TargetKey(*target_)
+  // The answer last accepted by the writer.
   std::optional<ReadinessAnswer> last_ ABSL_GUARDED_BY(mu_);
-  // Generation of the newest snapshot answered from.
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
-  std::optional<v1::Readiness> pending_ ABSL_GUARDED_BY(mu_);
-  // Owned by gRPC between StartWrite and OnWriteDone (or OnDone after a
-  // write-and-finish).
-  v1::Readiness in_flight_;
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<grpc::Status> deferred_finish_ ABSL_GUARDED_BY(mu_);
 };
 
 // Wait: the current answer, every change, and the end after READY or a

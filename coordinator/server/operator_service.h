@@ -33,36 +33,34 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
                       CallGuards guards = {})
       : coordinator_(coordinator), options_(std::move(options)), guards_(guards) {}
 
-  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
-                                      const v1::GetStatusRequest* request,
-                                      v1::Status* response) override;
-  grpc::ServerUnaryReactor* ListMigrations(grpc::CallbackServerContext* context,
-                                           const v1::ListMigrationsRequest* request,
-                                           v1::ListMigrationsResponse* response) override;
-  grpc::ServerUnaryReactor* Plan(grpc::CallbackServerContext* context,
-                                 const v1::PlanRequest* request,
-                                 v1::PlanResponse* response) override;
-  grpc::ServerWriteReactor<v1::RunProgress>* Apply(grpc::CallbackServerContext* context,
-                                                   const v1::ApplyRequest* request) override;
-  grpc::ServerUnaryReactor* History(grpc::CallbackServerContext* context,
-                                    const v1::HistoryRequest* request,
-                                    v1::HistoryResponse* response) override;
-  grpc::ServerWriteReactor<v1::RunProgress>* Rollback(grpc::CallbackServerContext* context,
-                                                      const v1::RollbackRequest* request) override;
-  grpc::ServerUnaryReactor* Repair(grpc::CallbackServerContext* context,
-                                   const v1::RepairRequest* request,
-                                   v1::RepairResponse* response) override;
-  grpc::ServerUnaryReactor* Baseline(grpc::CallbackServerContext* context,
-                                     const v1::BaselineRequest* request,
-                                     v1::BaselineResponse* response) override;
-  grpc::ServerUnaryReactor* Validate(grpc::CallbackServerContext* context,
-                                     const v1::ValidateRequest* request,
-                                     v1::ValidateResponse* response) override;
-  grpc::ServerUnaryReactor* ListInstances(grpc::CallbackServerContext* context,
-                                          const v1::ListInstancesRequest* request,
-                                          v1::ListInstancesResponse* response) override;
-  grpc::ServerWriteReactor<v1::Event>* WatchEvents(grpc::CallbackServerContext* context,
-                                                   const v1::WatchEventsRequest* request) override;
+  using Context = grpc::CallbackServerContext;
+  using Unary = grpc::ServerUnaryReactor;
+  template <typename Message>
+  using Stream = grpc::ServerWriteReactor<Message>;
+
+  // Read-only (operator_queries.cc): answered from memory, or read on the
+  // worker thread (plan re-reads the set; history and validate read the
+  // database).
+  Unary* GetStatus(Context*, const v1::GetStatusRequest*, v1::Status*) override;
+  Unary* ListMigrations(Context*, const v1::ListMigrationsRequest*,
+                        v1::ListMigrationsResponse*) override;
+  Unary* Plan(Context*, const v1::PlanRequest*, v1::PlanResponse*) override;
+  Unary* History(Context*, const v1::HistoryRequest*, v1::HistoryResponse*) override;
+  Unary* Validate(Context*, const v1::ValidateRequest*, v1::ValidateResponse*) override;
+  Unary* ListInstances(Context*, const v1::ListInstancesRequest*,
+                       v1::ListInstancesResponse*) override;
+
+  // Runs as progress streams (operator_runs.cc), on the runner thread.
+  Stream<v1::RunProgress>* Apply(Context*, const v1::ApplyRequest*) override;
+  Stream<v1::RunProgress>* Rollback(Context*, const v1::RollbackRequest*) override;
+
+  // Bookkeeping repairs (operator_repair.cc), on the runner thread so that
+  // they never overlap a run.
+  Unary* Repair(Context*, const v1::RepairRequest*, v1::RepairResponse*) override;
+  Unary* Baseline(Context*, const v1::BaselineRequest*, v1::BaselineResponse*) override;
+
+  // The live event feed (operator_events.cc).
+  Stream<v1::Event>* WatchEvents(Context*, const v1::WatchEventsRequest*) override;
 
  private:
   Coordinator* const coordinator_;
