@@ -1,0 +1,124 @@
+// Publishing snapshots: the watcher's reads, and the commits of this
+// coordinator's own run between them (Coordinator::PublishCommitted).
+#include <algorithm>
+#include <utility>
+
+#include "coordinator/fleet/coordinator.h"
+
+namespace schemagate {
+
+void Coordinator::Publish(std::shared_ptr<Snapshot> next) {
+  std::function<void(bool)> health;
+  bool serving = next->view.database_available;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    // A state read before one of this run's commits must not hide it.
+    bool merged = false;
+    for (const AppliedMigration& row : run_committed_) {
+      std::vector<AppliedMigration>& applied = next->view.db.applied;
+      auto it = std::lower_bound(
+          applied.begin(), applied.end(), row.version,
+          [](const AppliedMigration& m, int64_t v) { return m.version < v; });
+      if (it != applied.end() && it->version == row.version && !it->dirty) continue;
+      // A new row whose checksum is the published set's file adds no
+      // conflict and removes none: the conflicts stand, without the pass
+      // over every applied row (per commit, that grew with the set).
+      const Migration* file = next->view.set ? next->view.set->Find(row.version) : nullptr;
+      const bool replaces = it != applied.end() && it->version == row.version;
+      if (replaces || file == nullptr || file->checksum != row.checksum) merged = true;
+      if (replaces) {
+        *it = row;
+      } else {
+        applied.insert(it, row);
+      }
+    }
+    if (merged) next->view.conflicts = FindConflicts(*next->view.set, next->view.db);
+    next->generation = ++generation_;
+    next->view.run_in_progress = next->view.run_in_progress || local_run_;
+    snapshot_ = next;
+    if (!last_health_ || *last_health_ != serving) {
+      last_health_ = serving;
+      health = health_callback_;
+    }
+  }
+  if (health) health(serving);
+  std::vector<std::shared_ptr<StateObserver>> observers;
+  {
+    absl::MutexLock lock(&observers_mu_);
+    observers.reserve(observers_.size());
+    for (auto& [ptr, observer] : observers_) observers.push_back(observer);
+  }
+  std::shared_ptr<const Snapshot> published = next;
+  for (auto& observer : observers) observer->OnStateChanged(published);
+  if (AutoRunWanted(next->view)) {
+    absl::MutexLock lock(&queue_mu_);
+    wake_runner_ = true;
+  }
+}
+
+void Coordinator::PublishCommitted(const MigrationSet& set, int64_t version) {
+  const Migration* m = set.Find(version);
+  if (m == nullptr) return;
+  AppliedMigration row;
+  row.version = m->version;
+  row.name = m->name;
+  row.checksum = m->checksum;
+  row.applied_at = options_.clock->Now();
+  row.applied_by = options_.coordinator_id;
+  row.statements_done = static_cast<int>(m->up.statements.size());
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    if (!local_run_) return;
+    run_committed_.push_back(std::move(row));
+    commit_publish_pending_ = true;
+  }
+  FlushCommitted();
+}
+
+void Coordinator::FlushCommitted() {
+  // A commit is published at once unless another was published less than
+  // kCommitPublishGap ago; then the watcher publishes it when the gap has
+  // passed (WatchLoop), so a burst of fast migrations costs one snapshot per
+  // gap instead of one per migration (each a copy of the whole state).
+  std::shared_ptr<Snapshot> next;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    const absl::Time now = options_.clock->Now();
+    if (!commit_publish_pending_ || now - last_commit_publish_ < kCommitPublishGap) return;
+    commit_publish_pending_ = false;
+    last_commit_publish_ = now;
+    next = std::make_shared<Snapshot>(*snapshot_);
+  }
+  Publish(std::move(next));
+}
+
+bool Coordinator::CommitPublishPending() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return commit_publish_pending_;
+}
+
+bool Coordinator::LocalRunCommitting() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return local_run_ && !run_committed_.empty();
+}
+
+void Coordinator::PublishLocalRun(bool running) {
+  std::shared_ptr<Snapshot> next;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    local_run_ = running;
+    if (running) run_committed_.clear();
+    next = std::make_shared<Snapshot>(*snapshot_);
+    next->view.run_in_progress = running;
+  }
+  // At the end of a run, commits not yet published are merged into this
+  // last snapshot (Publish merges run_committed_) before they are dropped;
+  // the watcher's re-read has them from the database.
+  Publish(std::move(next));
+  if (running) return;
+  absl::MutexLock lock(&snapshot_mu_);
+  run_committed_.clear();
+  commit_publish_pending_ = false;
+}
+
+}  // namespace schemagate
