@@ -1,19 +1,29 @@
-// ThreadSanitizer annotations for the one handoff of Debian's libgrpc++ that
-// the tests' reports depend on (linked beside tsan_absl_sync.cc into every
-// test executable of a SCHEMAGATE_TSAN=ON build; docs/testing.md).
+// ThreadSanitizer annotations for the handoffs of Debian's libgrpc++ that
+// order a callback reactor's reactions (linked beside tsan_absl_sync.cc into
+// every test executable of a SCHEMAGATE_TSAN=ON build; docs/testing.md).
+// The functions below are called through the PLT, so these definitions,
+// exported by the executable (-rdynamic), take their place: each says what
+// the library's atomics do and calls the library's function.
 //
-// A callback call's end (its reactor's OnDone included) drops a reference
+// 1. OnDone after every other reaction. Each reaction's end drops a count
+// (ServerCallbackCall::callbacks_outstanding_, an acq_rel fetch_sub); the
+// one that drops the last calls ScheduleOnDone, and OnDone follows. The
+// drops compiled from gRPC's headers into schemagate are instrumented; the
+// ones inside libgrpc++ (after OnCancel, after the call's completion op)
+// are not. ScheduleOnDone acquires the count, and OnCancel is run through a
+// relay that releases it once the reactor's OnCancel returns, before the
+// library drops its count.
+//
+// 2. A callback call's end (its reactor's OnDone included) drops a reference
 // on the grpc::Server: UnrefWithPossibleNotify, an acq_rel fetch_sub in the
 // uninstrumented library. Server::Shutdown drops the last one and waits for
 // the count to reach zero in UnrefAndWaitLocked. So everything a reactor did
 // happens before Shutdown (and Wait) returns, but TSan cannot see the
 // atomic, and would report the destruction of whatever the reactors used
-// (after the server is shut down) as racing with them. The two functions
-// are called through the PLT, so these definitions, exported by the
-// executable (-rdynamic), take their place: each says what its atomic does
-// and calls the library's function.
+// (after the server is shut down) as racing with them.
 #include <dlfcn.h>
 #include <grpcpp/server.h>
+#include <grpcpp/support/server_callback.h>
 #include <sanitizer/tsan_interface.h>
 
 #include <cstdio>
@@ -21,29 +31,86 @@
 
 namespace {
 
-using UnrefFn = void (*)(grpc::Server*);
-
-UnrefFn Real(const char* name) {
+template <typename Fn>
+Fn Real(const char* name) {
   void* fn = dlsym(RTLD_NEXT, name);
   if (fn == nullptr) {
     std::fprintf(stderr, "tsan_grpc_sync: %s not found in libgrpc++\n", name);
     std::abort();
   }
-  return reinterpret_cast<UnrefFn>(fn);
+  return reinterpret_cast<Fn>(fn);
 }
+
+using UnrefFn = void (*)(grpc::Server*);
+using ScheduleOnDoneFn = void (*)(grpc::internal::ServerCallbackCall*, bool);
+using CallOnCancelFn = void (*)(grpc::internal::ServerCallbackCall*, grpc::internal::ServerReactor*);
+
+// &ServerCallbackCall::callbacks_outstanding_, a private member: an explicit
+// instantiation may name it.
+struct Outstanding {
+  using type = std::atomic_int grpc::internal::ServerCallbackCall::*;
+  friend type Member(Outstanding);
+};
+template <typename Tag, typename Tag::type M>
+struct Expose {
+  friend typename Tag::type Member(Tag) { return M; }
+};
+template struct Expose<Outstanding, &grpc::internal::ServerCallbackCall::callbacks_outstanding_>;
+
+void* OutstandingOf(grpc::internal::ServerCallbackCall* call) {
+  return &(call->*Member(Outstanding()));
+}
+
+// Runs the reactor's OnCancel for the library, then releases the call's
+// count (the library drops it next, uninstrumented). Deletes itself.
+class CancelRelay : public grpc::internal::ServerReactor {
+ public:
+  CancelRelay(grpc::internal::ServerReactor* reactor, void* outstanding)
+      : reactor_(reactor), outstanding_(outstanding) {}
+  void OnDone() override {}  // never called: the library only cancels through it
+  void OnCancel() override {
+    reactor_->OnCancel();
+    __tsan_release(outstanding_);
+    delete this;
+  }
+  bool InternalInlineable() override { return reactor_->InternalInlineable(); }
+
+ private:
+  grpc::internal::ServerReactor* const reactor_;
+  void* const outstanding_;
+};
 
 }  // namespace
 
 namespace grpc {
+namespace internal {
+
+void ServerCallbackCall::ScheduleOnDone(bool inline_ondone) {
+  static const auto real =
+      Real<ScheduleOnDoneFn>("_ZN4grpc8internal18ServerCallbackCall14ScheduleOnDoneEb");
+  __tsan_acquire(OutstandingOf(this));
+  real(this, inline_ondone);
+}
+
+void ServerCallbackCall::CallOnCancel(ServerReactor* reactor) {
+  static const auto real = Real<CallOnCancelFn>(
+      "_ZN4grpc8internal18ServerCallbackCall12CallOnCancelEPNS0_13ServerReactorE");
+  real(this, new CancelRelay(reactor, OutstandingOf(this)));
+}
+
+}  // namespace internal
+}  // namespace grpc
+
+namespace grpc {
 
 void Server::UnrefWithPossibleNotify() {
-  static const UnrefFn real = Real("_ZN4grpc6Server23UnrefWithPossibleNotifyEv");
+  static const auto real = Real<UnrefFn>("_ZN4grpc6Server23UnrefWithPossibleNotifyEv");
   __tsan_release(this);
   real(this);
 }
 
 void Server::UnrefAndWaitLocked() {
-  static const UnrefFn real = Real("_ZN4grpc6Server18UnrefAndWaitLockedEv");
+  static const auto real = Real<UnrefFn>("_ZN4grpc6Server18UnrefAndWaitLockedEv");
   __tsan_release(this);
   real(this);
   __tsan_acquire(this);
