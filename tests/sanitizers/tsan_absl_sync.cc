@@ -19,30 +19,16 @@
 // Await and CondVar waits are told to TSan as an unlock, then a lock when
 // they return (what they do); a Condition evaluated in between is a short
 // critical section of its own.
-#include <dlfcn.h>
 #include <sanitizer/tsan_interface.h>
-
-#include <cstdio>
-#include <cstdlib>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "tests/sanitizers/tsan_real.h"
 
 namespace {
 
-// The library's function NAME (a mangled symbol), as a plain function.
-template <typename Fn>
-Fn Real(const char* name) {
-  void* fn = dlsym(RTLD_NEXT, name);
-  if (fn == nullptr) {
-    std::fprintf(stderr, "tsan_absl_sync: %s not found in libabsl_synchronization\n", name);
-    std::abort();
-  }
-  return reinterpret_cast<Fn>(fn);
-}
-
-#define REAL(type, name)                            \
-  static const auto real = Real<type>(name); /* NOLINT */
+// `real`: the library's function NAME (a mangled symbol) of type TYPE.
+#define REAL(type, name) static const auto real = schemagate::tsan::Real<type>(name)
 
 using absl::Condition;
 using absl::Duration;
@@ -251,8 +237,7 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
 bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
   REAL(CondDeadlineFn,
        "_ZN4absl7debian35Mutex26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  return LockWith(this, cond, kRead,
-                  [&](const Condition& c) { return real(this, c, deadline); });
+  return LockWith(this, cond, kRead, [&](const Condition& c) { return real(this, c, deadline); });
 }
 
 // Await* are called with the lock held exclusively (schemagate never
@@ -294,6 +279,12 @@ using WaitNotFn = void (*)(const Notification*);
 using WaitNotTimeoutFn = bool (*)(const Notification*, Duration);
 using WaitNotDeadlineFn = bool (*)(const Notification*, Time);
 
+// What a wait that saw the notification (NOTIFIED) returns, after acquiring it.
+static bool Notified(const Notification* n, bool notified) {
+  if (notified) __tsan_acquire(const_cast<Notification*>(n));
+  return notified;
+}
+
 void Notification::Notify() {
   REAL(NotifyFn, "_ZN4absl7debian312Notification6NotifyEv");
   __tsan_release(this);
@@ -302,21 +293,17 @@ void Notification::Notify() {
 void Notification::WaitForNotification() const {
   REAL(WaitNotFn, "_ZNK4absl7debian312Notification19WaitForNotificationEv");
   real(this);
-  __tsan_acquire(const_cast<Notification*>(this));
+  Notified(this, true);
 }
 bool Notification::WaitForNotificationWithTimeout(Duration timeout) const {
   REAL(WaitNotTimeoutFn,
        "_ZNK4absl7debian312Notification30WaitForNotificationWithTimeoutENS0_8DurationE");
-  bool notified = real(this, timeout);
-  if (notified) __tsan_acquire(const_cast<Notification*>(this));
-  return notified;
+  return Notified(this, real(this, timeout));
 }
 bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
   REAL(WaitNotDeadlineFn,
        "_ZNK4absl7debian312Notification31WaitForNotificationWithDeadlineENS0_4TimeE");
-  bool notified = real(this, deadline);
-  if (notified) __tsan_acquire(const_cast<Notification*>(this));
-  return notified;
+  return Notified(this, real(this, deadline));
 }
 
 ABSL_NAMESPACE_END

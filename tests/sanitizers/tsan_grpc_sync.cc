@@ -21,29 +21,20 @@
 // happens before Shutdown (and Wait) returns, but TSan cannot see the
 // atomic, and would report the destruction of whatever the reactors used
 // (after the server is shut down) as racing with them.
-#include <dlfcn.h>
 #include <grpcpp/server.h>
 #include <grpcpp/support/server_callback.h>
 #include <sanitizer/tsan_interface.h>
 
-#include <cstdio>
-#include <cstdlib>
+#include "tests/sanitizers/tsan_real.h"
 
 namespace {
 
-template <typename Fn>
-Fn Real(const char* name) {
-  void* fn = dlsym(RTLD_NEXT, name);
-  if (fn == nullptr) {
-    std::fprintf(stderr, "tsan_grpc_sync: %s not found in libgrpc++\n", name);
-    std::abort();
-  }
-  return reinterpret_cast<Fn>(fn);
-}
+using schemagate::tsan::Real;
 
 using UnrefFn = void (*)(grpc::Server*);
 using ScheduleOnDoneFn = void (*)(grpc::internal::ServerCallbackCall*, bool);
-using CallOnCancelFn = void (*)(grpc::internal::ServerCallbackCall*, grpc::internal::ServerReactor*);
+using CallOnCancelFn = void (*)(grpc::internal::ServerCallbackCall*,
+                                grpc::internal::ServerReactor*);
 
 // &ServerCallbackCall::callbacks_outstanding_, a private member: an explicit
 // instantiation may name it.
