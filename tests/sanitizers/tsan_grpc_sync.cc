@@ -14,13 +14,22 @@
 // relay that releases it once the reactor's OnCancel returns, before the
 // library drops its count.
 //
-// 2. A callback call's end (its reactor's OnDone included) drops a reference
+// 2. A batch's completion after its start. A reactor's StartWrite (or
+// read, or finish) fills an op set and hands it to libgrpc with
+// grpc_call_start_batch; a gRPC thread later runs the tag's functor
+// (CallbackWithSuccessTag::StaticRun), which reads the op set back. libgrpc
+// orders the two; TSan cannot see how. grpc_call_start_batch releases the
+// tag, and a callback tag's functor is pointed at a trampoline that
+// acquires it before running StaticRun.
+//
+// 3. A callback call's end (its reactor's OnDone included) drops a reference
 // on the grpc::Server: UnrefWithPossibleNotify, an acq_rel fetch_sub in the
 // uninstrumented library. Server::Shutdown drops the last one and waits for
 // the count to reach zero in UnrefAndWaitLocked. So everything a reactor did
 // happens before Shutdown (and Wait) returns, but TSan cannot see the
 // atomic, and would report the destruction of whatever the reactors used
 // (after the server is shut down) as racing with them.
+#include <grpc/grpc.h>
 #include <grpcpp/server.h>
 #include <grpcpp/support/server_callback.h>
 #include <sanitizer/tsan_interface.h>
@@ -71,7 +80,35 @@ class CancelRelay : public grpc::internal::ServerReactor {
   void* const outstanding_;
 };
 
+using StartBatchFn = grpc_call_error (*)(grpc_call*, const grpc_op*, size_t, void*, void*);
+
+// CallbackWithSuccessTag::StaticRun, private too.
+struct SuccessTagRun {
+  using type = void (*)(grpc_completion_queue_functor*, int);
+  friend type Member(SuccessTagRun);
+};
+template struct Expose<SuccessTagRun, &grpc::internal::CallbackWithSuccessTag::StaticRun>;
+
+// Runs a callback tag's functor once the batch it ended is acquired.
+void AcquireThenRun(grpc_completion_queue_functor* functor, int ok) {
+  __tsan_acquire(functor);
+  Member(SuccessTagRun())(functor, ok);
+}
+
 }  // namespace
+
+extern "C" grpc_call_error grpc_call_start_batch(grpc_call* call, const grpc_op* ops, size_t nops,
+                                                 void* tag, void* reserved) {
+  static const auto real = Real<StartBatchFn>("grpc_call_start_batch");
+  // A callback tag is a grpc_completion_queue_functor; any other tag is a
+  // C++ object whose first word is its vtable, never StaticRun.
+  auto* functor = static_cast<grpc_completion_queue_functor*>(tag);
+  if (functor != nullptr && functor->functor_run == Member(SuccessTagRun())) {
+    functor->functor_run = &AcquireThenRun;
+  }
+  __tsan_release(tag);
+  return real(call, ops, nops, tag, reserved);
+}
 
 namespace grpc {
 namespace internal {
