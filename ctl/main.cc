@@ -215,8 +215,14 @@ int StreamRun(const GlobalFlags& flags, const std::string& what, const StartRun&
   if (!flags.json()) Print(absl::StrCat(what, " finished: ", applied, " migration(s)\n"));
   if (held_back > 0) {
     // Part of what was asked for did not run: not done (exit 1), never silently 0.
-    std::fprintf(stderr, "schemagatectl: %s: not everything was applied: %s\n", what.c_str(),
-                 held_back_why.c_str());
+    // The text output has just printed why; JSON readers get it on stderr.
+    if (flags.json()) {
+      std::fprintf(stderr, "schemagatectl: %s: not everything was applied: %s\n", what.c_str(),
+                   held_back_why.c_str());
+    } else {
+      std::fprintf(stderr, "schemagatectl: %s: not everything was applied: %d held back (why: above)\n",
+                   what.c_str(), held_back);
+    }
     return kExitNotDone;
   }
   return kExitReady;

@@ -14,9 +14,7 @@ constexpr char kLockNotAvailable[] = "55P03";
 
 // PostgreSQL keeps microseconds; durations are stored in milliseconds.
 absl::Time Micros(absl::Time t) { return absl::FromUnixMicros(absl::ToUnixMicros(t)); }
-absl::Duration Millis(absl::Duration d) {
-  return absl::Milliseconds(absl::ToInt64Milliseconds(d));
-}
+absl::Duration Millis(absl::Duration d) { return absl::Milliseconds(absl::ToInt64Milliseconds(d)); }
 
 absl::Status NoBookkeeping() {
   return absl::UnavailableError(
@@ -95,7 +93,10 @@ DatabaseState FakeDatabase::StateLocked() const {
   if (state.failure) state.failure->lock_timeout = false;  // Not a column.
   state.last_event_id = events_.empty() ? 0 : events_.back().id;
   state.hold_above = hold_above_;
-  for (const auto& [version, row] : migrations_) state.applied.push_back(row.m);
+  for (const auto& [version, row] : migrations_) {
+    state.applied.push_back(row.m);
+    state.applied.back().rolling_back &= row.m.dirty;  // as PgStore reads it
+  }
   for (const EventRecord& event : events_) {
     if (event.kind != "failure" || event.checksum.empty()) continue;
     std::vector<std::string>& texts = state.failed_texts[event.version];
@@ -224,10 +225,12 @@ class FakeRunSession : public RunSession {
         it = db_->migrations_.emplace(record.version, row).first;
       }
       it->second.m.dirty = true;
+      it->second.m.rolling_back = false;
       it->second.m.applied_by = record.actor;
       it->second.run_id = record.run_id;
     } else if (it != db_->migrations_.end()) {
       it->second.m.dirty = true;
+      it->second.m.rolling_back = true;
       it->second.m.statements_done = 0;
       it->second.run_id = record.run_id;
     }

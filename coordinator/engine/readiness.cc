@@ -159,18 +159,22 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
       answer.blocking_version = blocker.version;
       const AppliedMigration* row = db.Find(blocker.version);
       const Migration* m = set.Find(blocker.version);
+      const MigrationScript* script =
+          m == nullptr ? nullptr : !row->rolling_back ? &m->up : m->down ? &*m->down : nullptr;
       if (view.run_in_progress) {
         return migrating(absl::StrCat(
-            "applying no-transaction migration ", m != nullptr ? m->Label() : row->name,
-            ": statement ", row->statements_done + 1,
-            m != nullptr ? absl::StrCat(" of ", m->up.statements.size()) : "", " (",
+            row->rolling_back ? "rolling back no-transaction migration "
+                              : "applying no-transaction migration ",
+            m != nullptr ? m->Label() : row->name, ": statement ", row->statements_done + 1,
+            script != nullptr ? absl::StrCat(" of ", script->statements.size()) : "", " (",
             needed.size(), " pending up to ", r, ")"));
       }
       answer.state = ReadinessState::kFailed;
       answer.message = absl::StrCat(
-          "migration ", row->version, " (", row->name,
-          ") is dirty: a no-transaction migration stopped part-way (statement ",
-          row->statements_done + 1,
+          "migration ", row->version, " (", row->name, ") is dirty: ",
+          row->rolling_back ? "the rollback of a no-transaction migration"
+                            : "a no-transaction migration",
+          " stopped part-way (statement ", row->statements_done + 1,
           "); an operator must check the database and run 'schemagatectl repair'");
       return answer;
     }

@@ -27,9 +27,10 @@ PlanBlocker DirtyBlocker(const AppliedMigration& row) {
   PlanBlocker b;
   b.kind = BlockerKind::kDirty;
   b.version = row.version;
-  b.message = absl::StrCat("migration ", row.version, " (", row.name,
-                           ") is dirty: a no-transaction migration stopped after statement ",
-                           row.statements_done,
+  b.message = absl::StrCat("migration ", row.version, " (", row.name, ") is dirty: ",
+                           row.rolling_back ? "the rollback of a no-transaction migration"
+                                            : "a no-transaction migration",
+                           " stopped after statement ", row.statements_done,
                            "; check the database, then 'schemagatectl repair --resume ",
                            row.version, "' (or --clear-dirty / --mark-not-applied)");
   return b;

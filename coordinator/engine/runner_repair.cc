@@ -144,11 +144,14 @@ absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
         return absl::InvalidArgumentError(
             absl::StrCat("version ", request.version, " is not dirty: nothing to resume"));
       }
-      if (m == nullptr || m->transactional()) {
+      // A cut rollback resumes its down file; a cut apply its up file.
+      const MigrationScript* script =
+          m == nullptr ? nullptr : !row->rolling_back ? &m->up : m->down ? &*m->down : nullptr;
+      if (script == nullptr || script->transactional()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "version ", request.version,
-            " is not a no-transaction migration of the set; use --clear-dirty or "
-            "--mark-not-applied after checking the database"));
+            "version ", request.version, " is not a no-transaction ",
+            row->rolling_back ? "rollback" : "migration",
+            " of the set; use --clear-dirty or --mark-not-applied after checking the database"));
       }
       if (m->checksum != row->checksum) {
         return absl::FailedPreconditionError(absl::StrCat(
@@ -160,7 +163,7 @@ absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
       const int cut = row->statements_done;
       int first = cut;
       std::string dropped;
-      RETURN_IF_ERROR(PrepareResume(*session, m->up.statements, &first, &dropped));
+      RETURN_IF_ERROR(PrepareResume(*session, script->statements, &first, &dropped));
       RunContext run;
       run.session = session;
       run.run_id = run_id;
@@ -168,14 +171,15 @@ absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
       run.emit = emit;
       PlanStep step;
       step.migration = m;
-      step.script = &m->up;
-      step.limits = LimitsFor(m->up, defaults());
+      step.up = !row->rolling_back;
+      step.script = script;
+      step.limits = LimitsFor(*script, defaults());
       // The one step executor, as for apply: events, lock-timeout retries,
       // the failure recorded and the row left dirty if it fails again.
       RETURN_IF_ERROR(ExecuteStep(run, step, first, /*resuming=*/true));
-      const int count = static_cast<int>(m->up.statements.size());
-      event.message = absl::StrCat("resumed ", m->Label(), " at statement ", cut + 1, " of ",
-                                   count, dropped);
+      const int count = static_cast<int>(script->statements.size());
+      event.message = absl::StrCat("resumed ", step.up ? "" : "the rollback of ", m->Label(),
+                                   " at statement ", cut + 1, " of ", count, dropped);
       RETURN_IF_ERROR(session->RecordEvent(event));
       return event.message;
     }

@@ -34,6 +34,9 @@ struct AppliedMigration {
   std::string applied_by;
   // For a no-transaction migration: statements finished so far.
   int statements_done = 0;
+  // A dirty row left by a no-transaction down file (a rollback under way or
+  // cut part-way): statements_done counts the down's statements, not the up's.
+  bool rolling_back = false;
 };
 
 // The error of a failed statement, as PostgreSQL reported it.

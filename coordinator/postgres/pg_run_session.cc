@@ -42,64 +42,7 @@ class PgRunSession : public RunSession {
   absl::Status EnsureSchema() override {
     return Guard([&] {
       pqxx::work tx(*conn_);
-      tx.exec(absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", names_.schema));
-      tx.exec(absl::StrCat(
-          "CREATE TABLE IF NOT EXISTS ", names_.meta, " ("
-          " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
-          " meta_version integer NOT NULL,"
-          " run_epoch bigint NOT NULL DEFAULT 0,"
-          " failed_version bigint, failed_name text, failed_checksum text,"
-          " failed_sqlstate text, failed_message text, failed_statement integer,"
-          " failed_line integer, failed_at timestamptz, failed_by text)"));
-      tx.exec_params(absl::StrCat("INSERT INTO ", names_.meta,
-                                  " (singleton, meta_version) VALUES (true, $1) "
-                                  "ON CONFLICT (singleton) DO NOTHING"),
-                     kMetaVersion);
-      // Upgrades of the bookkeeping layout, in order; each is idempotent.
-      tx.exec(absl::StrCat("ALTER TABLE ", names_.meta,
-                           " ADD COLUMN IF NOT EXISTS hold_above bigint"));
-      tx.exec(absl::StrCat(
-          "CREATE TABLE IF NOT EXISTS ", names_.schema_record, " ("
-          " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
-          " fingerprint text, description text,"
-          " recorded_at timestamptz NOT NULL DEFAULT now(), run_id text)"));
-      tx.exec_params(absl::StrCat("UPDATE ", names_.meta,
-                                  " SET meta_version = $1 WHERE meta_version < $1"),
-                     kMetaVersion);
-      tx.exec(absl::StrCat(
-          "CREATE TABLE IF NOT EXISTS ", names_.migrations, " ("
-          " version bigint PRIMARY KEY CHECK (version > 0),"
-          " name text NOT NULL,"
-          " checksum text NOT NULL,"
-          " state text NOT NULL CHECK (state IN ('applied', 'dirty')),"
-          " applied_at timestamptz NOT NULL DEFAULT now(),"
-          " duration_ms bigint NOT NULL DEFAULT 0,"
-          " applied_by text NOT NULL,"
-          " statements_done integer NOT NULL DEFAULT 0,"
-          " run_id text)"));
-      tx.exec(absl::StrCat(
-          "CREATE TABLE IF NOT EXISTS ", names_.events, " ("
-          " id bigserial PRIMARY KEY,"
-          " at timestamptz NOT NULL DEFAULT clock_timestamp(),"
-          " kind text NOT NULL,"
-          " version bigint, name text, run_id text,"
-          " actor text NOT NULL,"
-          " duration_ms bigint, sqlstate text, message text,"
-          " statement_index integer, line integer)"));
-      tx.exec(absl::StrCat("ALTER TABLE ", names_.events, " ADD COLUMN IF NOT EXISTS checksum text"));
-      // ReadState looks up failures on every read.
-      tx.exec(absl::StrCat("CREATE INDEX IF NOT EXISTS events_failures ON ", names_.events,
-                           " (version) WHERE kind = 'failure'"));
-      tx.exec(absl::StrCat(
-          "CREATE TABLE IF NOT EXISTS ", names_.instances, " ("
-          " instance_id text PRIMARY KEY,"
-          " app text NOT NULL DEFAULT '', app_version text NOT NULL DEFAULT '',"
-          " known_version bigint NOT NULL DEFAULT 0, required_version bigint NOT NULL DEFAULT 0,"
-          " state text NOT NULL DEFAULT '', coordinator_id text NOT NULL DEFAULT '',"
-          " first_seen timestamptz NOT NULL DEFAULT now(),"
-          " last_seen timestamptz NOT NULL DEFAULT now(),"
-          " lease_expires timestamptz NOT NULL DEFAULT now())"));
-      AddAttachTokenColumn(tx, names_.instances);
+      CreateBookkeeping(tx, names_);
       tx.commit();
       return absl::OkStatus();
     });
@@ -129,55 +72,69 @@ class PgRunSession : public RunSession {
     return epoch;
   }
 
+  // Two round trips for a one-statement migration (psql's BEGIN; file;
+  // COMMIT takes three): the first opens the transaction, sets its limits,
+  // checks the fence and runs the first statement; each further statement is
+  // one more; the last carries the bookkeeping row, the event, the NOTIFY
+  // and the COMMIT. A failure is still that of one statement.
   absl::Status RunTransactional(const std::vector<SqlStatement>& statements,
                                 const StatementLimits& limits, const StepRecord& record,
                                 const StatementObserver& observer,
                                 SqlFailure* failure) override {
     const absl::Time start = absl::Now();
     int current = -1;
+    bool committing = false;
     RETURN_IF_ERROR(CheckConnection());
     try {
       PrepareStepStatements();
-      pqxx::work tx(*conn_);
-      const pqxx::row fence = tx.exec_prepared1(kStepFence, Interval(limits.lock_timeout),
-                                                Interval(limits.statement_timeout));
-      RETURN_IF_ERROR(CheckFence(fence[2].as<int64_t>(), fence[3].as<bool>()));
+      pqxx::nontransaction tx(*conn_);
+      std::string opening = absl::StrCat(
+          "BEGIN; SET LOCAL lock_timeout = '", Interval(limits.lock_timeout),
+          "'; SET LOCAL statement_timeout = '", Interval(limits.statement_timeout),
+          "'; EXECUTE ", kStepFence, "(", epoch_, "); ");
+      if (statements.empty()) tx.exec(opening);
       for (size_t i = 0; i < statements.size(); ++i) {
         current = static_cast<int>(i);
         if (observer) observer(current);
-        tx.exec(statements[i].text);
+        tx.exec(i == 0 ? absl::StrCat(opening, statements[i].text) : statements[i].text);
       }
       current = -1;
+      committing = true;
       const int64_t duration_ms = absl::ToInt64Milliseconds(absl::Now() - start);
-      const std::string event_and_notify = EventAndNotifySql();
-      if (record.up) {
-        tx.exec_prepared(
-            kStepBookUp,
-            record.version, record.name, record.run_id, record.actor, std::string("apply"),
-            duration_ms, std::string(kEventsChannel), options_.schema, record.checksum,
-            static_cast<int>(statements.size()));
-      } else {
-        tx.exec_params(
-            absl::StrCat("WITH book AS (DELETE FROM ", names_.migrations,
-                         " WHERE version = $1 RETURNING 1)", event_and_notify),
-            record.version, record.name, record.run_id, record.actor, std::string("rollback"),
-            duration_ms, std::string(kEventsChannel), options_.schema);
-      }
-      tx.commit();
+      tx.exec(absl::StrCat(
+          "EXECUTE ", record.up ? kStepBookUp : kStepBookDown, "(", record.version, ", ",
+          tx.quote(record.name), ", ", tx.quote(record.run_id), ", ", tx.quote(record.actor),
+          ", ", tx.quote(std::string(record.up ? "apply" : "rollback")), ", ", duration_ms, ", ",
+          tx.quote(std::string(kEventsChannel)), ", ", tx.quote(options_.schema),
+          record.up ? absl::StrCat(", ", tx.quote(record.checksum), ", ", statements.size())
+                    : std::string(),
+          "); COMMIT"));
       return absl::OkStatus();
     } catch (const pqxx::broken_connection& e) {
-      return ConnectionLost(e);
-    } catch (const pqxx::in_doubt_error& e) {
+      if (!committing) return ConnectionLost(e);
       return absl::AbortedError(absl::StrCat(
           "the commit of ", record.version, " is in doubt (", CleanMessage(e.what()),
           "); the next run re-reads the state"));
     } catch (const pqxx::sql_error& e) {
       if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) return ConnectionLost(e);
+      RollBack();
+      if (absl::Status fence = FenceFailure(e); !fence.ok()) return fence;
       FillFailure(e, statements, current, record, failure);
       return absl::FailedPreconditionError(failure->message);
     } catch (const std::exception& e) {
       if (!conn_->is_open()) return ConnectionLost(e);
+      RollBack();
       return Unavailable(e);
+    }
+  }
+
+  // Ends the transaction a failed step left open (aborted) on the session.
+  void RollBack() {
+    try {
+      pqxx::nontransaction tx(*conn_);
+      tx.exec("ROLLBACK");
+    } catch (const std::exception&) {
+      // A broken connection has no transaction left to end.
     }
   }
 
@@ -234,12 +191,13 @@ class PgRunSession : public RunSession {
                            "INSERT INTO ", names_.migrations,
                            " (version, name, checksum, state, applied_by, statements_done, run_id)"
                            " VALUES ($1, $2, $3, 'dirty', $4, 0, $5) ON CONFLICT (version) DO "
-                           "UPDATE SET state = 'dirty', run_id = $5, applied_by = $4"),
+                           "UPDATE SET state = 'dirty', run_id = $5, applied_by = $4,"
+                           " direction = 'up'"),
                        record.version, record.name, record.checksum, record.actor, record.run_id);
       } else {
         tx.exec_params(absl::StrCat("UPDATE ", names_.migrations,
-                                    " SET state = 'dirty', statements_done = 0, run_id = $2"
-                                    " WHERE version = $1"),
+                                    " SET state = 'dirty', statements_done = 0, run_id = $2,"
+                                    " direction = 'down' WHERE version = $1"),
                        record.version, record.run_id);
       }
       Notify(tx);
@@ -490,29 +448,50 @@ class PgRunSession : public RunSession {
         " (SELECT count(*) FROM ev)");
   }
 
-  // The fence and the bookkeeping of every transactional up step, parsed
-  // and planned once per run instead of once per migration. set_config(…,
-  // true) is SET LOCAL.
+  // The fence and the bookkeeping of every transactional step, parsed and
+  // planned once per run (SQL-level PREPARE, so that they can share a simple
+  // query with the statements and the COMMIT). The fence fails its
+  // statement with a text FenceFailure recognises when this session lost
+  // the lock or another coordinator moved the epoch.
   void PrepareStepStatements() {
     if (step_statements_prepared_) return;
-    conn_->prepare(kStepFence,
-                   absl::StrCat("SELECT set_config('lock_timeout', $1, true),"
-                                " set_config('statement_timeout', $2, true), run_epoch, ",
-                                LockHeldSql(), " FROM ", names_.meta));
-    conn_->prepare(
-        kStepBookUp,
-        absl::StrCat("WITH book AS (INSERT INTO ", names_.migrations,
-                     " (version, name, checksum, state, applied_at, duration_ms, applied_by,"
-                     " statements_done, run_id) VALUES ($1, $2, $9, 'applied', now(), $6, $4,"
-                     " $10, $3) ON CONFLICT (version) DO UPDATE SET name = $2, checksum = $9,"
-                     " state = 'applied', applied_at = now(), duration_ms = $6,"
-                     " applied_by = $4, statements_done = $10, run_id = $3 RETURNING 1)",
-                     EventAndNotifySql()));
+    pqxx::nontransaction tx(*conn_);
+    tx.exec(absl::StrCat(
+        "PREPARE ", kStepFence, " (bigint) AS SELECT CASE WHEN run_epoch = $1 AND ",
+        LockHeldSql(), " THEN 0 ELSE ('", kFenceMarker, "' || CASE WHEN ", LockHeldSql(),
+        " THEN 'epoch ' ELSE 'lock ' END || run_epoch)::int END FROM ", names_.meta, "; ",
+        "PREPARE ", kStepBookUp,
+        " (bigint, text, text, text, text, bigint, text, text, text, int) AS "
+        "WITH book AS (INSERT INTO ", names_.migrations,
+        " (version, name, checksum, state, applied_at, duration_ms, applied_by,"
+        " statements_done, run_id) VALUES ($1, $2, $9, 'applied', now(), $6, $4,"
+        " $10, $3) ON CONFLICT (version) DO UPDATE SET name = $2, checksum = $9,"
+        " state = 'applied', applied_at = now(), duration_ms = $6,"
+        " applied_by = $4, statements_done = $10, run_id = $3 RETURNING 1)",
+        EventAndNotifySql(), "; ",
+        "PREPARE ", kStepBookDown, " (bigint, text, text, text, text, bigint, text, text) AS "
+        "WITH book AS (DELETE FROM ", names_.migrations, " WHERE version = $1 RETURNING 1)",
+        EventAndNotifySql()));
     step_statements_prepared_ = true;
+  }
+
+  // The fence's failure as the run's: the lock lost or the epoch moved.
+  absl::Status FenceFailure(const pqxx::sql_error& e) {
+    const absl::string_view what = e.what();
+    const size_t at = what.find(kFenceMarker);
+    if (at == absl::string_view::npos) return absl::OkStatus();
+    absl::string_view rest = what.substr(at + std::strlen(kFenceMarker));
+    const bool held = absl::ConsumePrefix(&rest, "epoch ");
+    absl::ConsumePrefix(&rest, "lock ");
+    int64_t epoch = -1;
+    (void)absl::SimpleAtoi(rest.substr(0, rest.find_first_not_of("0123456789")), &epoch);
+    return CheckFence(epoch, held);
   }
 
   static constexpr char kStepFence[] = "schemagate_step_fence";
   static constexpr char kStepBookUp[] = "schemagate_step_book_up";
+  static constexpr char kStepBookDown[] = "schemagate_step_book_down";
+  static constexpr char kFenceMarker[] = "schemagate-fence: ";
 
   // Whether this very backend holds the run lock. Through a transaction
   // pooler (PgBouncer pool_mode=transaction) a transaction may land on a

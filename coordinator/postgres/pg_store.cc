@@ -58,14 +58,14 @@ absl::StatusOr<pqxx::connection*> PgStore::ReadConnection() {
 }
 
 absl::StatusOr<DatabaseState> PgStore::ReadState() {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(pqxx::connection * conn, ReadConnection());
-  try {
-    return ReadStateOn(*conn, options_.schema, *lock_key_);
-  } catch (const std::exception& e) {
-    if (!conn->is_open()) read_conn_.reset();
-    return Unavailable(e);
-  }
+  // Errors as every read reports them: an SQL error on a working connection
+  // is not an unreachable database.
+  absl::StatusOr<DatabaseState> state;
+  RETURN_IF_ERROR(WithConnection([&](pqxx::connection& conn) {
+    state = ReadStateOn(conn, options_.schema, *lock_key_);
+    return absl::OkStatus();
+  }));
+  return state;
 }
 
 absl::Status PgStore::WithConnection(

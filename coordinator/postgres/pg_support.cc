@@ -136,8 +136,10 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
   if (!meta[11].is_null()) state.hold_above = meta[11].as<int64_t>();
   pqxx::result rows = tx.exec(absl::StrCat(
       "SELECT version, name, checksum, state, (extract(epoch FROM applied_at) * 1000000)::bigint, "
-      "duration_ms, applied_by, statements_done FROM ",
-      names.migrations, " ORDER BY version"));
+      "duration_ms, applied_by, statements_done, "
+      // Through jsonb, and only for dirty rows: a layout before the column has none.
+      "CASE WHEN state = 'dirty' THEN to_jsonb(m) ->> 'direction' END FROM ",
+      names.migrations, " m ORDER BY version"));
   state.applied.reserve(rows.size());
   for (const pqxx::row& row : rows) {
     AppliedMigration m;
@@ -149,6 +151,7 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
     m.duration = absl::Milliseconds(row[5].as<int64_t>());
     m.applied_by = row[6].as<std::string>();
     m.statements_done = row[7].as<int>();
+    m.rolling_back = m.dirty && row[8].as<std::string>("") == "down";
     state.applied.push_back(std::move(m));
   }
   // Through jsonb: a layout before 5 has no checksum column.

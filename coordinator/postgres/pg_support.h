@@ -73,6 +73,9 @@ struct Names {
   std::string schema, meta, migrations, events, instances, schema_record;
 };
 
+// Creates or upgrades the bookkeeping schema in `tx` (idempotent).
+void CreateBookkeeping(pqxx::transaction_base& tx, const Names& names);
+
 // The run lock is a session lock, so the run connection must be a session
 // of its own. PgBouncer (in any pool mode) answers the client's startup
 // itself and sends a cancel key of its own making, so the backend pid libpq

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/numbers.h"
@@ -37,9 +38,18 @@ void Help(std::string* out, const char* name, const char* type, const char* help
   absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
 }
 
+// Whole numbers print in full: versions are 14-digit timestamps, which StrAppend's six
+// significant digits would print as 2.02612e+13.
+std::string SampleValue(double value) {
+  if (value == std::trunc(value) && std::fabs(value) < 9007199254740992.0) {
+    return absl::StrCat(static_cast<int64_t>(value));
+  }
+  return absl::StrFormat("%.17g", value);
+}
+
 void Gauge(std::string* out, const char* name, const char* help, double value) {
   Help(out, name, "gauge", help);
-  absl::StrAppend(out, name, " ", value, "\n");
+  absl::StrAppend(out, name, " ", SampleValue(value), "\n");
 }
 
 class RpcInterceptor : public grpc::experimental::Interceptor {
@@ -114,7 +124,7 @@ void RpcMetrics::Render(std::string* out) {
                       "\",le=\"", le, "\"} ", cumulative, "\n");
     }
     absl::StrAppend(out, "schemagate_rpc_duration_seconds_sum{method=\"", Label(method), "\"} ",
-                    series.sum, "\n", "schemagate_rpc_duration_seconds_count{method=\"",
+                    SampleValue(series.sum), "\n", "schemagate_rpc_duration_seconds_count{method=\"",
                     Label(method), "\"} ", series.count, "\n");
   }
 }
@@ -182,7 +192,7 @@ std::string RenderMetrics(Coordinator& coordinator, RpcMetrics* rpc) {
           c.lock_held ? 1 : 0);
     Help(&out, "schemagate_lock_wait_seconds_total", "counter",
          "Time this coordinator's runs spent waiting for the run lock.");
-    absl::StrAppend(&out, "schemagate_lock_wait_seconds_total ", c.lock_wait_seconds, "\n");
+    absl::StrAppend(&out, "schemagate_lock_wait_seconds_total ", SampleValue(c.lock_wait_seconds), "\n");
     Help(&out, "schemagate_run_duration_seconds", "histogram", "Duration of runs.");
     int64_t cumulative = 0;
     for (size_t i = 0; i < c.run_buckets.size(); ++i) {
@@ -193,7 +203,7 @@ std::string RenderMetrics(Coordinator& coordinator, RpcMetrics* rpc) {
       absl::StrAppend(&out, "schemagate_run_duration_seconds_bucket{le=\"", le, "\"} ",
                       cumulative, "\n");
     }
-    absl::StrAppend(&out, "schemagate_run_duration_seconds_sum ", c.run_seconds_sum, "\n",
+    absl::StrAppend(&out, "schemagate_run_duration_seconds_sum ", SampleValue(c.run_seconds_sum), "\n",
                     "schemagate_run_duration_seconds_count ", c.run_count, "\n");
   }
   if (rpc != nullptr) rpc->Render(&out);

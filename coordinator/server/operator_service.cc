@@ -412,9 +412,12 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
       event.version = step.version();
       event.name = step.name();
       event.statement_count = step.statements_size();
+      // The blocker's own step says only "held back": the summary says why, once.
       event.message =
           step.held_back()
-              ? absl::StrCat("dry run: held back: ", step.held_back_reason())
+              ? (step.version() == decided.blocker.version
+                     ? std::string("dry run: held back")
+                     : absl::StrCat("dry run: held back: ", step.held_back_reason()))
               : absl::StrCat("dry run: would apply (",
                              step.transactional() ? "transaction" : "no-transaction",
                              step.breaking() ? ", breaking" : "", ")");
@@ -423,9 +426,12 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
     RunEvent end;
     end.kind = RunEvent::Kind::kRunFinished;
     end.held_back = static_cast<int>(decided.pending.size() - decided.steps.size());
-    end.message = absl::StrCat("dry run: ", decided.steps.size(),
-                               " migration(s) would apply; nothing was executed",
-                               plan.note().empty() ? "" : "; ", plan.note());
+    // The plan's note already says how many would apply when some are held back.
+    const bool counted = decided.blocker.kind == BlockerKind::kBreakingHeld;
+    end.message = counted ? absl::StrCat("dry run: ", plan.note(), "; nothing was executed")
+                          : absl::StrCat("dry run: ", decided.steps.size(),
+                                         " migration(s) would apply; nothing was executed",
+                                         plan.note().empty() ? "" : "; ", plan.note());
     stream->Push(end);
     const bool refused = decided.stopped() && decided.blocker.kind != BlockerKind::kBreakingHeld;
     stream->Complete(refused ? ToGrpc(absl::FailedPreconditionError(

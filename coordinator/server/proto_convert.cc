@@ -58,6 +58,15 @@ void ToProto(const InstanceRecord& i, v1::Instance* out) {
   SetTime(i.last_seen, out->mutable_last_seen());
 }
 
+// With the readiness the instance's own targets have against the view.
+void ToProto(const InstanceRecord& i, const SchemaView& view, v1::Instance* out) {
+  ToProto(i, out);
+  AppTarget target;
+  target.known_version = i.known_version;
+  target.required_version = i.required_version;
+  out->set_state(ToProto(EvaluateReadiness(target, view).state));
+}
+
 void ToProto(const RunEvent& event, v1::RunProgress* out) {
   out->set_held_back(event.held_back);
   switch (event.kind) {
@@ -170,7 +179,7 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
     out->set_message(blocker.message);
     out->set_blocked_version(blocker.version);
     for (const InstanceRecord& i : blocker.instances) {
-      ToProto(i, out->add_blocking_instances());
+      ToProto(i, view, out->add_blocking_instances());
     }
   } else if (pending > 0) {
     out->set_state(v1::BEHIND);
@@ -310,12 +319,7 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
 void BuildInstances(const Snapshot& snapshot, v1::ListInstancesResponse* out) {
   std::map<std::pair<std::string, std::string>, int> counts;
   for (const InstanceRecord& i : snapshot.view.db.live_instances) {
-    v1::Instance* instance = out->add_instances();
-    ToProto(i, instance);
-    AppTarget target;
-    target.known_version = i.known_version;
-    target.required_version = i.required_version;
-    instance->set_state(ToProto(EvaluateReadiness(target, snapshot.view).state));
+    ToProto(i, snapshot.view, out->add_instances());
     ++counts[{i.app, i.app_version}];
   }
   for (const auto& [key, n] : counts) {

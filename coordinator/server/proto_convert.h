@@ -21,6 +21,8 @@ void ToProto(const SqlFailure& failure, v1::Failure* out);
 void ToProto(const EventRecord& event, v1::Event* out);
 void ToProto(const RunEvent& event, v1::RunProgress* out);
 void ToProto(const InstanceRecord& instance, v1::Instance* out);
+// The same, with the readiness its own targets have against the view (status, instances).
+void ToProto(const InstanceRecord& instance, const SchemaView& view, v1::Instance* out);
 
 // GetStatus / ListMigrations / Plan from a snapshot.
 void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,

@@ -46,6 +46,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddListeningPort(options.listen, Credentials(options), &server->port_);
   builder.RegisterService(&server->agent_service_);
   builder.RegisterService(&server->operator_service_);
+  // gRPC sets SO_REUSEPORT by default on Linux: a second schemagated given the same --listen
+  // would then share the port and take half the connections instead of failing to start.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,

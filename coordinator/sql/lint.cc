@@ -193,6 +193,19 @@ void MigrationLinter::LintRename(const pg_query::RenameStmt& rename, int line) {
                          "instance still uses ",
                          Display(relation)));
         renamed_tables_.push_back({relation, findings_.size() - 1});
+      } else {
+        Add(LintSeverity::kWarning, "rename-table-marked-breaking", line,
+            absl::StrCat("ALTER TABLE ", Display(relation), " RENAME TO ", rename.newname(),
+                         " marked breaking: schemagate holds it back while instances that use ",
+                         Display(relation), " run, but the release that uses ", rename.newname(),
+                         " cannot start before it is applied (an app's required version skips "
+                         "breaking migrations)"),
+            absl::StrCat("do the rename in a migration not marked breaking and keep the old "
+                         "name as `CREATE VIEW ",
+                         Display(relation), " AS SELECT * FROM ", rename.newname(),
+                         "`; drop the view in a later migration marked breaking "
+                         "(docs/safe-migrations.md)"));
+        renamed_tables_.push_back({relation, findings_.size() - 1});
       }
       break;
     case pg_query::OBJECT_COLUMN:
@@ -211,6 +224,23 @@ void MigrationLinter::LintRename(const pg_query::RenameStmt& rename, int line) {
                          rename.newname(), ", then drop ", rename.subname(),
                          " in a contract migration marked `-- schemagate:breaking`, which "
                          "schemagate applies only once no running instance still uses it"));
+      } else {
+        // Marking it breaking only moves the failure to the new release.
+        Add(LintSeverity::kWarning, "rename-column-marked-breaking", line,
+            absl::StrCat("ALTER TABLE ", Display(relation), " RENAME COLUMN ", rename.subname(),
+                         " TO ", rename.newname(),
+                         " marked breaking: schemagate holds it back while instances that "
+                         "use ",
+                         rename.subname(),
+                         " run, but the release that uses ", rename.newname(),
+                         " cannot start before it is applied (an app's required version skips "
+                         "breaking migrations), so one of the two releases fails either way"),
+            absl::StrCat("expand/contract: add column ", rename.newname(),
+                         " (not breaking), write both and backfill, deploy an application that "
+                         "uses only ",
+                         rename.newname(), ", then drop ", rename.subname(),
+                         " in a migration marked `-- schemagate:breaking` "
+                         "(docs/safe-migrations.md)"));
       }
       break;
     case pg_query::OBJECT_TABCONSTRAINT:

@@ -17,6 +17,8 @@ inline constexpr absl::string_view kLintRules[] = {
     "drop-column-not-breaking",
     "rename-table-not-breaking",
     "rename-column-not-breaking",
+    "rename-table-marked-breaking",
+    "rename-column-marked-breaking",
     "index-not-concurrent",
     "add-column-not-null-without-default",
     "alter-column-type",

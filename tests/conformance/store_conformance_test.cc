@@ -367,9 +367,12 @@ TEST_P(StoreConformanceTest, ANonTransactionalStepIsDirtyAndRecordsProgress) {
 
   StepRecord down = record;
   down.up = false;
+  EXPECT_FALSE(state.applied[0].rolling_back);
   ASSERT_TRUE(session->MarkDirty(down).ok());
   state = State();
   EXPECT_TRUE(state.applied[0].dirty);
+  // The row says which file its count is of: the down's, not the up's.
+  EXPECT_TRUE(state.applied[0].rolling_back);
   EXPECT_EQ(state.applied[0].statements_done, 0);
   ASSERT_TRUE(session->FinishDirty(down, absl::Milliseconds(5)).ok());
   EXPECT_TRUE(State().applied.empty());

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -121,6 +122,62 @@ TEST_F(WalkthroughTest, ACoordinatorWithoutItsDatabaseIsNotCalledUnreachable) {
   }
   EXPECT_EQ(Ctl("127.0.0.1:1", {"history"}, &out), 7) << out;
   EXPECT_THAT(out, HasSubstr("is schemagated running"));
+}
+
+// A second schemagated given the address another one listens on refuses to
+// start (gRPC's default SO_REUSEPORT let both serve one port, each taking
+// part of the connections).
+TEST_F(WalkthroughTest, ASecondCoordinatorOnTheSamePortRefusesToStart) {
+  dir_.Write("20261202044442_t.up.sql", "CREATE TABLE t(id int);\n");
+  CoordinatorProcess first(db_->url(), dir_.path(), {"--apply", "manual"});
+  std::string out;
+  const int code = RunBinary({BinaryPath("schemagated"), "--database-url", db_->url(),
+                              "--migrations-dir", dir_.path(), "--listen", first.address(),
+                              "--apply", "manual"},
+                             &out);
+  EXPECT_NE(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("cannot listen on " + first.address()));
+  EXPECT_EQ(Ctl(first.address(), {"status"}, &out), 1) << out;  // the first still serves
+}
+
+// Metrics print whole versions in full (a 14-digit timestamp was 2.02612e+13),
+// and status JSON gives each instance in the way its readiness state.
+TEST_F(WalkthroughTest, MetricsPrintTimestampVersionsAndBlockingInstancesHaveAState) {
+  dir_.Write("20261202044442_t.up.sql", "CREATE TABLE t(id int, a int);\n");
+  dir_.Write("20261202060000_drop_a.up.sql",
+             "-- schemagate:breaking\nALTER TABLE t DROP COLUMN a;\n");
+  CoordinatorProcess c(db_->url(), dir_.path(),
+                       {"--apply", "manual", "--metrics-listen", "127.0.0.1:0"});
+  std::string out;
+  ASSERT_EQ(Ctl(c.address(), {"apply", "--target", "20261202044442"}, &out), 0) << out;
+  ChildProcess old_app({BinaryPath("schemagate-agent"), "wait", "--coordinator", c.address(),
+                        "--known", "20261202044442", "--instance-id", "old-1", "--", "sh", "-c",
+                        "echo up; while true; do sleep 0.05; done"});
+  ASSERT_TRUE(old_app.WaitForLog("up", absl::Seconds(30))) << old_app.Log();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        Ctl(c.address(), {"status", "--output", "json"}, &out);
+        return absl::StrContains(out, "old-1");
+      },
+      absl::Seconds(20)))
+      << out;
+  EXPECT_THAT(out, HasSubstr("\"state\": \"READY\""));
+  EXPECT_THAT(out, Not(HasSubstr("UNSPECIFIED")));
+
+  ASSERT_TRUE(c.process().WaitForLog("/metrics", absl::Seconds(10)));
+  const std::string log = c.process().Log();
+  const size_t at = log.find("metrics on http://");
+  const std::string url = log.substr(at + 18, log.find('\n', at) - at - 18);
+  std::string metrics;
+  ASSERT_EQ(RunBinary({"/usr/bin/curl", "-sf", url}, &metrics), 0) << url;
+  EXPECT_THAT(metrics, HasSubstr("schemagate_applied_version 20261202044442\n"));
+  EXPECT_THAT(metrics, HasSubstr("schemagate_head_version 20261202060000\n"));
+  EXPECT_THAT(metrics, Not(HasSubstr("e+13")));
+
+  // The dry run's summary says once how many would apply and why the rest wait.
+  EXPECT_EQ(Ctl(c.address(), {"apply", "--dry-run"}, &out), 1) << out;
+  EXPECT_EQ(out.find("migration(s) would apply"), out.rfind("migration(s) would apply")) << out;
+  EXPECT_THAT(out, HasSubstr("1 held back"));
 }
 
 }  // namespace

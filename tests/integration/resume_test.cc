@@ -199,5 +199,39 @@ TEST_F(ResumeTest, AnInvalidIndexIsRebuiltAlsoUnderIfNotExistsAndADropNotYetDone
   EXPECT_EQ(db_->Query("SELECT to_regclass('public.big_old')"), "");
 }
 
+// A rollback cut part-way leaves its row dirty with the down's count: resume
+// finishes the down file (and removes the row), never the up's statements.
+TEST_F(ResumeTest, ACutRollbackResumesItsDownFile) {
+  dir_.Write("0001_big.up.sql", "CREATE TABLE big (id int, v int);\nCREATE TABLE extra (id int);\n");
+  dir_.Write("0002_idx.up.sql",
+             "-- schemagate:no-transaction\n"
+             "CREATE INDEX CONCURRENTLY big_v ON big (v);\n"
+             "CREATE INDEX CONCURRENTLY big_id ON big (id);\n");
+  dir_.Write("0002_idx.down.sql",
+             "-- schemagate:no-transaction\n"
+             "DROP INDEX CONCURRENTLY big_id;\n"
+             "DROP INDEX CONCURRENTLY big_v;\n");
+  dir_.Write("0003_later.up.sql", "SELECT 1;\n");
+  ApplyBelowAndCut(3);  // applies 1 and 2; only 3's row is cut, and removed again
+  db_->Exec("DELETE FROM schemagate.migrations WHERE version = 3");
+  db_->Exec("DROP INDEX big_v");  // the down's second statement will fail
+  RollbackRequest rollback;
+  rollback.target_version = 1;
+  rollback.actor = "operator";
+  absl::StatusOr<RunOutcome> rolled = runner_->Rollback(rollback, nullptr, nullptr);
+  EXPECT_FALSE(rolled.ok() && rolled->applied == 1);
+  ASSERT_EQ(Row(2), "dirty/1");
+  EXPECT_EQ(db_->Query("SELECT direction FROM schemagate.migrations WHERE version = 2"), "down");
+  db_->Exec("CREATE INDEX big_v ON big (v)");
+
+  absl::StatusOr<std::string> resumed = Resume(2);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_THAT(*resumed, HasSubstr("resumed the rollback of"));
+  EXPECT_THAT(*resumed, HasSubstr("at statement 2 of 2"));
+  EXPECT_EQ(Row(2), "");
+  EXPECT_EQ(db_->Query("SELECT to_regclass('public.big_v')"), "");
+  EXPECT_EQ(db_->Query("SELECT to_regclass('public.big_id')"), "");
+}
+
 }  // namespace
 }  // namespace schemagate

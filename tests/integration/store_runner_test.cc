@@ -511,6 +511,21 @@ TEST_F(StoreRunnerTest, UnreachableDatabaseIsUnavailable) {
   EXPECT_EQ(store.BeginRun(LockWaitOptions()).status().code(), absl::StatusCode::kUnavailable);
 }
 
+// A damaged bookkeeping schema is an SQL error on a working connection:
+// reported as one (with its SQLSTATE), never as an unreachable database.
+TEST_F(StoreRunnerTest, AnSqlErrorWhileReadingTheStateIsNotUnavailable) {
+  auto store = NewStore();
+  {
+    absl::StatusOr<std::unique_ptr<RunSession>> session = store->BeginRun(LockWaitOptions());
+    ASSERT_TRUE(session.ok()) << session.status();
+    ASSERT_TRUE((*session)->EnsureSchema().ok());
+  }
+  db_->Exec("ALTER TABLE schemagate.migrations DROP COLUMN statements_done");
+  absl::StatusOr<DatabaseState> state = store->ReadState();
+  EXPECT_EQ(state.status().code(), absl::StatusCode::kInternal) << state.status();
+  EXPECT_THAT(std::string(state.status().message()), HasSubstr("SQLSTATE 42703"));
+}
+
 TEST(LockKeyTest, DerivedFromDatabaseAndSchemaOrGiven) {
   EXPECT_EQ(DeriveLockKey("app", "schemagate"), DeriveLockKey("app", "schemagate"));
   EXPECT_NE(DeriveLockKey("app", "schemagate"), DeriveLockKey("app", "other"));

@@ -110,8 +110,23 @@ TEST_F(LintTest, DropsAndRenamesInABreakingMigrationAreAllowed) {
       "ALTER TABLE users RENAME COLUMN email TO mail;\n"
       "ALTER TABLE orders RENAME TO purchases;\n"
       "DROP TABLE purchases;\n");
-  EXPECT_THAT(findings, IsEmpty()) << Describe(findings);
+  // Renames pass, but are warned about: marking one breaking moves the
+  // failure to the release that uses the new name (expand/contract instead).
+  EXPECT_THAT(findings,
+              ElementsAre(Finding(kChange, 3, LintSeverity::kWarning,
+                                  "rename-column-marked-breaking"),
+                          Finding(kChange, 4, LintSeverity::kWarning,
+                                  "rename-table-marked-breaking")))
+      << Describe(findings);
   EXPECT_FALSE(HasErrors(findings));
+}
+
+TEST_F(LintTest, ABreakingTableRenameThatKeepsTheOldNameAsAViewIsNotWarned) {
+  std::vector<LintFinding> findings = LintChange(
+      "-- schemagate:breaking\n"
+      "ALTER TABLE orders RENAME TO purchases;\n"
+      "CREATE VIEW orders AS SELECT * FROM purchases;\n");
+  EXPECT_THAT(findings, IsEmpty()) << Describe(findings);
 }
 
 TEST_F(LintTest, ObjectsCreatedEarlierInTheSameMigrationMayBeDroppedAndRenamed) {

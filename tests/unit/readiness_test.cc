@@ -165,6 +165,23 @@ TEST_F(ReadinessTest, RunningIsNotFailingADirtyRowOfTheRunInProgressIsMigrating)
   EXPECT_FALSE(IsFinal(a.state));
 }
 
+// A rollback's no-transaction down leaves its row dirty too: agents are told
+// a rollback is running (or was cut), not that the migration is being applied.
+TEST_F(ReadinessTest, ADirtyRowOfARollbackSaysRollingBack) {
+  ApplyUpTo(3);
+  view_.db.applied[2].dirty = true;
+  view_.db.applied[2].rolling_back = true;
+  view_.run_in_progress = true;
+  ReadinessAnswer a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kMigrating);
+  EXPECT_THAT(a.message, HasSubstr("rolling back no-transaction migration"));
+  EXPECT_THAT(a.message, ::testing::Not(HasSubstr("applying")));
+  view_.run_in_progress = false;
+  a = EvaluateReadiness(Target(3, 3), view_);
+  EXPECT_EQ(a.state, ReadinessState::kFailed);
+  EXPECT_THAT(a.message, HasSubstr("the rollback of a no-transaction migration stopped"));
+}
+
 TEST_F(ReadinessTest, AFixedFileIsPendingUnderAutoAndFailedUnderManual) {
   ApplyUpTo(2);
   SqlFailure f;
