@@ -3,7 +3,6 @@
 // when a breaking migration may run under the fleet it knows.
 #include "coordinator/fleet/coordinator.h"
 
-
 #include <algorithm>
 #include <random>
 #include <utility>
@@ -104,7 +103,15 @@ void Coordinator::InstanceDetached(const std::string& instance_id, const void* s
   if (it == local_instances_.end() || it->second.streams.erase(stream) == 0) return;
   if (!it->second.streams.empty()) return;
   local_instances_.erase(it);
-  if (clean) pending_leaves_.push_back(instance_id);
+  if (!clean) return;
+  // A join not yet written (attached and gone within one fleet round) must
+  // not be written after the leave: the round writes leaves first.
+  pending_joins_.erase(std::remove_if(pending_joins_.begin(), pending_joins_.end(),
+                                      [&](const InstanceRecord& join) {
+                                        return join.instance_id == instance_id;
+                                      }),
+                       pending_joins_.end());
+  pending_leaves_.push_back(instance_id);
 }
 
 void Coordinator::FleetLoop() {

@@ -1,8 +1,10 @@
 // The coordinator and its gRPC services in-process against a real
 // PostgreSQL: answers from memory, pushed updates, health, shutdown.
 #include <memory>
+#include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/channel.h"
 #include "coordinator/base/clock.h"
@@ -281,6 +283,77 @@ TEST_F(CoordinatorTest, ASecondReplicaLearnsOfAnotherReplicasRunByNotify) {
   while (reader->Read(&r) && r.state() != v1::READY) {
   }
   EXPECT_EQ(r.state(), v1::READY);
+}
+
+
+// Attach streams ending every way at once, on the server's threads: a
+// goodbye removes the instance, a cancel leaves it to its lease, and a
+// cancel while the first message is being registered (the Attach reactor's
+// Detach from OnCancel against the read reaction's registration, a data
+// race before) ends the stream with the instance either registered and
+// detached or never registered. Run under ThreadSanitizer by .ci/run.
+TEST_F(CoordinatorTest, AttachStreamsEndingAtOnceLeaveOnlyTheInstancesThatSaidNoGoodbye) {
+  Harness h(db_->url(), dir_.path(), /*manual=*/false);
+  ASSERT_TRUE(h.CheckEventually(3, v1::READY));
+  constexpr int kStreams = 6;
+  auto first_message = [](const std::string& id) {
+    v1::AttachRequest first;
+    first.mutable_target()->set_known_version(3);
+    first.mutable_target()->set_required_version(3);
+    first.set_instance_id(id);
+    return first;
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    // pod-N: attached, then a goodbye (even N) or a cancel (odd N).
+    threads.emplace_back([&, i] {
+      grpc::ClientContext context;
+      SetDeadline(&context, absl::Seconds(30));
+      auto stream = h.agent->Attach(&context);
+      ASSERT_TRUE(stream->Write(first_message(absl::StrCat("pod-", i))));
+      v1::Readiness r;
+      ASSERT_TRUE(stream->Read(&r));
+      EXPECT_EQ(r.state(), v1::READY);
+      if (i % 2 == 0) {
+        v1::AttachRequest goodbye;
+        goodbye.set_goodbye(true);
+        EXPECT_TRUE(stream->Write(goodbye));
+        stream->WritesDone();
+        while (stream->Read(&r)) {
+        }
+        EXPECT_TRUE(stream->Finish().ok());
+      } else {
+        context.TryCancel();
+        EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+      }
+    });
+    // racer-N: cancelled as soon as its first message is sent.
+    threads.emplace_back([&, i] {
+      grpc::ClientContext context;
+      SetDeadline(&context, absl::Seconds(30));
+      auto stream = h.agent->Attach(&context);
+      stream->Write(first_message(absl::StrCat("racer-", i)));
+      context.TryCancel();
+      EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+
+  // The instances table follows on the fleet thread.
+  std::set<std::string> pods;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Seconds(5));
+    v1::ListInstancesResponse listed;
+    ASSERT_TRUE(h.operator_stub->ListInstances(&context, v1::ListInstancesRequest(), &listed).ok());
+    pods.clear();
+    for (const v1::Instance& instance : listed.instances()) {
+      if (absl::StartsWith(instance.instance_id(), "pod-")) pods.insert(instance.instance_id());
+    }
+    if (pods == std::set<std::string>{"pod-1", "pod-3", "pod-5"}) break;
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  EXPECT_EQ(pods, (std::set<std::string>{"pod-1", "pod-3", "pod-5"}));
 }
 
 }  // namespace
