@@ -7,6 +7,23 @@
 
 namespace schemagate {
 
+// ALTER TABLE … ADD COLUMN IF NOT EXISTS takes an ACCESS EXCLUSIVE lock even
+// when the column exists; held to the end of the run's schema transaction it
+// deadlocks with a reader that holds a share lock on another bookkeeping
+// table (seen as "deadlock detected" in a concurrent ReadState). Alter only
+// a layout that lacks the column.
+void AddColumnIfMissing(pqxx::transaction_base& tx, const std::string& table,
+                        const std::string& column, const std::string& definition) {
+  const bool present = tx.exec_params1("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid"
+                                       " = to_regclass($1) AND attname = $2 AND NOT attisdropped)",
+                                       table, column)[0]
+                           .as<bool>();
+  if (!present) {
+    tx.exec(absl::StrCat("ALTER TABLE ", table, " ADD COLUMN IF NOT EXISTS ", column, " ",
+                         definition));
+  }
+}
+
 void CreateBookkeeping(pqxx::transaction_base& tx, const Names& names) {
   tx.exec(absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", names.schema));
   tx.exec(absl::StrCat(
@@ -22,8 +39,7 @@ void CreateBookkeeping(pqxx::transaction_base& tx, const Names& names) {
                               "ON CONFLICT (singleton) DO NOTHING"),
                  kMetaVersion);
   // Upgrades of the bookkeeping layout, in order; each is idempotent.
-  tx.exec(absl::StrCat("ALTER TABLE ", names.meta,
-                       " ADD COLUMN IF NOT EXISTS hold_above bigint"));
+  AddColumnIfMissing(tx, names.meta, "hold_above", "bigint");
   tx.exec(absl::StrCat(
       "CREATE TABLE IF NOT EXISTS ", names.schema_record, " ("
       " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
@@ -52,7 +68,7 @@ void CreateBookkeeping(pqxx::transaction_base& tx, const Names& names) {
       " actor text NOT NULL,"
       " duration_ms bigint, sqlstate text, message text,"
       " statement_index integer, line integer)"));
-  tx.exec(absl::StrCat("ALTER TABLE ", names.events, " ADD COLUMN IF NOT EXISTS checksum text"));
+  AddColumnIfMissing(tx, names.events, "checksum", "text");
   // ReadState looks up failures on every read.
   tx.exec(absl::StrCat("CREATE INDEX IF NOT EXISTS events_failures ON ", names.events,
                        " (version) WHERE kind = 'failure'"));
@@ -68,8 +84,7 @@ void CreateBookkeeping(pqxx::transaction_base& tx, const Names& names) {
   AddAttachTokenColumn(tx, names.instances);
   // Which file a dirty row's statements_done counts: 'down' while a
   // no-transaction rollback runs (AppliedMigration::rolling_back).
-  tx.exec(absl::StrCat("ALTER TABLE ", names.migrations,
-                       " ADD COLUMN IF NOT EXISTS direction text NOT NULL DEFAULT 'up'"));
+  AddColumnIfMissing(tx, names.migrations, "direction", "text NOT NULL DEFAULT 'up'");
 }
 
 }  // namespace schemagate

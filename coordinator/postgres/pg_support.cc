@@ -7,8 +7,7 @@
 namespace schemagate {
 
 void AddAttachTokenColumn(pqxx::transaction_base& tx, const std::string& instances) {
-  tx.exec(absl::StrCat("ALTER TABLE ", instances,
-                       " ADD COLUMN IF NOT EXISTS attach_token text NOT NULL DEFAULT ''"));
+  AddColumnIfMissing(tx, instances, "attach_token", "text NOT NULL DEFAULT ''");
 }
 
 bool TableExists(pqxx::transaction_base& tx, const std::string& quoted_name) {

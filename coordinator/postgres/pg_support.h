@@ -33,6 +33,10 @@ inline constexpr int kMetaVersion = 5;
 // Layout 4's column of `instances`; idempotent. Also run by UpsertInstances
 // on a layout made by an older coordinator when no run has upgraded it yet
 // (a constant default: no table rewrite).
+// Adds `column` to `table` (quoted) unless it has it, without the ACCESS
+// EXCLUSIVE lock ALTER TABLE takes when it is already there.
+void AddColumnIfMissing(pqxx::transaction_base& tx, const std::string& table,
+                        const std::string& column, const std::string& definition);
 void AddAttachTokenColumn(pqxx::transaction_base& tx, const std::string& instances);
 
 // libpq's message for a server error, without "ERROR:  " and the
