@@ -43,6 +43,10 @@ struct Migration {
 
   bool transactional() const { return up.transactional(); }
   bool breaking() const { return up.directives.breaking; }
+  // The up file, or the down file (nullptr when there is none).
+  const MigrationScript* script(bool up_file) const {
+    return up_file ? &up : down ? &*down : nullptr;
+  }
   // "0003_add_index" style label for messages.
   std::string Label() const;
 };

@@ -160,7 +160,7 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
       const AppliedMigration* row = db.Find(blocker.version);
       const Migration* m = set.Find(blocker.version);
       const MigrationScript* script =
-          m == nullptr ? nullptr : !row->rolling_back ? &m->up : m->down ? &*m->down : nullptr;
+          m == nullptr ? nullptr : m->script(!row->rolling_back);
       if (view.run_in_progress) {
         return migrating(absl::StrCat(
             row->rolling_back ? "rolling back no-transaction migration "

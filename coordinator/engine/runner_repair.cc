@@ -146,7 +146,7 @@ absl::StatusOr<std::string> Runner::RepairUnderLock(RunSession* session,
       }
       // A cut rollback resumes its down file; a cut apply its up file.
       const MigrationScript* script =
-          m == nullptr ? nullptr : !row->rolling_back ? &m->up : m->down ? &*m->down : nullptr;
+          m == nullptr ? nullptr : m->script(!row->rolling_back);
       if (script == nullptr || script->transactional()) {
         return absl::FailedPreconditionError(absl::StrCat(
             "version ", request.version, " is not a no-transaction ",

@@ -88,7 +88,7 @@ class PgRunSession : public RunSession {
     try {
       PrepareStepStatements();
       pqxx::nontransaction tx(*conn_);
-      std::string opening = absl::StrCat(
+      const std::string opening = absl::StrCat(
           "BEGIN; SET LOCAL lock_timeout = '", Interval(limits.lock_timeout),
           "'; SET LOCAL statement_timeout = '", Interval(limits.statement_timeout),
           "'; EXECUTE ", kStepFence, "(", epoch_, "); ");

@@ -208,41 +208,38 @@ void MigrationLinter::LintRename(const pg_query::RenameStmt& rename, int line) {
         renamed_tables_.push_back({relation, findings_.size() - 1});
       }
       break;
-    case pg_query::OBJECT_COLUMN:
+    case pg_query::OBJECT_COLUMN: {
       if (rename.relation_type() != pg_query::OBJECT_TABLE || !existing) return;
+      const std::string renamed = absl::StrCat("ALTER TABLE ", Display(relation), " RENAME COLUMN ",
+                                               rename.subname(), " TO ", rename.newname());
+      // Marking it breaking only moves the failure to the new release: the
+      // fix is the same expand/contract either way.
+      std::string fix = absl::StrCat(
+          "expand/contract: add column ", rename.newname(),
+          " instead, write both columns (application or trigger) and backfill, deploy an "
+          "application that uses only ",
+          rename.newname(), ", then drop ", rename.subname(),
+          " in a contract migration marked `-- schemagate:breaking`, which schemagate applies "
+          "only once no running instance still uses it (docs/safe-migrations.md)");
       if (!breaking_) {
         Add(LintSeverity::kError, "rename-column-not-breaking", line,
-            absl::StrCat("ALTER TABLE ", Display(relation), " RENAME COLUMN ", rename.subname(),
-                         " TO ", rename.newname(),
+            absl::StrCat(renamed,
                          " in a migration not marked `-- schemagate:breaking`: schemagate "
                          "applies it while instances built before it still run, and every "
                          "query of theirs that uses column ",
                          rename.subname(), " fails"),
-            absl::StrCat("expand/contract: add column ", rename.newname(),
-                         " instead, write both columns (application or trigger) and backfill, "
-                         "deploy an application that uses only ",
-                         rename.newname(), ", then drop ", rename.subname(),
-                         " in a contract migration marked `-- schemagate:breaking`, which "
-                         "schemagate applies only once no running instance still uses it"));
+            std::move(fix));
       } else {
-        // Marking it breaking only moves the failure to the new release.
         Add(LintSeverity::kWarning, "rename-column-marked-breaking", line,
-            absl::StrCat("ALTER TABLE ", Display(relation), " RENAME COLUMN ", rename.subname(),
-                         " TO ", rename.newname(),
-                         " marked breaking: schemagate holds it back while instances that "
-                         "use ",
-                         rename.subname(),
-                         " run, but the release that uses ", rename.newname(),
+            absl::StrCat(renamed, " marked breaking: schemagate holds it back while instances "
+                         "that use ", rename.subname(), " run, but the release that uses ",
+                         rename.newname(),
                          " cannot start before it is applied (an app's required version skips "
                          "breaking migrations), so one of the two releases fails either way"),
-            absl::StrCat("expand/contract: add column ", rename.newname(),
-                         " (not breaking), write both and backfill, deploy an application that "
-                         "uses only ",
-                         rename.newname(), ", then drop ", rename.subname(),
-                         " in a migration marked `-- schemagate:breaking` "
-                         "(docs/safe-migrations.md)"));
+            std::move(fix));
       }
       break;
+    }
     case pg_query::OBJECT_TABCONSTRAINT:
       if (!existing) return;
       break;
