@@ -287,6 +287,7 @@ void Coordinator::WatchLoop() {
     // was published: time that passes while reading (or a clock a test moves
     // meanwhile) counts toward it.
     const absl::Time read_at = clock->Now();
+    const uint64_t runs_ended = RunsEnded();
     absl::StatusOr<DatabaseState> state = store_->ReadState();
     if (!state.ok()) {
       publish_unavailable(std::string(state.status().message()));
@@ -309,7 +310,7 @@ void Coordinator::WatchLoop() {
     next->view.conflicts = FindConflicts(*next->set, *state);
     next->view.db = std::move(*state);
     next->refreshed_at = clock->Now();
-    Publish(std::move(next));
+    Publish(std::move(next), runs_ended);
 
     const absl::Time resync_at = read_at + options_.resync_interval;
     // While this coordinator's own run commits migrations, the runner

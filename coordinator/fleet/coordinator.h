@@ -217,13 +217,18 @@ class Coordinator {
   void FleetLoop();
   // Ends the streams of instances the store refused (UpsertInstances).
   void Refuse(const std::vector<InstanceRecord>& refused);
-  // Installs a new snapshot and tells observers.
-  void Publish(std::shared_ptr<Snapshot> next);
+  // Installs a new snapshot and tells observers. `read_runs_ended`: for a
+  // snapshot of a database read, RunsEnded() when that read began.
+  void Publish(std::shared_ptr<Snapshot> next,
+               std::optional<uint64_t> read_runs_ended = std::nullopt);
+  // How many local runs have ended.
+  uint64_t RunsEnded() const;
   // Re-publishes the current snapshot with run_in_progress changed.
   void PublishLocalRun(bool running);
   // This coordinator's apply committed `version` (its SQL and its row in one
-  // transaction): publishes it now, and keeps it in every snapshot until
-  // the run ends (then the watcher re-reads everything).
+  // transaction): publishes it now, and keeps it in every snapshot until a
+  // database read that began after the run ended is published (a read that
+  // began before a commit must not hide it, also once the run is over).
   void PublishCommitted(const MigrationSet& set, int64_t version);
   // Publishes the commits PublishCommitted held back, once kCommitPublishGap
   // has passed since the last commit was published.
@@ -256,8 +261,10 @@ class Coordinator {
   std::string set_error_ ABSL_GUARDED_BY(snapshot_mu_);
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
   bool local_run_ ABSL_GUARDED_BY(snapshot_mu_) = false;
-  // Rows this run committed (PublishCommitted), merged into every snapshot.
+  // Rows the last local run committed (PublishCommitted), merged into every
+  // snapshot until a read that began after it ended is published.
   std::vector<AppliedMigration> run_committed_ ABSL_GUARDED_BY(snapshot_mu_);
+  uint64_t runs_ended_ ABSL_GUARDED_BY(snapshot_mu_) = 0;
   // A commit of run_committed_ not yet in a published snapshot; when the
   // last one was published.
   bool commit_publish_pending_ ABSL_GUARDED_BY(snapshot_mu_) = false;

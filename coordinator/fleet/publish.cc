@@ -7,11 +7,16 @@
 
 namespace schemagate {
 
-void Coordinator::Publish(std::shared_ptr<Snapshot> next) {
+void Coordinator::Publish(std::shared_ptr<Snapshot> next,
+                          std::optional<uint64_t> read_runs_ended) {
   std::function<void(bool)> health;
   bool serving = next->view.database_available;
   {
     absl::MutexLock lock(&snapshot_mu_);
+    // A read that began after the last local run ended has all its commits.
+    if (!local_run_ && read_runs_ended && *read_runs_ended == runs_ended_) {
+      run_committed_.clear();
+    }
     // A state read before one of this run's commits must not hide it.
     bool merged = false;
     for (const AppliedMigration& row : run_committed_) {
@@ -112,13 +117,19 @@ void Coordinator::PublishLocalRun(bool running) {
     next->view.run_in_progress = running;
   }
   // At the end of a run, commits not yet published are merged into this
-  // last snapshot (Publish merges run_committed_) before they are dropped;
-  // the watcher's re-read has them from the database.
+  // last snapshot (Publish merges run_committed_). They stay merged until
+  // the watcher publishes a read that began after this: one under way now
+  // may predate some of them.
   Publish(std::move(next));
   if (running) return;
   absl::MutexLock lock(&snapshot_mu_);
-  run_committed_.clear();
+  ++runs_ended_;
   commit_publish_pending_ = false;
+}
+
+uint64_t Coordinator::RunsEnded() const {
+  absl::MutexLock lock(&snapshot_mu_);
+  return runs_ended_;
 }
 
 }  // namespace schemagate

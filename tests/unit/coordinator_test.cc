@@ -29,6 +29,83 @@ constexpr absl::Duration kResync = absl::Seconds(10);
 // Real time allowed for the coordinator's threads to notice a moved clock.
 constexpr absl::Duration kReact = absl::Seconds(20);
 
+// A FakeStore whose next ReadState, once armed, reads and then waits until
+// released: a database read that is slow while other things happen.
+class GatedStore : public Store {
+ public:
+  explicit GatedStore(FakeDatabase* db) : inner_(db, FakeStoreOptions{"replica-a"}) {}
+  void Arm() {
+    absl::MutexLock lock(&mu_);
+    armed_ = true;
+  }
+  bool Waiting() {
+    absl::MutexLock lock(&mu_);
+    return waiting_;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+  absl::StatusOr<DatabaseState> ReadState() override {
+    absl::StatusOr<DatabaseState> state = inner_.ReadState();
+    absl::MutexLock lock(&mu_);
+    if (!armed_) return state;
+    armed_ = false;
+    waiting_ = true;
+    mu_.Await(absl::Condition(&released_));
+    waiting_ = false;
+    return state;
+  }
+  absl::StatusOr<std::vector<EventRecord>> ReadHistory(int limit, int64_t version) override {
+    return inner_.ReadHistory(limit, version);
+  }
+  absl::StatusOr<std::vector<EventRecord>> ReadEventsAfter(int64_t after_id, int limit) override {
+    return inner_.ReadEventsAfter(after_id, limit);
+  }
+  absl::StatusOr<std::optional<SchemaRecord>> ReadSchemaRecord() override {
+    return inner_.ReadSchemaRecord();
+  }
+  absl::StatusOr<std::vector<InstanceRecord>> UpsertInstances(
+      const std::vector<InstanceRecord>& instances, absl::Duration ttl) override {
+    return inner_.UpsertInstances(instances, ttl);
+  }
+  absl::Status RefreshLeases(const std::vector<std::string>& ids, absl::Duration ttl) override {
+    return inner_.RefreshLeases(ids, ttl);
+  }
+  absl::Status RemoveInstances(const std::vector<std::string>& ids,
+                               const std::string& actor) override {
+    return inner_.RemoveInstances(ids, actor);
+  }
+  absl::StatusOr<std::unique_ptr<RunSession>> BeginRun(const LockWaitOptions& options) override {
+    return inner_.BeginRun(options);
+  }
+
+ private:
+  FakeStore inner_;
+  absl::Mutex mu_;
+  bool armed_ ABSL_GUARDED_BY(mu_) = false;
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The applied head of every snapshot published while it records.
+class HeadRecorder : public StateObserver {
+ public:
+  void OnStateChanged(const std::shared_ptr<const Snapshot>& snapshot) override {
+    absl::MutexLock lock(&mu_);
+    heads_.push_back(snapshot->view.db.AppliedHead());
+  }
+  void OnShutdown() override {}
+  std::vector<int64_t> heads() {
+    absl::MutexLock lock(&mu_);
+    return heads_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<int64_t> heads_ ABSL_GUARDED_BY(mu_);
+};
+
 class CoordinatorClockTest : public ::testing::Test {
  protected:
   CoordinatorClockTest()
@@ -64,7 +141,8 @@ class CoordinatorClockTest : public ::testing::Test {
     ASSERT_TRUE(refused->empty());
   }
 
-  std::unique_ptr<Coordinator> NewCoordinator(bool manual = false) {
+  std::unique_ptr<Coordinator> NewCoordinator(bool manual = false,
+                                              std::unique_ptr<Store> store = nullptr) {
     CoordinatorOptions options;
     options.coordinator_id = "replica-a";
     options.manual = manual;
@@ -75,9 +153,9 @@ class CoordinatorClockTest : public ::testing::Test {
     options.runner.coordinator_id = "replica-a";
     options.runner.sleep = [this](absl::Duration d) { clock_.SleepFor(d); };
     FakeStore feed_store(&db_, FakeStoreOptions{});
-    return std::make_unique<Coordinator>(
-        options, set_, std::make_unique<FakeStore>(&db_, FakeStoreOptions{"replica-a"}),
-        feed_store.NewChangeFeed());
+    if (store == nullptr) store = std::make_unique<FakeStore>(&db_, FakeStoreOptions{"replica-a"});
+    return std::make_unique<Coordinator>(options, set_, std::move(store),
+                                         feed_store.NewChangeFeed());
   }
 
   DatabaseState State() {
@@ -227,6 +305,46 @@ TEST_F(CoordinatorClockTest, ALapseThatNobodyAnnouncesShowsAfterTheResyncInterva
       },
       kReact));
   EXPECT_EQ(c->snapshot()->refreshed_at, clock_.Now()) << "stamped with the injected clock";
+  c->Shutdown();
+}
+
+// A database read that began before this coordinator's run committed and is
+// published after the run ended must not take the run's commits back: a
+// client that saw READY then saw the schema behind (found by CI, when a run
+// became faster than one read).
+TEST_F(CoordinatorClockTest, AReadThatBeganBeforeARunEndedDoesNotHideItsCommits) {
+  auto gated = std::make_unique<GatedStore>(&db_);
+  GatedStore* gate = gated.get();
+  std::unique_ptr<Coordinator> c = NewCoordinator(/*manual=*/true, std::move(gated));
+  c->Start();
+  ASSERT_TRUE(WaitUntil([&] { return c->snapshot()->view.database_available; }, kReact));
+  gate->Arm();
+  clock_.Advance(kResync);  // the watcher's resync read begins, and waits
+  ASSERT_TRUE(WaitUntil([&] { return gate->Waiting(); }, kReact));
+
+  absl::Mutex mu;
+  bool done = false;
+  RunRequest request;
+  request.target_version = 1;
+  c->SubmitRun(request, nullptr, [&](const absl::StatusOr<RunOutcome>& outcome) {
+    EXPECT_TRUE(outcome.ok()) << outcome.status();
+    absl::MutexLock lock(&mu);
+    done = true;
+  });
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return done;
+      },
+      kReact));
+  ASSERT_TRUE(WaitUntil([&] { return c->snapshot()->view.db.AppliedHead() == 1; }, kReact));
+
+  auto recorder = std::make_shared<HeadRecorder>();
+  c->AddObserver(recorder);
+  gate->Release();  // the read from before the run is published now
+  ASSERT_TRUE(WaitUntil([&] { return !recorder->heads().empty(); }, kReact));
+  for (int64_t head : recorder->heads()) EXPECT_EQ(head, 1);
+  c->RemoveObserver(recorder.get());
   c->Shutdown();
 }
 
