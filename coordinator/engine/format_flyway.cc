@@ -4,8 +4,9 @@
 // compares them (1.0 equals 1; 1.2 < 1.10), stored as 64-bit integers
 // (FlywayVersionNumber). A migration whose statement cannot run in a
 // transaction runs outside one, as Flyway runs it; `V…sql.conf` with
-// executeInTransaction=false says so explicitly. Refused, naming the file:
-// repeatable (R__) and Java migrations, and ${placeholders}.
+// executeInTransaction=false says so explicitly. R__<name>.sql files are
+// repeatable migrations (ReadRepeatables). Refused, naming the file: Java
+// migrations and ${placeholders}.
 #include <algorithm>
 #include <limits>
 #include <optional>
@@ -158,11 +159,7 @@ std::vector<MigrationSource> ReadFlywaySet(const SetFiles& files) {
   for (const std::string& file : files.names) {
     const std::string path = files.Path(file);
     if (absl::StartsWith(file, "R__") && absl::EndsWith(file, ".sql")) {
-      files.errors->push_back(
-          absl::StrCat(path,
-                       ":1: repeatable migrations are not supported yet; apply its SQL from a "
-                       "versioned V<version>__<description>.sql migration"));
-      continue;
+      continue;  // A repeatable: ReadRepeatables.
     }
     if (absl::EndsWith(file, ".java")) {
       files.errors->push_back(
@@ -250,6 +247,58 @@ std::vector<MigrationSource> ReadFlywaySet(const SetFiles& files) {
     }
   }
   return SourcesInOrder(std::move(by_version));
+}
+
+std::vector<RepeatableSource> ReadRepeatables(const SetFiles& files,
+                                              const std::vector<std::string>& in_folder,
+                                              SetFormat format) {
+  const bool flyway = format == SetFormat::kFlyway;
+  std::vector<RepeatableSource> found;
+  auto add = [&](const std::string& file, absl::string_view name) {
+    absl::StatusOr<std::string> content = files.read(file);
+    if (!content.ok()) {
+      files.errors->push_back(std::string(content.status().message()));
+      return;
+    }
+    if (flyway) RefusePlaceholders(files, file, *content);
+    RepeatableSource source;
+    source.name = std::string(name);
+    source.script.file = file;
+    source.script.content = *std::move(content);
+    found.push_back(std::move(source));
+  };
+  for (const std::string& file : files.names) {
+    absl::string_view name = file;
+    if (!absl::ConsumePrefix(&name, "R__") || !absl::ConsumeSuffix(&name, ".sql")) continue;
+    if (flyway && !name.empty()) {
+      add(file, name);
+    } else if (!flyway) {
+      files.errors->push_back(absl::StrCat(
+          files.Path(file), ":1: an R__ file is a Flyway repeatable; in a ",
+          SetFormatName(format), " set a repeatable is ", kRepeatableDir,
+          "<name>.sql (docs/formats.md)"));
+    } else {
+      files.errors->push_back(
+          absl::StrCat(files.Path(file), ":1: a repeatable needs a name: R__<name>.sql"));
+    }
+  }
+  for (const std::string& file : in_folder) {
+    absl::string_view name = file;
+    absl::ConsumePrefix(&name, kRepeatableDir);
+    if (flyway) {
+      files.errors->push_back(absl::StrCat(
+          files.Path(file), ":1: a Flyway set's repeatables are R__<name>.sql files next to "
+          "the V files; move it to R__", absl::StripSuffix(name, ".sql"), ".sql"));
+    } else if (!absl::ConsumeSuffix(&name, ".sql") || name.empty()) {
+      files.Warn(absl::StrCat(files.Path(file), ": ignored (not a repeatable <name>.sql)"));
+    } else {
+      add(file, name);
+    }
+  }
+  std::sort(found.begin(), found.end(), [](const RepeatableSource& a, const RepeatableSource& b) {
+    return a.name < b.name;
+  });
+  return found;
 }
 
 }  // namespace schemagate

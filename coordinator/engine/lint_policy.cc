@@ -33,6 +33,17 @@ std::vector<LintFinding> LintSetWithPolicy(const MigrationSet& set, const LintPo
       findings.push_back(std::move(finding));
     }
   }
+  // Repeatables: linted as the versioned ones; --lint-from has no version to
+  // compare, lint-ignore waives.
+  for (const Repeatable& repeatable : set.repeatables()) {
+    const std::map<std::string, std::string>& ignore = repeatable.script.directives.lint_ignore;
+    for (LintFinding& finding : LintMigration(repeatable.script, policy.options)) {
+      if (auto it = ignore.find(finding.rule); it != ignore.end()) {
+        finding.waived = absl::StrCat("lint-ignore: ", it->second);
+      }
+      findings.push_back(std::move(finding));
+    }
+  }
   return findings;
 }
 

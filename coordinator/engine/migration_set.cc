@@ -26,6 +26,27 @@ namespace {
 
 constexpr absl::string_view kDirectivePrefix = "-- schemagate:";
 
+// Calls `f` with the name and stat of each regular file of `dir` and of its
+// repeatable/ folder (named "repeatable/x.sql"). stat follows symlinks: a
+// Kubernetes ConfigMap swaps its files behind them.
+void ForEachSetFile(const std::string& dir,
+                    const std::function<void(const std::string&, const struct stat&)>& f) {
+  for (const std::string prefix : {std::string(), std::string(kRepeatableDir)}) {
+    DIR* handle = opendir(absl::StrCat(dir, "/", prefix).c_str());
+    if (handle == nullptr) continue;
+    while (struct dirent* entry = readdir(handle)) {
+      const std::string name = prefix + entry->d_name;
+      struct stat st;
+      if (std::string(entry->d_name) == "." || std::string(entry->d_name) == ".." ||
+          stat(absl::StrCat(dir, "/", name).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        continue;
+      }
+      f(name, st);
+    }
+    closedir(handle);
+  }
+}
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -417,6 +438,13 @@ const Migration* MigrationSet::Find(int64_t version) const {
   return &*it;
 }
 
+const Repeatable* MigrationSet::FindRepeatable(absl::string_view name) const {
+  for (const Repeatable& repeatable : repeatables_) {
+    if (repeatable.name == name) return &repeatable;
+  }
+  return nullptr;
+}
+
 int64_t MigrationSet::Head() const {
   return migrations_.empty() ? 0 : migrations_.back().version;
 }
@@ -438,16 +466,11 @@ absl::StatusOr<MigrationSet> MigrationSet::LoadDirectoryWith(const std::string& 
         dir, ": cannot open the migrations directory: ", std::strerror(errno),
         " (pass --migrations-dir DIR)"));
   }
-  std::vector<std::string> names;
-  while (struct dirent* entry = readdir(handle)) {
-    std::string name = entry->d_name;
-    if (name == "." || name == "..") continue;
-    struct stat st;
-    const std::string path = absl::StrCat(dir, "/", name);
-    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    names.push_back(std::move(name));
-  }
   closedir(handle);
+  std::vector<std::string> names;
+  ForEachSetFile(dir, [&names](const std::string& name, const struct stat&) {
+    names.push_back(name);
+  });
   std::sort(names.begin(), names.end());
   return Load(
       dir, names, [&dir](const std::string& name) { return ReadFile(absl::StrCat(dir, "/", name)); },
@@ -460,19 +483,12 @@ absl::StatusOr<std::string> DirectoryFingerprint(const std::string& dir) {
     return absl::InvalidArgumentError(
         absl::StrCat(dir, ": cannot open the migrations directory: ", std::strerror(errno)));
   }
+  closedir(handle);
   std::vector<std::string> entries;
-  while (struct dirent* entry = readdir(handle)) {
-    const std::string name = entry->d_name;
-    struct stat st;
-    // stat follows symlinks: a Kubernetes ConfigMap swaps its files behind them.
-    if (name == "." || name == ".." || stat(absl::StrCat(dir, "/", name).c_str(), &st) != 0 ||
-        !S_ISREG(st.st_mode)) {
-      continue;
-    }
+  ForEachSetFile(dir, [&entries](const std::string& name, const struct stat& st) {
     entries.push_back(absl::StrCat(name, "\t", st.st_size, "\t", st.st_mtim.tv_sec, ".",
                                    st.st_mtim.tv_nsec, "\t", st.st_ino));
-  }
-  closedir(handle);
+  });
   std::sort(entries.begin(), entries.end());
   return absl::StrJoin(entries, "\n");
 }
@@ -496,7 +512,11 @@ absl::StatusOr<MigrationSet> MigrationSet::Load(const std::string& dir,
                                                 std::vector<std::string>* warnings,
                                                 SetFormat format) {
   std::vector<std::string> errors;
-  const SetFiles files{dir, names, read, &errors, warnings};
+  std::vector<std::string> versioned, in_folder;
+  for (const std::string& name : names) {
+    (absl::StartsWith(name, kRepeatableDir) ? in_folder : versioned).push_back(name);
+  }
+  const SetFiles files{dir, versioned, read, &errors, warnings};
   MigrationSet set;
   set.directory_ = dir;
   if (format == SetFormat::kAuto) {
@@ -537,6 +557,25 @@ absl::StatusOr<MigrationSet> MigrationSet::Load(const std::string& dir,
     migration.up = std::move(*up);
     migration.down = std::move(down);
     set.migrations_.push_back(std::move(migration));
+  }
+  if (format != SetFormat::kAuto) {
+    for (RepeatableSource& source : ReadRepeatables(files, in_folder, format)) {
+      Repeatable repeatable;
+      repeatable.name = source.name;
+      std::optional<MigrationScript> script =
+          LoadScript(dir, source.script, &repeatable.checksum, split, &errors);
+      if (!script) continue;
+      if (!script->transactional()) {
+        errors.push_back(absl::StrCat(
+            script->path, ":1: a repeatable migration runs in one transaction with its "
+            "bookkeeping row, so that it is re-applied whole or not at all; remove the "
+            "no-transaction marker (a statement that needs no transaction belongs in a "
+            "versioned migration)"));
+        continue;
+      }
+      repeatable.script = *std::move(script);
+      set.repeatables_.push_back(std::move(repeatable));
+    }
   }
   if (!errors.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -3,7 +3,8 @@
 //
 // File layout: golang-migrate's {VERSION}_{name}.up.sql and an optional
 // {VERSION}_{name}.down.sql, or goose's, dbmate's or Flyway's
-// (set_format.h, docs/formats.md). Directives are leading comment lines:
+// (set_format.h, docs/formats.md); repeatables in repeatable/{name}.sql
+// (Flyway: R__{name}.sql). Directives are leading comment lines:
 //   -- schemagate:no-transaction
 //   -- schemagate:breaking
 //   -- schemagate:lock-timeout=5s
@@ -51,6 +52,19 @@ struct Migration {
   std::string Label() const;
 };
 
+// A repeatable migration (Flyway's R__<name>.sql, repeatable/<name>.sql in
+// the other formats): applied after the versioned migrations, again
+// whenever its checksum changes, always in one transaction.
+struct Repeatable {
+  std::string name;
+  // As a Migration's: SHA-256 of the file with CRLF folded to LF.
+  std::string checksum;
+  MigrationScript script;
+
+  // "repeatable views" for messages.
+  std::string Label() const { return "repeatable " + name; }
+};
+
 // Splits a file's SQL into statements (SplitSql, coordinator/sql/sql_split.h).
 using SqlSplitter = absl::StatusOr<std::vector<SqlStatement>> (*)(absl::string_view sql);
 
@@ -91,12 +105,16 @@ class MigrationSet {
 
   // Migrations ordered by version.
   const std::vector<Migration>& migrations() const { return migrations_; }
+  // Repeatable migrations ordered by name (the order they are applied in).
+  const std::vector<Repeatable>& repeatables() const { return repeatables_; }
   const std::string& directory() const { return directory_; }
   // The format the files were read in (never kAuto).
   SetFormat format() const { return format_; }
 
   // nullptr if the set has no such version.
   const Migration* Find(int64_t version) const;
+  // nullptr if the set has no repeatable of that name.
+  const Repeatable* FindRepeatable(absl::string_view name) const;
   // Highest version (0 for an empty set).
   int64_t Head() const;
   // Highest version that is not breaking (0 if none).
@@ -113,6 +131,7 @@ class MigrationSet {
   std::string directory_;
   SetFormat format_ = SetFormat::kGolangMigrate;
   std::vector<Migration> migrations_;
+  std::vector<Repeatable> repeatables_;
 };
 
 // A cheap fingerprint of the migration files in `dir` (names, sizes and

@@ -94,6 +94,25 @@ std::vector<MigrationSource> ReadGooseSet(const SetFiles& files);
 std::vector<MigrationSource> ReadDbmateSet(const SetFiles& files);
 std::vector<MigrationSource> ReadFlywaySet(const SetFiles& files);
 
+// A repeatable migration's file: run again whenever its checksum changes.
+struct RepeatableSource {
+  std::string name;
+  ScriptSource script;
+};
+
+// The sub-folder holding the repeatables of a golang-migrate, goose or
+// dbmate set (names in SetFiles carry it: "repeatable/views.sql").
+inline constexpr char kRepeatableDir[] = "repeatable/";
+
+// The set's repeatables in name order: Flyway's R__<name>.sql among
+// `files.names`, or, for the other formats, the repeatable/<name>.sql files
+// among `in_folder` (names with kRepeatableDir in front). Files of the other
+// scheme are refused naming the file; other files of the folder ignored
+// with a warning.
+std::vector<RepeatableSource> ReadRepeatables(const SetFiles& files,
+                                              const std::vector<std::string>& in_folder,
+                                              SetFormat format);
+
 // Adds `source` to `by_version`, or reports a duplicate version (the
 // single-file formats' check; golang-migrate has its own).
 void AddMigrationSource(const SetFiles& files, MigrationSource source,
