@@ -198,6 +198,22 @@ class Runner {
   // FAILED_PRECONDITION (the step failed; recorded), UNAVAILABLE (lock
   // timeouts exhausted; the set stays pending), ABORTED (connection lost).
   absl::Status ExecuteStep(const RunContext& run, const PlanStep& step, int first, bool resuming);
+  // How many steps from `first` go in one batch (0 or 1: none): consecutive
+  // up steps of one statement in a transaction, none of them breaking, at
+  // most kMaxBatchSteps of them and about kMaxBatchBytes of SQL.
+  static size_t BatchableFrom(const std::vector<PlanStep>& steps, size_t first);
+  // Runs steps [first, first + n) in one round trip
+  // (RunSession::RunTransactionalBatch), with the progress, log and failure
+  // report ExecuteStep gives each. `done` counts the steps applied. A step
+  // that hit its lock_timeout is not reported (OK is returned): the caller
+  // runs it next with ExecuteStep, which retries.
+  absl::Status ExecuteBatch(const RunContext& run, const std::vector<PlanStep>& steps,
+                            size_t first, size_t n, size_t* done);
+  // What ExecuteStep records and reports once a step failed with `failure`.
+  absl::Status ReportFailure(const RunContext& run, const PlanStep& step, bool resuming,
+                             absl::Time started, const SqlFailure& failure);
+  static RunEvent StepEvent(RunEvent::Kind kind, const PlanStep& step, absl::Time started);
+  static StepRecord RecordOf(const RunContext& run, const PlanStep& step);
   // A new run's context; its progress messages count from `outcome`
   // (which gets the run id and must outlive the run).
   RunContext NewRun(const std::string& actor, const ProgressSink& progress,

@@ -220,6 +220,22 @@ class RunSession {
                                         const StatementObserver& observer,
                                         SqlFailure* failure) = 0;
 
+  // One step of RunTransactionalBatch.
+  struct BatchStep {
+    const std::vector<SqlStatement>* statements = nullptr;
+    StatementLimits limits;
+    StepRecord record;
+  };
+  // Runs `steps` in order, each as RunTransactional would (its own
+  // transaction, limits, fence and bookkeeping), sent together where the
+  // store can. `on_step(i)` is called as step i begins, once every step
+  // before it has committed. `committed` is how many committed; on
+  // FAILED_PRECONDITION `failure` is that of step *committed, rolled back,
+  // and no later step ran. This default runs them one at a time.
+  virtual absl::Status RunTransactionalBatch(const std::vector<BatchStep>& steps,
+                                             const std::function<void(size_t)>& on_step,
+                                             size_t* committed, SqlFailure* failure);
+
   // Runs `statements` outside a transaction block, starting at index
   // `first`, recording progress in the (dirty) `migrations` row after each.
   virtual absl::Status RunNonTransactional(const std::vector<SqlStatement>& statements,
