@@ -6,10 +6,10 @@
 #include <set>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 
 namespace schemagate {
 namespace {
@@ -59,8 +59,8 @@ std::string AdoptPlan::Summary() const {
 std::vector<std::string> AdoptPlan::Lines() const {
   std::vector<std::string> lines;
   for (const AdoptStep& s : steps) {
-    lines.push_back(absl::StrCat(s.dirty ? "dirty    " : "applied  ", s.migration->Label(),
-                                 "  (", ForeignToolName(source.tool), " ", s.foreign_version,
+    lines.push_back(absl::StrCat(s.dirty ? "dirty    " : "applied  ", s.migration->Label(), "  (",
+                                 ForeignToolName(source.tool), " ", s.foreign_version,
                                  s.detail.empty() ? "" : absl::StrCat(", ", s.detail), ")"));
   }
   for (const std::string& v : missing) {
@@ -137,8 +137,8 @@ AdoptPlan PlanAdoption(const MigrationSet& set, const ForeignBookkeeping& found,
   }
   if (!plan.missing.empty() && !options.skip_missing) {
     plan.problems.push_back(absl::StrCat(
-        found.table, " records ", plan.missing.size(), " version(s) the migration set has no file for: ",
-        absl::StrJoin(plan.missing, ", "),
+        found.table, " records ", plan.missing.size(),
+        " version(s) the migration set has no file for: ", absl::StrJoin(plan.missing, ", "),
         found.tool == ForeignTool::kAlembic
             ? " (is the directory the output of 'schemagatectl import-alembic' of this project?)"
             : " (a deleted file, another directory, another --format?)",
@@ -163,9 +163,9 @@ absl::StatusOr<ForeignBookkeeping> ChooseForeign(const std::vector<ForeignBookke
         "flyway_schema_history and alembic_version (docs/coming-from-*.md)"));
   }
   if (found.size() > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "found the bookkeeping of more than one tool: ", absl::StrJoin(names, ", "),
-        "; say which one to adopt with --from"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("found the bookkeeping of more than one tool: ", absl::StrJoin(names, ", "),
+                     "; say which one to adopt with --from"));
   }
   return found.front();
 }
@@ -181,8 +181,9 @@ std::string DescribeAdoption(const MigrationSet& set, const std::vector<ForeignB
   }
   const ForeignBookkeeping& f = found.front();
   if (f.tool == ForeignTool::kAlembic && !options.alembic_revision) {
-    return absl::StrCat(text, ". 'schemagatectl adopt --from alembic' maps the revision onto the "
-                              "migration 'schemagatectl import-alembic' wrote for it");
+    return absl::StrCat(text,
+                        ". 'schemagatectl adopt --from alembic' maps the revision onto the "
+                        "migration 'schemagatectl import-alembic' wrote for it");
   }
   const AdoptPlan plan = PlanAdoption(set, f, options);
   if (!plan.ok()) return absl::StrCat(text, ". Adoption would be refused: ", plan.problems.front());

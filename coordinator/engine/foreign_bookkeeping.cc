@@ -7,20 +7,25 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace schemagate {
 
 const char* ForeignToolName(ForeignTool tool) {
   switch (tool) {
-    case ForeignTool::kGolangMigrate: return "golang-migrate";
-    case ForeignTool::kDbmate: return "dbmate";
-    case ForeignTool::kGoose: return "goose";
-    case ForeignTool::kFlyway: return "flyway";
-    case ForeignTool::kAlembic: return "alembic";
+    case ForeignTool::kGolangMigrate:
+      return "golang-migrate";
+    case ForeignTool::kDbmate:
+      return "dbmate";
+    case ForeignTool::kGoose:
+      return "goose";
+    case ForeignTool::kFlyway:
+      return "flyway";
+    case ForeignTool::kAlembic:
+      return "alembic";
   }
   return "?";
 }
@@ -129,8 +134,7 @@ ForeignBookkeeping ParseFlywayRows(const std::vector<FlywayRow>& rows) {
     if (type == "DELETE" || (absl::StartsWith(type, "UNDO") && row.success)) {
       if (it != found.applied.end()) found.applied.erase(it);
       found.notes.push_back(absl::StrCat("version ", version, " was ",
-                                         type == "DELETE" ? "deleted by flyway repair"
-                                                          : "undone",
+                                         type == "DELETE" ? "deleted by flyway repair" : "undone",
                                          " (", rank, "): not applied"));
       continue;
     }

@@ -38,17 +38,16 @@ absl::StatusOr<AdoptReport> Runner::Adopt(const AdoptRequest& request) {
   return AdoptUnderLock(session.get(), state, request, run_id);
 }
 
-absl::StatusOr<AdoptReport> Runner::AdoptUnderLock(RunSession* session,
-                                                   const DatabaseState& state,
+absl::StatusOr<AdoptReport> Runner::AdoptUnderLock(RunSession* session, const DatabaseState& state,
                                                    const AdoptRequest& request,
                                                    const std::string& run_id) {
   const std::string actor = request.actor.empty() ? options_.coordinator_id : request.actor;
   if (!state.applied.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "schemagate already records ", state.applied.size(),
-        " migration(s) on this database (the head is ", state.AppliedHead(),
-        "): adopt only takes over a database schemagate has never run on; see "
-        "'schemagatectl status' and 'schemagatectl validate'"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("schemagate already records ", state.applied.size(),
+                     " migration(s) on this database (the head is ", state.AppliedHead(),
+                     "): adopt only takes over a database schemagate has never run on; see "
+                     "'schemagatectl status' and 'schemagatectl validate'"));
   }
   ASSIGN_OR_RETURN(ForeignBookkeeping found, ChooseForeign(state.foreign, request.from));
   AdoptOptions options;
@@ -59,8 +58,8 @@ absl::StatusOr<AdoptReport> Runner::AdoptUnderLock(RunSession* session,
   report.plan = PlanAdoption(*set_, found, options);
   const AdoptPlan& plan = report.plan;
   if (!plan.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "refusing to adopt ", found.table, ": ", absl::StrJoin(plan.problems, "; ")));
+    return absl::FailedPreconditionError(
+        absl::StrCat("refusing to adopt ", found.table, ": ", absl::StrJoin(plan.problems, "; ")));
   }
   report.message = absl::StrCat(request.dry_run ? "would adopt " : "adopted ", plan.Summary());
   if (session == nullptr) return report;
@@ -91,8 +90,8 @@ absl::StatusOr<AdoptReport> Runner::AdoptUnderLock(RunSession* session,
     for (const AdoptStep& s : plan.steps) {
       if (s.dirty) dirty.push_back(s.migration->Label());
     }
-    absl::StrAppend(&event.message, "; dirty as ", ForeignToolName(found.tool), " left them: ",
-                    absl::StrJoin(dirty, ", "), " (schemagatectl repair)");
+    absl::StrAppend(&event.message, "; dirty as ", ForeignToolName(found.tool),
+                    " left them: ", absl::StrJoin(dirty, ", "), " (schemagatectl repair)");
   }
   RETURN_IF_ERROR(session->RecordAdoption(rows, event));
   report.message = event.message;

@@ -50,18 +50,17 @@ std::vector<ForeignBookkeeping> ReadForeignTables(pqxx::transaction_base& tx) {
   if (std::optional<FoundTable> t = FindTable(tx, "schema_migrations")) {
     if (Has(*t, {"version", "dirty"})) {
       std::vector<GolangMigrateRow> rows;
-      for (const pqxx::row& row :
-           tx.exec(absl::StrCat("SELECT version::bigint, dirty FROM ", t->qualified,
-                                " ORDER BY version"))) {
+      for (const pqxx::row& row : tx.exec(absl::StrCat("SELECT version::bigint, dirty FROM ",
+                                                       t->qualified, " ORDER BY version"))) {
         rows.push_back({row[0].as<int64_t>(), row[1].as<bool>()});
       }
       found.push_back(ParseGolangMigrateRows(rows));
       found.back().table = t->qualified;
-    } else if (Has(*t, {"version"}) && (t->version_type.rfind("character", 0) == 0 ||
-                                        t->version_type == "text")) {
+    } else if (Has(*t, {"version"}) &&
+               (t->version_type.rfind("character", 0) == 0 || t->version_type == "text")) {
       std::vector<std::string> versions;
-      for (const pqxx::row& row : tx.exec(absl::StrCat(
-               "SELECT version FROM ", t->qualified, " ORDER BY version COLLATE \"C\""))) {
+      for (const pqxx::row& row : tx.exec(absl::StrCat("SELECT version FROM ", t->qualified,
+                                                       " ORDER BY version COLLATE \"C\""))) {
         versions.push_back(row[0].as<std::string>());
       }
       found.push_back(ParseDbmateRows(versions));
@@ -71,9 +70,9 @@ std::vector<ForeignBookkeeping> ReadForeignTables(pqxx::transaction_base& tx) {
   if (std::optional<FoundTable> t = FindTable(tx, "goose_db_version");
       t && Has(*t, {"id", "version_id", "is_applied"})) {
     std::vector<GooseRow> rows;
-    for (const pqxx::row& row : tx.exec(absl::StrCat(
-             "SELECT id::bigint, version_id::bigint, is_applied FROM ", t->qualified,
-             " ORDER BY id"))) {
+    for (const pqxx::row& row :
+         tx.exec(absl::StrCat("SELECT id::bigint, version_id::bigint, is_applied FROM ",
+                              t->qualified, " ORDER BY id"))) {
       rows.push_back({row[0].as<int64_t>(), row[1].as<int64_t>(), row[2].as<bool>()});
     }
     found.push_back(ParseGooseRows(rows));
@@ -84,7 +83,8 @@ std::vector<ForeignBookkeeping> ReadForeignTables(pqxx::transaction_base& tx) {
     std::vector<FlywayRow> rows;
     for (const pqxx::row& row : tx.exec(absl::StrCat(
              "SELECT installed_rank::bigint, version, coalesce(description, ''), type, script, "
-             "success FROM ", t->qualified, " ORDER BY installed_rank"))) {
+             "success FROM ",
+             t->qualified, " ORDER BY installed_rank"))) {
       FlywayRow r;
       r.installed_rank = row[0].as<int64_t>();
       if (!row[1].is_null()) r.version = row[1].as<std::string>();
@@ -100,8 +100,8 @@ std::vector<ForeignBookkeeping> ReadForeignTables(pqxx::transaction_base& tx) {
   if (std::optional<FoundTable> t = FindTable(tx, "alembic_version");
       t && Has(*t, {"version_num"})) {
     std::vector<std::string> heads;
-    for (const pqxx::row& row : tx.exec(absl::StrCat(
-             "SELECT version_num FROM ", t->qualified, " ORDER BY version_num COLLATE \"C\""))) {
+    for (const pqxx::row& row : tx.exec(absl::StrCat("SELECT version_num FROM ", t->qualified,
+                                                     " ORDER BY version_num COLLATE \"C\""))) {
       heads.push_back(row[0].as<std::string>());
     }
     found.push_back(ParseAlembicRows(heads));
