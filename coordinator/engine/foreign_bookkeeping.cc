@@ -13,6 +13,17 @@
 #include "absl/strings/strip.h"
 
 namespace schemagate {
+namespace {
+
+// What a parser starts from: `count` rows of `tool`'s table.
+ForeignBookkeeping Read(ForeignTool tool, size_t count) {
+  ForeignBookkeeping found;
+  found.tool = tool;
+  found.row_count = static_cast<int64_t>(count);
+  return found;
+}
+
+}  // namespace
 
 const char* ForeignToolName(ForeignTool tool) {
   switch (tool) {
@@ -40,9 +51,7 @@ absl::StatusOr<ForeignTool> ParseForeignTool(absl::string_view text) {
 }
 
 ForeignBookkeeping ParseGolangMigrateRows(const std::vector<GolangMigrateRow>& rows) {
-  ForeignBookkeeping found;
-  found.tool = ForeignTool::kGolangMigrate;
-  found.row_count = static_cast<int64_t>(rows.size());
+  ForeignBookkeeping found = Read(ForeignTool::kGolangMigrate, rows.size());
   if (rows.size() > 1) {
     // golang-migrate keeps exactly one row (it truncates before it writes).
     found.problems.push_back(absl::StrCat(
@@ -61,9 +70,7 @@ ForeignBookkeeping ParseGolangMigrateRows(const std::vector<GolangMigrateRow>& r
 }
 
 ForeignBookkeeping ParseDbmateRows(const std::vector<std::string>& versions) {
-  ForeignBookkeeping found;
-  found.tool = ForeignTool::kDbmate;
-  found.row_count = static_cast<int64_t>(versions.size());
+  ForeignBookkeeping found = Read(ForeignTool::kDbmate, versions.size());
   for (const std::string& version : versions) {
     ForeignVersion v;
     v.version = version;
@@ -73,9 +80,7 @@ ForeignBookkeeping ParseDbmateRows(const std::vector<std::string>& versions) {
 }
 
 ForeignBookkeeping ParseGooseRows(const std::vector<GooseRow>& rows) {
-  ForeignBookkeeping found;
-  found.tool = ForeignTool::kGoose;
-  found.row_count = static_cast<int64_t>(rows.size());
+  ForeignBookkeeping found = Read(ForeignTool::kGoose, rows.size());
   // The row with the highest id of each version decides, as goose reads it
   // (an up inserts is_applied = true, a down inserts or deletes a row).
   std::map<int64_t, const GooseRow*> latest;
@@ -105,9 +110,7 @@ ForeignBookkeeping ParseGooseRows(const std::vector<GooseRow>& rows) {
 }
 
 ForeignBookkeeping ParseFlywayRows(const std::vector<FlywayRow>& rows) {
-  ForeignBookkeeping found;
-  found.tool = ForeignTool::kFlyway;
-  found.row_count = static_cast<int64_t>(rows.size());
+  ForeignBookkeeping found = Read(ForeignTool::kFlyway, rows.size());
   auto find = [&found](const std::string& version) {
     return std::find_if(found.applied.begin(), found.applied.end(),
                         [&](const ForeignVersion& v) { return v.version == version; });
@@ -154,9 +157,7 @@ ForeignBookkeeping ParseFlywayRows(const std::vector<FlywayRow>& rows) {
 }
 
 ForeignBookkeeping ParseAlembicRows(const std::vector<std::string>& version_nums) {
-  ForeignBookkeeping found;
-  found.tool = ForeignTool::kAlembic;
-  found.row_count = static_cast<int64_t>(version_nums.size());
+  ForeignBookkeeping found = Read(ForeignTool::kAlembic, version_nums.size());
   if (version_nums.size() > 1) {
     found.problems.push_back(absl::StrCat(
         "alembic_version has ", version_nums.size(), " heads (", absl::StrJoin(version_nums, ", "),
