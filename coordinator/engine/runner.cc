@@ -326,6 +326,12 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
   run.session = session.get();
   // Never trust a cache: what to run is decided from this read, under the lock.
   ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  if (options_.permissions.adopt && state.applied.empty() && !state.foreign.empty()) {
+    AdoptRequest adopt;
+    adopt.actor = run.actor;
+    RETURN_IF_ERROR(AdoptUnderLock(session.get(), state, adopt, outcome.run_id).status());
+    ASSIGN_OR_RETURN(state, session->ReadState());
+  }
   PlanRequest plan_request;
   plan_request.target_version = request.target_version;
   plan_request.respect_hold = request.respect_hold;

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "coordinator/engine/adopt.h"
 #include "coordinator/engine/migration_set.h"
 #include "coordinator/engine/run_plan.h"
 #include "coordinator/engine/schema_description.h"
@@ -142,6 +143,23 @@ struct RepairRequest {
   std::string actor;
 };
 
+// Adopting a database another tool migrated (schemagatectl adopt).
+struct AdoptRequest {
+  // The tool whose table to adopt; unset: the only one found.
+  std::optional<ForeignTool> from;
+  bool skip_missing = false;
+  // Plan only: no lock taken, nothing written.
+  bool dry_run = false;
+  std::string actor;
+};
+
+struct AdoptReport {
+  AdoptPlan plan;
+  // "adopted 12 version(s) from public.goose_db_version (goose)".
+  std::string message;
+  std::string run_id;
+};
+
 struct RehearsalReport {
   std::vector<RehearsalResult> results;
   // Versions skipped because they are no-transaction (not rehearsable).
@@ -181,6 +199,15 @@ class Runner {
   // applied. Refuses if any version is recorded already. Returns a sentence,
   // naming an Alembic revision if it finds one.
   absl::StatusOr<std::string> Baseline(int64_t version, const std::string& actor);
+
+  // Adopts a database another tool migrated (runner_adopt.cc): under the
+  // lock, records the versions its bookkeeping table says are applied (or
+  // dirty) with the set's checksums and one history event. Errors:
+  // FAILED_PRECONDITION when schemagate already records a migration or the
+  // plan is refused (versions without a file: named), NOT_FOUND when no
+  // foreign table is found, INVALID_ARGUMENT when several are and no
+  // `from` says which, UNAVAILABLE / ABORTED as for a run.
+  absl::StatusOr<AdoptReport> Adopt(const AdoptRequest& request);
 
  private:
   // Who a run's events name, what they are numbered by, where progress goes.
@@ -237,6 +264,10 @@ class Runner {
                                               const std::string& run_id, const std::string& actor,
                                               const std::function<void(RunEvent)>& emit,
                                               bool* changed);
+  // Adopt's work once the lock is held and `state` read under it.
+  absl::StatusOr<AdoptReport> AdoptUnderLock(RunSession* session, const DatabaseState& state,
+                                             const AdoptRequest& request,
+                                             const std::string& run_id);
   // Records the schema as this run left it (options_.describe_schema). A
   // failed description records an empty fingerprint, so that validate does
   // not compare against a stale one.

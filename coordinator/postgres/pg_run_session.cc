@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "coordinator/base/conninfo.h"
 #include "coordinator/base/status_macros.h"
+#include "coordinator/postgres/foreign_tables.h"
 #include "coordinator/postgres/pg_support.h"
 #include "coordinator/postgres/step_sql.h"
 
@@ -336,6 +337,18 @@ class PgRunSession : public RunSession {
     });
   }
 
+  absl::Status RecordAdoption(const std::vector<AdoptedRow>& rows,
+                              const EventRecord& event) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      WriteAdoptionRows(tx, names_.migrations, rows);
+      InsertEvent(tx, event);
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
   absl::Status DeleteRow(int64_t version, const EventRecord& event) override {
     return Guard([&] {
       pqxx::work tx(*conn_);
@@ -380,22 +393,6 @@ class PgRunSession : public RunSession {
     });
   }
 
-  absl::StatusOr<std::string> FindAlembicRevision() override {
-    std::string revision;
-    RETURN_IF_ERROR(Guard([&] {
-      pqxx::nontransaction tx(*conn_);
-      pqxx::result table = tx.exec(
-          "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM "
-          "information_schema.tables WHERE table_name = 'alembic_version' ORDER BY "
-          "table_schema = 'public' DESC LIMIT 1");
-      if (table.empty()) return absl::OkStatus();
-      pqxx::result rows = tx.exec(absl::StrCat("SELECT string_agg(version_num, ', ') FROM ",
-                                               table[0][0].as<std::string>()));
-      revision = rows.empty() || rows[0][0].is_null() ? "(empty)" : rows[0][0].as<std::string>();
-      return absl::OkStatus();
-    }));
-    return revision;
-  }
 
   absl::Status Rehearse(const std::vector<RehearsalStep>& steps,
                         std::vector<RehearsalResult>* results) override {

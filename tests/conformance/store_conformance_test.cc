@@ -605,14 +605,11 @@ TEST_P(StoreConformanceTest, RehearsalRunsStepsInOneTransactionAndRecordsNothing
   EXPECT_TRUE(session->RunTransactional(first, Limits(), Step(1), nullptr, &failure).ok());
 }
 
-TEST_P(StoreConformanceTest, WithoutAnIndexOrAlembicTableThereIsNothingToFind) {
+TEST_P(StoreConformanceTest, WithoutAnIndexThereIsNothingToFind) {
   std::unique_ptr<RunSession> session = BeginReady();
   absl::StatusOr<IndexLookup> found = session->LookUpIndex("", "conf_t", "conf_no_such_index");
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_EQ(found->state, IndexLookup::State::kAbsent);
-  absl::StatusOr<std::string> revision = session->FindAlembicRevision();
-  ASSERT_TRUE(revision.ok()) << revision.status();
-  EXPECT_EQ(*revision, "");
 }
 
 InstanceRecord Instance(const std::string& id, int64_t known) {
