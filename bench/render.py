@@ -110,14 +110,17 @@ def main():
     if check:
         worst = min(check, key=lambda c: c["coordinator_qps"] / c["echo_qps"])
         wr = worst["coordinator_qps"] / worst["echo_qps"]
-        w("| Check ≥ 0.7 × bare echo | %s (lowest, at %d in flight) | %s |" % (
-            fmt(wr, 2), worst["in_flight"], verdict(wr >= 0.7)))
+        w("| Check ≥ 0.9 × bare echo | %s (lowest, at %d in flight) | %s |" % (
+            fmt(wr, 2), worst["in_flight"], verdict(wr >= 0.9)))
     for n, r in sorted(apply_.items()):
         sr = ratio(r["schemagate_s"], r["floor_s"])
         below = [r[k] is None or r["schemagate_s"] < r[k] for k in ("dbmate_s", "alembic_s")]
-        w("| apply %d ≤ 1.2 × floor, below dbmate and Alembic | %s × floor; dbmate %s ×, Alembic %s × | %s |" % (
-            n, fmt(sr, 2), fmt(ratio(r["dbmate_s"], r["floor_s"]), 2),
-            fmt(ratio(r["alembic_s"], r["floor_s"]), 2), verdict(sr <= 1.2 and all(below))))
+        limit = 1.15 if n >= 10000 else 1.1
+        w("| apply %s ≤ %s × floor%s | %s × floor; dbmate %s ×, Alembic %s × | %s |" % (
+            format(n, ","), limit, ", below dbmate and Alembic" if n < 10000 else "", fmt(sr, 2),
+            fmt(ratio(r["dbmate_s"], r["floor_s"]), 2),
+            fmt(ratio(r["alembic_s"], r["floor_s"]), 2),
+            verdict(sr is not None and sr <= limit and (n >= 10000 or all(below)))))
     if storm:
         m = max(storm)
         r = storm[m]
@@ -172,13 +175,20 @@ def main():
     if apply_:
         w("## Apply: trivial migrations, one transaction each (seconds, median of the rounds)")
         w("")
-        w("| migrations | floor (one psql session) | schemagate | dbmate | Alembic | schemagate / floor | dbmate / floor | Alembic / floor |")
-        w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        w("| migrations | floor (one psql session) | schemagate | dbmate | Alembic | schemagate / floor | dbmate / floor | Alembic / floor | CPU ms per migration: schemagate (coordinator + ctl) / dbmate |")
+        w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for n, r in sorted(apply_.items()):
-            w("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            cpu = lambda k: None if r.get(k) is None else 1000.0 * r[k] / n
+            w("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |" % (
                 format(n, ","), fmt(r["floor_s"], 3), fmt(r["schemagate_s"], 3), fmt(r["dbmate_s"], 3),
                 fmt(r["alembic_s"], 3), fmt(ratio(r["schemagate_s"], r["floor_s"]), 2),
-                fmt(ratio(r["dbmate_s"], r["floor_s"]), 2), fmt(ratio(r["alembic_s"], r["floor_s"]), 2)))
+                fmt(ratio(r["dbmate_s"], r["floor_s"]), 2), fmt(ratio(r["alembic_s"], r["floor_s"]), 2),
+                fmt(cpu("schemagate_cpu_s"), 3), fmt(cpu("dbmate_cpu_s"), 3)))
+        w("")
+        w("CPU: user + system seconds of the tool's own processes during the apply "
+          "(schemagated from /proc plus schemagatectl; dbmate's process), median of the rounds, "
+          "per migration. The server's work is the same SQL for both. Peers are not run at "
+          "10,000.")
         w("")
         w("Every round of each tool: " + "; ".join(
             "%d: %s" % (n, ", ".join("%s %s" % (k, r["all"][k]) for k in r["all"]))

@@ -46,7 +46,7 @@ DEBIAN_PYTHON=/usr/bin/python3
 case "$MODE" in
   full)
     FANOUT_SIZES=100,1000,10000; FANOUT_BIG_SET="10000 1000"; CHECK_SECONDS=4; CHECK_ROUNDS=3
-    APPLY_SIZES="200 1000"; APPLY_REPEATS=3; STORM_SIZES="10 50 200"; AGENT_REPEATS=30
+    APPLY_SIZES="200 1000 10000"; APPLY_REPEATS=5; STORM_SIZES="10 50 200"; AGENT_REPEATS=30
     [[ -n "$OUTPUT" ]] || OUTPUT="$REPO/docs/benchmarks.md" ;;
   quick)
     FANOUT_SIZES=100,1000,10000; FANOUT_BIG_SET="10000 1000"; CHECK_SECONDS=2; CHECK_ROUNDS=1
@@ -287,30 +287,46 @@ time_floor() {   # time_floor SETDIR -> seconds
   drop_db "$url"
   echo "$s"
 }
-time_schemagate() {
-  local url t0 s
+# with_cpu FILE CMD...: runs CMD; writes the user + system seconds of it
+# (and of its children) to FILE.
+with_cpu() {
+  local out="$1"; shift
+  "$DEBIAN_PYTHON" -c 'import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write("%.3f\n" % (u.ru_utime + u.ru_stime))
+sys.exit(code)' "$out" "$@"
+}
+proc_cpu() {   # proc_cpu PID -> user + system seconds so far
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"
+}
+time_schemagate() {   # -> "seconds cpu-seconds"
+  local url t0 s c0 c1
   url="$(new_db sg)"
   start_coordinator "$url" "$1/sg" manual "$WORK/apply-sg.log"
   wait_coordinator
+  c0=$(proc_cpu "$SG_PID")
   t0=$(now_ns)
-  "$CTL" --coordinator "$SG_ADDR" apply --actor bench >"$WORK/apply-ctl.log" 2>&1 ||
-    { tail "$WORK/apply-ctl.log" >&2; exit 1; }
+  with_cpu "$WORK/apply-ctl.cpu" "$CTL" --coordinator "$SG_ADDR" apply --actor bench \
+    >"$WORK/apply-ctl.log" 2>&1 || { tail "$WORK/apply-ctl.log" >&2; exit 1; }
   s=$(secs_since "$t0")
+  c1=$(proc_cpu "$SG_PID")
   stop_coordinator
   [[ "$(count_tables "$url")" == "$2" ]] || { echo "schemagate: wrong table count" >&2; exit 1; }
   drop_db "$url"
-  echo "$s"
+  echo "$s $(awk -v a="$c0" -v b="$c1" -v c="$(cat "$WORK/apply-ctl.cpu")" 'BEGIN { printf "%.3f", b - a + c }')"
 }
-time_dbmate() {
+time_dbmate() {   # -> "seconds cpu-seconds"
   local url t0 s
   url="$(new_db dbmate)"
   t0=$(now_ns)
-  DATABASE_URL="$(dbmate_url "$url")" "$DBMATE" --migrations-dir "$1/dbmate" --no-dump-schema up \
+  DATABASE_URL="$(dbmate_url "$url")" with_cpu "$WORK/apply-dbmate.cpu" "$DBMATE" \
+    --migrations-dir "$1/dbmate" --no-dump-schema up \
     >"$WORK/apply-dbmate.log" 2>&1 || { tail "$WORK/apply-dbmate.log" >&2; exit 1; }
   s=$(secs_since "$t0")
   [[ "$(count_tables "$url")" == "$2" ]] || { echo "dbmate: wrong table count" >&2; exit 1; }
   drop_db "$url"
-  echo "$s"
+  echo "$s $(cat "$WORK/apply-dbmate.cpu")"
 }
 time_alembic() {
   local url t0 s
@@ -327,19 +343,26 @@ time_alembic() {
 for n in $APPLY_SIZES; do
   log "apply: $n trivial migrations, $APPLY_REPEATS round(s)"
   write_sets "$WORK/set-$n" "$n"
-  floor=(); sg=(); dm=(); al=()
-  for ((r = 0; r < APPLY_REPEATS; r++)); do
+  floor=(); sg=(); dm=(); al=(); sg_cpu=(); dm_cpu=()
+  # 10,000 files: the floor and schemagate only (how cost grows), 3 rounds.
+  rounds=$APPLY_REPEATS; peers=1
+  ((n >= 10000)) && { rounds=3; peers=0; }
+  for ((r = 0; r < rounds; r++)); do
     floor+=("$(time_floor "$WORK/set-$n" "$n")")
-    sg+=("$(time_schemagate "$WORK/set-$n" "$n")")
-    [[ -n "$DBMATE" ]] && dm+=("$(time_dbmate "$WORK/set-$n" "$n")")
-    ((ALEMBIC_OK)) && al+=("$(time_alembic "$WORK/set-$n" "$n")")
+    read -r t c <<<"$(time_schemagate "$WORK/set-$n" "$n")"; sg+=("$t"); sg_cpu+=("$c")
+    if [[ -n "$DBMATE" ]] && ((peers)); then
+      read -r t c <<<"$(time_dbmate "$WORK/set-$n" "$n")"; dm+=("$t"); dm_cpu+=("$c")
+    fi
+    ((ALEMBIC_OK && peers)) && al+=("$(time_alembic "$WORK/set-$n" "$n")")
   done
   f=$(printf '%s\n' "${floor[@]}" | median)
   s=$(printf '%s\n' "${sg[@]}" | median)
+  sc=$(printf '%s\n' "${sg_cpu[@]}" | median)
+  dc=$( ((${#dm_cpu[@]})) && printf '%s\n' "${dm_cpu[@]}" | median || echo null)
   d=$( ((${#dm[@]})) && printf '%s\n' "${dm[@]}" | median || echo null)
   a=$( ((${#al[@]})) && printf '%s\n' "${al[@]}" | median || echo null)
   log "apply $n: floor ${f}s, schemagate ${s}s, dbmate ${d}s, alembic ${a}s (all rounds: floor ${floor[*]}; schemagate ${sg[*]}; dbmate ${dm[*]:-}; alembic ${al[*]:-})"
-  result "{\"bench\":\"apply\",\"n\":$n,\"floor_s\":$f,\"schemagate_s\":$s,\"dbmate_s\":$d,\"alembic_s\":$a,\"rounds\":$APPLY_REPEATS,\"all\":{\"floor\":[$(IFS=,; echo "${floor[*]}")],\"schemagate\":[$(IFS=,; echo "${sg[*]}")],\"dbmate\":[$(IFS=,; echo "${dm[*]:-}")],\"alembic\":[$(IFS=,; echo "${al[*]:-}")]}}"
+  result "{\"bench\":\"apply\",\"n\":$n,\"floor_s\":$f,\"schemagate_s\":$s,\"dbmate_s\":$d,\"alembic_s\":$a,\"schemagate_cpu_s\":$sc,\"dbmate_cpu_s\":$dc,\"rounds\":$rounds,\"all\":{\"floor\":[$(IFS=,; echo "${floor[*]}")],\"schemagate\":[$(IFS=,; echo "${sg[*]}")],\"dbmate\":[$(IFS=,; echo "${dm[*]:-}")],\"alembic\":[$(IFS=,; echo "${al[*]:-}")]}}"
 done
 
 # agent_cost BINARY NAME: AGENT_REPEATS runs of `BINARY check` against $SG_ADDR,

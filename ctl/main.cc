@@ -22,6 +22,7 @@
 #include "coordinator/engine/migration_set.h"
 #include "coordinator/base/conninfo.h"
 #include "coordinator/postgres/catalog.h"
+#include "ctl/adopt.h"
 #include "ctl/new_migration.h"
 #include "ctl/verify.h"
 #include "google/protobuf/struct.pb.h"
@@ -738,6 +739,33 @@ int Main(int argc, char** argv) {
                    "Run on a database that already has tables (e.g. a restored copy)");
 
   std::string snapshot_url, snapshot_schema = "schemagate", snapshot_out;
+  AdoptCommand adopt_command;
+  CLI::App* adopt = app.add_subcommand(
+      "adopt", "Adopt a database goose, dbmate, golang-migrate, Flyway or Alembic migrated\n"
+               "(offline, under the run lock): its applied versions are recorded with the\n"
+               "checksums of your files, dirty/failed ones as dirty; nothing runs. Refused\n"
+               "(exit 5) once schemagate records a migration, or when the database records\n"
+               "versions the directory has no file for (named; --skip-missing)\n"
+               "  e.g. schemagatectl adopt --database-url postgres://app@db/app "
+               "--migrations-dir db/migrations --dry-run");
+  adopt->add_option("--database-url", adopt_command.database_url, "The database to adopt")
+      ->envname("SCHEMAGATE_DATABASE_URL");
+  adopt->add_option("--migrations-dir", adopt_command.migrations_dir, "The set, unchanged")
+      ->capture_default_str();
+  adopt->add_option("--format", adopt_command.format, kSetFormatChoices)
+      ->check(CLI::IsMember(SetFormatNames()))
+      ->capture_default_str();
+  adopt->add_option("--from", adopt_command.from,
+                    "Whose bookkeeping to adopt (needed when several are found)")
+      ->check(CLI::IsMember({"goose", "dbmate", "golang-migrate", "flyway", "alembic"}));
+  adopt->add_option("--schema", adopt_command.schema, "schemagate's bookkeeping schema")
+      ->capture_default_str();
+  adopt->add_option("--actor", adopt_command.actor, "Who asks, recorded in history");
+  adopt->add_flag("--skip-missing", adopt_command.skip_missing,
+                  "Adopt although the database records versions without a file (left out, "
+                  "named in history)");
+  adopt->add_flag("--dry-run", adopt_command.dry_run, "Show what would be adopted; write nothing");
+
   CLI::App* snapshot = app.add_subcommand(
       "snapshot", "Write the database's schema, readable and sorted, to a file\n"
                   "  e.g. schemagatectl snapshot --database-url $URL --out schema.txt");
@@ -798,6 +826,10 @@ int Main(int argc, char** argv) {
   // --format was checked against SetFormatNames() when parsed.
   const SetFormat format = ParseSetFormat(set_format).value_or(SetFormat::kAuto);
   if (lint->parsed()) return RunLint(flags, lint_dir, format, lint_lock_timeout, lint_from);
+  if (adopt->parsed()) {
+    adopt_command.json = flags.json();
+    return RunAdopt(adopt_command);
+  }
   if (verify->parsed()) {
     return RunVerify(flags, verify_dir, format, verify_url, verify_allow_non_empty);
   }

@@ -206,6 +206,12 @@ void AddDaemonFlags(CLI::App* app_ptr, DaemonFlags* flags) {
                "(a set that starts on top of those tables, or another app's tables in a shared "
                "database); without it nothing runs until 'schemagatectl baseline' adopts them")
       ->envname("SCHEMAGATE_ALLOW_NON_EMPTY");
+  app.add_flag("--adopt", flags->adopt,
+               "On a database another tool migrated (goose, dbmate, golang-migrate, Flyway, "
+               "Alembic) and schemagate has recorded nothing on: adopt that tool's applied "
+               "versions under the lock before the first run, as 'schemagatectl adopt' does; "
+               "without it nothing runs until they are adopted (docs/coming-from-*.md)")
+      ->envname("SCHEMAGATE_ADOPT");
   app.add_option("--http-listen,--metrics-listen", flags->http_listen,
                  "Serve HTTP on HOST:PORT (e.g. 0.0.0.0:9090): Prometheus metrics at /metrics, "
                  "a liveness answer at /healthz. --metrics-listen (SCHEMAGATE_METRICS_LISTEN) "
@@ -286,6 +292,7 @@ int RunDaemon(DaemonFlags flags) {
   options.runner.lock_retries = flags.lock_retries;
   options.runner.permissions.allow_out_of_order = flags.allow_out_of_order;
   options.runner.permissions.allow_non_empty = flags.allow_non_empty;
+  options.runner.permissions.adopt = flags.adopt;
   for (auto [flag, text, out] :
        {std::make_tuple("--lock-timeout", &flags.lock_timeout, &options.runner.lock_timeout),
         std::make_tuple("--statement-timeout", &flags.statement_timeout,

@@ -32,7 +32,8 @@ struct DaemonFlags {
   int max_streams_per_client = kDefaultMaxStreamsPerClient;
   int max_request_bytes = kDefaultMaxRequestBytes;
   AccessFlags access;
-  bool reflection = false, verbose = false, allow_out_of_order = false, allow_non_empty = false;
+  bool reflection = false, verbose = false, allow_out_of_order = false, allow_non_empty = false,
+       adopt = false;
 };
 
 // What `schemagated --help` says before the flags.

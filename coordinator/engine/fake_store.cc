@@ -291,20 +291,23 @@ class FakeRunSession : public RunSession {
   }
 
   absl::Status MarkApplied(const StepRecord& record, const EventRecord& event) override {
+    return RecordAdoption({AdoptedRow{record, false}}, event);
+  }
+
+  absl::Status RecordAdoption(const std::vector<AdoptedRow>& rows,
+                              const EventRecord& event) override {
     absl::MutexLock lock(&db_->mu_);
     RETURN_IF_ERROR(ReadyLocked());
-    auto it = db_->migrations_.find(record.version);
-    if (it == db_->migrations_.end()) {
-      FakeDatabase::Row row;
-      row.m.version = record.version;
-      row.m.applied_at = Micros(db_->clock()->Now());
-      it = db_->migrations_.emplace(record.version, row).first;
+    for (const auto& [record, dirty] : rows) {
+      auto it = db_->migrations_.try_emplace(record.version).first;
+      if (it->second.m.version == 0) it->second.m.applied_at = Micros(db_->clock()->Now());
+      it->second.m.version = record.version;
+      it->second.m.name = record.name;
+      it->second.m.checksum = record.checksum;
+      it->second.m.dirty = dirty;
+      it->second.m.applied_by = record.actor;
+      it->second.run_id = record.run_id;
     }
-    it->second.m.name = record.name;
-    it->second.m.checksum = record.checksum;
-    it->second.m.dirty = false;
-    it->second.m.applied_by = record.actor;
-    it->second.run_id = record.run_id;
     db_->AppendEventLocked(event);
     db_->NotifyLocked();
     return absl::OkStatus();
@@ -319,7 +322,7 @@ class FakeRunSession : public RunSession {
     return absl::OkStatus();
   }
 
-  // The fake has no catalog: there is never an index or an alembic table.
+  // The fake has no catalog: there is never an index.
   absl::StatusOr<IndexLookup> LookUpIndex(const std::string&, const std::string&,
                                           const std::string&) override {
     absl::MutexLock lock(&db_->mu_);
@@ -329,11 +332,6 @@ class FakeRunSession : public RunSession {
   absl::Status DropIndexConcurrently(const IndexLookup&) override {
     absl::MutexLock lock(&db_->mu_);
     return LiveLocked();
-  }
-  absl::StatusOr<std::string> FindAlembicRevision() override {
-    absl::MutexLock lock(&db_->mu_);
-    RETURN_IF_ERROR(LiveLocked());
-    return std::string();
   }
 
   absl::Status Rehearse(const std::vector<RehearsalStep>& steps,

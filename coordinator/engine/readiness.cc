@@ -42,7 +42,7 @@ std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseSt
     if (out_of_order.kind != BlockerKind::kNone) problems.push_back(out_of_order.message);
   }
   if (!permissions.allow_non_empty) {
-    const PlanBlocker unmanaged = RefuseUnmanagedSchema(set, db);
+    const PlanBlocker unmanaged = RefuseUnmanagedSchema(set, db, permissions.adopt);
     if (unmanaged.kind != BlockerKind::kNone) problems.push_back(unmanaged.message);
   }
   if (db.hold_above) {

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/engine/adopt.h"
 
 namespace schemagate {
 namespace {
@@ -193,13 +194,29 @@ PlanBlocker RefuseOutOfOrder(const MigrationSet& set, const DatabaseState& db, i
   return b;
 }
 
-PlanBlocker RefuseUnmanagedSchema(const MigrationSet& set, const DatabaseState& db) {
+PlanBlocker RefuseUnmanagedSchema(const MigrationSet& set, const DatabaseState& db,
+                                  bool adopting) {
   PlanBlocker b;
   if (!db.applied.empty() || db.unrecorded_table_count == 0 || set.migrations().empty()) {
     return b;
   }
   b.kind = BlockerKind::kUnmanagedSchema;
   b.version = set.migrations().front().version;
+  if (!db.foreign.empty()) {
+    // Another tool's bookkeeping: adopt it rather than baseline by hand.
+    absl::StatusOr<ForeignBookkeeping> one = ChooseForeign(db.foreign, std::nullopt);
+    AdoptPlan adoption;
+    if (one.ok() && one->tool != ForeignTool::kAlembic) adoption = PlanAdoption(set, *one, {});
+    if (adopting && one.ok() && adoption.ok()) return PlanBlocker();
+    b.message = absl::StrCat(
+        "schemagate has recorded no migration on this database, and another tool has: ",
+        DescribeAdoption(set, db.foreign),
+        adopting ? ". schemagated --adopt cannot adopt it by itself: run "
+                   "'schemagatectl adopt' (docs/coming-from-*.md)"
+                 : ". Nothing runs until then (running the set again would redo that tool's "
+                   "work); see docs/coming-from-*.md");
+    return b;
+  }
   const bool more = db.unrecorded_table_count > static_cast<int64_t>(db.unrecorded_tables.size());
   b.message = absl::StrCat(
       "the database already has ", db.unrecorded_table_count, " table(s) (",
@@ -246,7 +263,7 @@ RunPlan PlanRun(const MigrationSet& set, const DatabaseState& db, const PlanRequ
   }
 
   if (!request.permissions.allow_non_empty) {
-    blocker = RefuseUnmanagedSchema(set, db);
+    blocker = RefuseUnmanagedSchema(set, db, request.permissions.adopt);
     if (plan.blocked()) return plan;
   }
 

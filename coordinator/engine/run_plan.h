@@ -35,6 +35,10 @@ struct PlanPermissions {
   // --allow-non-empty: migrations run on a database that has tables but no
   // migration recorded (one shared with another tool's schema).
   bool allow_non_empty = false;
+  // --adopt: a database another tool migrated (DatabaseState::foreign) is
+  // adopted under the lock before the first run (Runner::Adopt) instead of
+  // being refused as an unadopted schema.
+  bool adopt = false;
 };
 
 struct PlanRequest {
@@ -180,7 +184,10 @@ std::vector<int64_t> OutOfOrderVersions(const MigrationSet& set, const DatabaseS
 // nothing to refuse.
 PlanBlocker RefuseOutOfOrder(const MigrationSet& set, const DatabaseState& db,
                              int64_t target = 0);
-PlanBlocker RefuseUnmanagedSchema(const MigrationSet& set, const DatabaseState& db);
+// With `adopting` (--adopt), a foreign table the runner can adopt is no
+// refusal; one it cannot is, saying why.
+PlanBlocker RefuseUnmanagedSchema(const MigrationSet& set, const DatabaseState& db,
+                                  bool adopting = false);
 
 }  // namespace schemagate
 

@@ -138,31 +138,15 @@ absl::Status Runner::ExecuteStep(const RunContext& run, const PlanStep& step, in
                                  bool resuming) {
   const Migration& m = *step.migration;
   const MigrationScript& script = *step.script;
-  const char* verb = step.up ? "" : "rollback ";
   const absl::Time started = absl::Now();
-  const int count = static_cast<int>(script.statements.size());
-  auto progress = [&](RunEvent::Kind kind) {
-    RunEvent event;
-    event.kind = kind;
-    event.version = m.version;
-    event.name = m.name;
-    event.statement_count = count;
-    event.elapsed = absl::Now() - started;
-    return event;
-  };
+  auto progress = [&](RunEvent::Kind kind) { return StepEvent(kind, step, started); };
   {
     RunEvent begin = progress(RunEvent::Kind::kMigrationStarted);
     if (!step.up) begin.message = "rolling back";
     if (resuming) begin.message = absl::StrCat("resuming at statement ", first + 1);
     run.emit(begin);
   }
-  StepRecord record;
-  record.version = m.version;
-  record.name = m.name;
-  record.checksum = m.checksum;
-  record.run_id = run.run_id;
-  record.actor = run.actor;
-  record.up = step.up;
+  const StepRecord record = RecordOf(run, step);
   auto observer = [&](int index) {
     first = index;
     RunEvent event = progress(RunEvent::Kind::kStatementStarted);
@@ -208,7 +192,36 @@ absl::Status Runner::ExecuteStep(const RunContext& run, const PlanStep& step, in
     return absl::OkStatus();
   }
   if (!absl::IsFailedPrecondition(status) || failure.sqlstate.empty()) return status;
+  return ReportFailure(run, step, resuming, started, failure);
+}
 
+RunEvent Runner::StepEvent(RunEvent::Kind kind, const PlanStep& step, absl::Time started) {
+  RunEvent event;
+  event.kind = kind;
+  event.version = step.migration->version;
+  event.name = step.migration->name;
+  event.statement_count = static_cast<int>(step.script->statements.size());
+  event.elapsed = absl::Now() - started;
+  return event;
+}
+
+StepRecord Runner::RecordOf(const RunContext& run, const PlanStep& step) {
+  StepRecord record;
+  record.version = step.migration->version;
+  record.name = step.migration->name;
+  record.checksum = step.migration->checksum;
+  record.run_id = run.run_id;
+  record.actor = run.actor;
+  record.up = step.up;
+  return record;
+}
+
+absl::Status Runner::ReportFailure(const RunContext& run, const PlanStep& step, bool resuming,
+                                   absl::Time started, const SqlFailure& failure) {
+  const Migration& m = *step.migration;
+  const MigrationScript& script = *step.script;
+  const char* verb = step.up ? "" : "rollback ";
+  auto progress = [&](RunEvent::Kind kind) { return StepEvent(kind, step, started); };
   EventRecord event = NewEvent("failure", run.run_id, run.actor, &m);
   event.duration = absl::Now() - started;
   event.sqlstate = failure.sqlstate;
@@ -313,6 +326,12 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
   run.session = session.get();
   // Never trust a cache: what to run is decided from this read, under the lock.
   ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
+  if (options_.permissions.adopt && state.applied.empty() && !state.foreign.empty()) {
+    AdoptRequest adopt;
+    adopt.actor = run.actor;
+    RETURN_IF_ERROR(AdoptUnderLock(session.get(), state, adopt, outcome.run_id).status());
+    ASSIGN_OR_RETURN(state, session->ReadState());
+  }
   PlanRequest plan_request;
   plan_request.target_version = request.target_version;
   plan_request.respect_hold = request.respect_hold;
@@ -355,12 +374,28 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
           plan.steps.size(), target);
 
   absl::Status result = absl::OkStatus();
-  for (const PlanStep& step : plan.steps) {
+  // Steps before this one are not sent in a batch again (one that hit its
+  // lock_timeout in a batch is retried by ExecuteStep).
+  size_t unbatched_until = 0;
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const PlanStep& step = plan.steps[i];
     const Migration& m = *step.migration;
     if (cancelled != nullptr && cancelled->load()) {
       result = absl::CancelledError(
           "the coordinator is shutting down; the run stopped between migrations");
       break;
+    }
+    if (const size_t n = i < unbatched_until ? 0 : BatchableFrom(plan.steps, i); n > 1) {
+      size_t done = 0;
+      result = ExecuteBatch(run, plan.steps, i, n, &done);
+      outcome.applied += static_cast<int>(done);
+      if (!result.ok()) break;
+      unbatched_until = i + done + 1;
+      if (done > 0) {
+        i += done - 1;  // the loop's ++i moves to the first step not done
+        continue;
+      }
+      // The first step hit its lock_timeout: ExecuteStep retries it below.
     }
     if (m.breaking()) {
       // Re-read under the lock just before it runs: who is live right now.

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "coordinator/engine/adopt.h"
 #include "coordinator/engine/migration_set.h"
 #include "coordinator/engine/run_plan.h"
 #include "coordinator/engine/schema_description.h"
@@ -142,6 +143,23 @@ struct RepairRequest {
   std::string actor;
 };
 
+// Adopting a database another tool migrated (schemagatectl adopt).
+struct AdoptRequest {
+  // The tool whose table to adopt; unset: the only one found.
+  std::optional<ForeignTool> from;
+  bool skip_missing = false;
+  // Plan only: no lock taken, nothing written.
+  bool dry_run = false;
+  std::string actor;
+};
+
+struct AdoptReport {
+  AdoptPlan plan;
+  // "adopted 12 version(s) from public.goose_db_version (goose)".
+  std::string message;
+  std::string run_id;
+};
+
 struct RehearsalReport {
   std::vector<RehearsalResult> results;
   // Versions skipped because they are no-transaction (not rehearsable).
@@ -182,6 +200,15 @@ class Runner {
   // naming an Alembic revision if it finds one.
   absl::StatusOr<std::string> Baseline(int64_t version, const std::string& actor);
 
+  // Adopts a database another tool migrated (runner_adopt.cc): under the
+  // lock, records the versions its bookkeeping table says are applied (or
+  // dirty) with the set's checksums and one history event. Errors:
+  // FAILED_PRECONDITION when schemagate already records a migration or the
+  // plan is refused (versions without a file: named), NOT_FOUND when no
+  // foreign table is found, INVALID_ARGUMENT when several are and no
+  // `from` says which, UNAVAILABLE / ABORTED as for a run.
+  absl::StatusOr<AdoptReport> Adopt(const AdoptRequest& request);
+
  private:
   // Who a run's events name, what they are numbered by, where progress goes.
   struct RunContext {
@@ -198,6 +225,22 @@ class Runner {
   // FAILED_PRECONDITION (the step failed; recorded), UNAVAILABLE (lock
   // timeouts exhausted; the set stays pending), ABORTED (connection lost).
   absl::Status ExecuteStep(const RunContext& run, const PlanStep& step, int first, bool resuming);
+  // How many steps from `first` go in one batch (0 or 1: none): consecutive
+  // up steps of one statement in a transaction, none of them breaking, at
+  // most kMaxBatchSteps of them and about kMaxBatchBytes of SQL.
+  static size_t BatchableFrom(const std::vector<PlanStep>& steps, size_t first);
+  // Runs steps [first, first + n) in one round trip
+  // (RunSession::RunTransactionalBatch), with the progress, log and failure
+  // report ExecuteStep gives each. `done` counts the steps applied. A step
+  // that hit its lock_timeout is not reported (OK is returned): the caller
+  // runs it next with ExecuteStep, which retries.
+  absl::Status ExecuteBatch(const RunContext& run, const std::vector<PlanStep>& steps,
+                            size_t first, size_t n, size_t* done);
+  // What ExecuteStep records and reports once a step failed with `failure`.
+  absl::Status ReportFailure(const RunContext& run, const PlanStep& step, bool resuming,
+                             absl::Time started, const SqlFailure& failure);
+  static RunEvent StepEvent(RunEvent::Kind kind, const PlanStep& step, absl::Time started);
+  static StepRecord RecordOf(const RunContext& run, const PlanStep& step);
   // A new run's context; its progress messages count from `outcome`
   // (which gets the run id and must outlive the run).
   RunContext NewRun(const std::string& actor, const ProgressSink& progress,
@@ -221,6 +264,10 @@ class Runner {
                                               const std::string& run_id, const std::string& actor,
                                               const std::function<void(RunEvent)>& emit,
                                               bool* changed);
+  // Adopt's work once the lock is held and `state` read under it.
+  absl::StatusOr<AdoptReport> AdoptUnderLock(RunSession* session, const DatabaseState& state,
+                                             const AdoptRequest& request,
+                                             const std::string& run_id);
   // Records the schema as this run left it (options_.describe_schema). A
   // failed description records an empty fingerprint, so that validate does
   // not compare against a stale one.

@@ -202,7 +202,10 @@ absl::StatusOr<std::string> Runner::Baseline(int64_t version, const std::string&
         "the database already records ", state.applied.size(),
         " applied migration(s); baseline only adopts a database schemagate has never run on"));
   }
-  ASSIGN_OR_RETURN(std::string alembic, session->FindAlembicRevision());
+  std::string alembic;
+  for (const ForeignBookkeeping& f : state.foreign) {
+    if (f.tool == ForeignTool::kAlembic && f.up_to) alembic = f.up_to->version;
+  }
   int marked = 0;
   for (const Migration& m : set_->migrations()) {
     if (m.version > version) break;

@@ -17,6 +17,19 @@ const AppliedMigration* DatabaseState::Find(int64_t version) const {
   return &*it;
 }
 
+absl::Status RunSession::RunTransactionalBatch(const std::vector<BatchStep>& steps,
+                                               const std::function<void(size_t)>& on_step,
+                                               size_t* committed, SqlFailure* failure) {
+  *committed = 0;
+  for (const BatchStep& step : steps) {
+    on_step(*committed);
+    RETURN_IF_ERROR(
+        RunTransactional(*step.statements, step.limits, step.record, nullptr, failure));
+    ++*committed;
+  }
+  return absl::OkStatus();
+}
+
 int64_t DatabaseState::AppliedHead() const {
   for (auto it = applied.rbegin(); it != applied.rend(); ++it) {
     if (!it->dirty) return it->version;

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "coordinator/base/clock.h"
+#include "coordinator/engine/foreign_bookkeeping.h"
 #include "coordinator/sql/sql_split.h"
 
 namespace schemagate {
@@ -107,6 +108,10 @@ struct DatabaseState {
   // that another tool made is adopted with `schemagatectl baseline`.
   int64_t unrecorded_table_count = 0;
   std::vector<std::string> unrecorded_tables;
+  // Another migration tool's bookkeeping tables (foreign_bookkeeping.h),
+  // read only while no migration is recorded: what `schemagatectl adopt`
+  // (or schemagated --adopt) would adopt.
+  std::vector<ForeignBookkeeping> foreign;
 
   const AppliedMigration* Find(int64_t version) const;
   // Highest version whose row is applied (not dirty); 0 if none.
@@ -162,6 +167,13 @@ struct StepRecord {
   std::string actor;
   // true: insert the `migrations` row (up); false: delete it (down).
   bool up = true;
+};
+
+// A row an adoption writes (RunSession::RecordAdoption).
+struct AdoptedRow {
+  StepRecord record;
+  // Recorded dirty (the other tool left it unfinished) instead of applied.
+  bool dirty = false;
 };
 
 // One migration of a rehearsal (apply --rehearse).
@@ -220,6 +232,22 @@ class RunSession {
                                         const StatementObserver& observer,
                                         SqlFailure* failure) = 0;
 
+  // One step of RunTransactionalBatch.
+  struct BatchStep {
+    const std::vector<SqlStatement>* statements = nullptr;
+    StatementLimits limits;
+    StepRecord record;
+  };
+  // Runs `steps` in order, each as RunTransactional would (its own
+  // transaction, limits, fence and bookkeeping), sent together where the
+  // store can. `on_step(i)` is called as step i begins, once every step
+  // before it has committed. `committed` is how many committed; on
+  // FAILED_PRECONDITION `failure` is that of step *committed, rolled back,
+  // and no later step ran. This default runs them one at a time.
+  virtual absl::Status RunTransactionalBatch(const std::vector<BatchStep>& steps,
+                                             const std::function<void(size_t)>& on_step,
+                                             size_t* committed, SqlFailure* failure);
+
   // Runs `statements` outside a transaction block, starting at index
   // `first`, recording progress in the (dirty) `migrations` row after each.
   virtual absl::Status RunNonTransactional(const std::vector<SqlStatement>& statements,
@@ -246,6 +274,10 @@ class RunSession {
   // Inserts or updates the row of `record` as applied (with its checksum)
   // and appends `event`, in one transaction.
   virtual absl::Status MarkApplied(const StepRecord& record, const EventRecord& event) = 0;
+  // Inserts the rows of an adoption (`migrations` must be empty) and appends
+  // `event`, in one transaction: all of them or none.
+  virtual absl::Status RecordAdoption(const std::vector<AdoptedRow>& rows,
+                                      const EventRecord& event) = 0;
   // Deletes the row of `version` and appends `event`, in one transaction.
   virtual absl::Status DeleteRow(int64_t version, const EventRecord& event) = 0;
   // The state of index `index` as this session's search_path resolves
@@ -258,8 +290,6 @@ class RunSession {
                                                   const std::string& index) = 0;
   // DROP INDEX CONCURRENTLY IF EXISTS of `found` (as LookUpIndex found it).
   virtual absl::Status DropIndexConcurrently(const IndexLookup& found) = 0;
-  // The revision in an `alembic_version` table, or "" if there is none.
-  virtual absl::StatusOr<std::string> FindAlembicRevision() = 0;
   // Runs `steps` in ONE transaction and rolls it back; stops at the first
   // failure. Nothing is recorded.
   virtual absl::Status Rehearse(const std::vector<RehearsalStep>& steps,

@@ -15,7 +15,9 @@
 #include "absl/time/clock.h"
 #include "coordinator/base/conninfo.h"
 #include "coordinator/base/status_macros.h"
+#include "coordinator/postgres/foreign_tables.h"
 #include "coordinator/postgres/pg_support.h"
+#include "coordinator/postgres/step_sql.h"
 
 namespace schemagate {
 namespace {
@@ -43,6 +45,7 @@ class PgRunSession : public RunSession {
     return Guard([&] {
       pqxx::work tx(*conn_);
       CreateBookkeeping(tx, names_);
+      step_note_ = CreateStepNote(tx, names_);
       tx.commit();
       return absl::OkStatus();
     });
@@ -88,10 +91,7 @@ class PgRunSession : public RunSession {
     try {
       PrepareStepStatements();
       pqxx::nontransaction tx(*conn_);
-      const std::string opening = absl::StrCat(
-          "BEGIN; SET LOCAL lock_timeout = '", Interval(limits.lock_timeout),
-          "'; SET LOCAL statement_timeout = '", Interval(limits.statement_timeout),
-          "'; EXECUTE ", kStepFence, "(", epoch_, "); ");
+      const std::string opening = StepOpeningSql(limits, epoch_);
       if (statements.empty()) tx.exec(opening);
       for (size_t i = 0; i < statements.size(); ++i) {
         current = static_cast<int>(i);
@@ -101,14 +101,8 @@ class PgRunSession : public RunSession {
       current = -1;
       committing = true;
       const int64_t duration_ms = absl::ToInt64Milliseconds(absl::Now() - start);
-      tx.exec(absl::StrCat(
-          "EXECUTE ", record.up ? kStepBookUp : kStepBookDown, "(", record.version, ", ",
-          tx.quote(record.name), ", ", tx.quote(record.run_id), ", ", tx.quote(record.actor),
-          ", ", tx.quote(std::string(record.up ? "apply" : "rollback")), ", ", duration_ms, ", ",
-          tx.quote(std::string(kEventsChannel)), ", ", tx.quote(options_.schema),
-          record.up ? absl::StrCat(", ", tx.quote(record.checksum), ", ", statements.size())
-                    : std::string(),
-          "); COMMIT"));
+      tx.exec(StepClosingSql(*conn_, record, absl::StrCat(duration_ms), statements.size(),
+                             kEventsChannel, options_.schema));
       return absl::OkStatus();
     } catch (const pqxx::broken_connection& e) {
       if (!committing) return ConnectionLost(e);
@@ -123,6 +117,53 @@ class PgRunSession : public RunSession {
       return absl::FailedPreconditionError(failure->message);
     } catch (const std::exception& e) {
       if (!conn_->is_open()) return ConnectionLost(e);
+      RollBack();
+      return Unavailable(e);
+    }
+  }
+
+  // Every step in one simple query: PostgreSQL runs them in order, each in
+  // its own transaction, and abandons the rest of the query at the first
+  // error. Each step raises a notice as it begins (progress while the query
+  // runs); which steps committed before an error is read back from the rows.
+  absl::Status RunTransactionalBatch(const std::vector<BatchStep>& steps,
+                                     const std::function<void(size_t)>& on_step,
+                                     size_t* committed, SqlFailure* failure) override {
+    *committed = 0;
+    if (!step_note_) return RunSession::RunTransactionalBatch(steps, on_step, committed, failure);
+    RETURN_IF_ERROR(CheckConnection());
+    auto in_doubt = [&](const std::exception& e) {
+      return absl::AbortedError(absl::StrCat(
+          "the commits of ", steps.front().record.version, " to ", steps.back().record.version,
+          " are in doubt (", CleanMessage(e.what()), "); the next run re-reads the state"));
+    };
+    try {
+      PrepareStepStatements();
+      StepNoteHandler notes(*conn_, on_step);
+      pqxx::nontransaction tx(*conn_);
+      tx.exec(BatchSql(*conn_, names_, steps, epoch_, kEventsChannel, options_.schema));
+      *committed = steps.size();
+      return absl::OkStatus();
+    } catch (const pqxx::broken_connection& e) {
+      return in_doubt(e);
+    } catch (const pqxx::sql_error& e) {
+      if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) return in_doubt(e);
+      RollBack();
+      // The steps before the error committed, also when a fence stopped it.
+      const absl::Status read = Guard([&] {
+        pqxx::nontransaction tx(*conn_);
+        *committed = CountBatchCommits(tx, names_, steps);
+        return absl::OkStatus();
+      });
+      if (absl::Status fence = FenceFailure(e); !fence.ok()) return fence;
+      RETURN_IF_ERROR(read);
+      if (*committed >= steps.size()) return Unavailable(e);
+      const BatchStep& failed = steps[*committed];
+      FillFailure(e, *failed.statements, failed.statements->size() == 1 ? 0 : -1, failed.record,
+                  failure);
+      return absl::FailedPreconditionError(failure->message);
+    } catch (const std::exception& e) {
+      if (!conn_->is_open()) return in_doubt(e);
       RollBack();
       return Unavailable(e);
     }
@@ -296,6 +337,18 @@ class PgRunSession : public RunSession {
     });
   }
 
+  absl::Status RecordAdoption(const std::vector<AdoptedRow>& rows,
+                              const EventRecord& event) override {
+    return Guard([&] {
+      pqxx::work tx(*conn_);
+      WriteAdoptionRows(tx, names_.migrations, rows);
+      InsertEvent(tx, event);
+      Notify(tx);
+      tx.commit();
+      return absl::OkStatus();
+    });
+  }
+
   absl::Status DeleteRow(int64_t version, const EventRecord& event) override {
     return Guard([&] {
       pqxx::work tx(*conn_);
@@ -340,22 +393,6 @@ class PgRunSession : public RunSession {
     });
   }
 
-  absl::StatusOr<std::string> FindAlembicRevision() override {
-    std::string revision;
-    RETURN_IF_ERROR(Guard([&] {
-      pqxx::nontransaction tx(*conn_);
-      pqxx::result table = tx.exec(
-          "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM "
-          "information_schema.tables WHERE table_name = 'alembic_version' ORDER BY "
-          "table_schema = 'public' DESC LIMIT 1");
-      if (table.empty()) return absl::OkStatus();
-      pqxx::result rows = tx.exec(absl::StrCat("SELECT string_agg(version_num, ', ') FROM ",
-                                               table[0][0].as<std::string>()));
-      revision = rows.empty() || rows[0][0].is_null() ? "(empty)" : rows[0][0].as<std::string>();
-      return absl::OkStatus();
-    }));
-    return revision;
-  }
 
   absl::Status Rehearse(const std::vector<RehearsalStep>& steps,
                         std::vector<RehearsalResult>* results) override {
@@ -439,39 +476,12 @@ class PgRunSession : public RunSession {
     }
   }
 
-  // The part of a step's bookkeeping statement after its `book` CTE.
-  std::string EventAndNotifySql() const {
-    return absl::StrCat(
-        ", ev AS (INSERT INTO ", names_.events,
-        " (kind, version, name, run_id, actor, duration_ms) VALUES ($5, $1, $2, $3, $4, $6)"
-        " RETURNING id) SELECT pg_notify($7, $8), (SELECT count(*) FROM book),"
-        " (SELECT count(*) FROM ev)");
-  }
-
-  // The fence and the bookkeeping of every transactional step, parsed and
-  // planned once per run (SQL-level PREPARE, so that they can share a simple
-  // query with the statements and the COMMIT). The fence fails its
-  // statement with a text FenceFailure recognises when this session lost
-  // the lock or another coordinator moved the epoch.
+  // The fence and the bookkeeping of every transactional step, PREPAREd
+  // once per run (PrepareStepsSql).
   void PrepareStepStatements() {
     if (step_statements_prepared_) return;
     pqxx::nontransaction tx(*conn_);
-    tx.exec(absl::StrCat(
-        "PREPARE ", kStepFence, " (bigint) AS SELECT CASE WHEN run_epoch = $1 AND ",
-        LockHeldSql(), " THEN 0 ELSE ('", kFenceMarker, "' || CASE WHEN ", LockHeldSql(),
-        " THEN 'epoch ' ELSE 'lock ' END || run_epoch)::int END FROM ", names_.meta, "; ",
-        "PREPARE ", kStepBookUp,
-        " (bigint, text, text, text, text, bigint, text, text, text, int) AS "
-        "WITH book AS (INSERT INTO ", names_.migrations,
-        " (version, name, checksum, state, applied_at, duration_ms, applied_by,"
-        " statements_done, run_id) VALUES ($1, $2, $9, 'applied', now(), $6, $4,"
-        " $10, $3) ON CONFLICT (version) DO UPDATE SET name = $2, checksum = $9,"
-        " state = 'applied', applied_at = now(), duration_ms = $6,"
-        " applied_by = $4, statements_done = $10, run_id = $3 RETURNING 1)",
-        EventAndNotifySql(), "; ",
-        "PREPARE ", kStepBookDown, " (bigint, text, text, text, text, bigint, text, text) AS "
-        "WITH book AS (DELETE FROM ", names_.migrations, " WHERE version = $1 RETURNING 1)",
-        EventAndNotifySql()));
+    tx.exec(PrepareStepsSql(names_, LockHeldSql()));
     step_statements_prepared_ = true;
   }
 
@@ -487,11 +497,6 @@ class PgRunSession : public RunSession {
     (void)absl::SimpleAtoi(rest.substr(0, rest.find_first_not_of("0123456789")), &epoch);
     return CheckFence(epoch, held);
   }
-
-  static constexpr char kStepFence[] = "schemagate_step_fence";
-  static constexpr char kStepBookUp[] = "schemagate_step_book_up";
-  static constexpr char kStepBookDown[] = "schemagate_step_book_down";
-  static constexpr char kFenceMarker[] = "schemagate-fence: ";
 
   // Whether this very backend holds the run lock. Through a transaction
   // pooler (PgBouncer pool_mode=transaction) a transaction may land on a
@@ -567,6 +572,9 @@ class PgRunSession : public RunSession {
   int64_t epoch_ = -1;
   bool lost_ = false;
   bool step_statements_prepared_ = false;
+  // Batches need the notice function (CreateStepNote): without PL/pgSQL,
+  // steps run one at a time.
+  bool step_note_ = false;
 };
 
 }  // namespace

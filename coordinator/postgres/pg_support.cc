@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 #include "coordinator/base/conninfo.h"
+#include "coordinator/postgres/foreign_tables.h"
 
 namespace schemagate {
 
@@ -107,6 +108,7 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
       state.unrecorded_table_count = row[0].as<int64_t>();
       state.unrecorded_tables.push_back(row[1].as<std::string>());
     }
+    if (state.unrecorded_table_count > 0) state.foreign = ReadForeignTables(tx);
   }
   if (!exists) return state;
   state.initialized = true;

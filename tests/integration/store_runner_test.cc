@@ -437,7 +437,11 @@ TEST_F(StoreRunnerTest, LostConnectionAbortsTheRunAndNothingIsRecorded) {
 }
 
 TEST_F(StoreRunnerTest, EpochFenceStopsARunWhoseLockWasTakenOver) {
-  testing::WriteTrivialMigrations(dir_, 1, 3);
+  // Two statements each: one step at a time, not a batch (next test).
+  for (int v = 1; v <= 3; ++v) {
+    dir_.Write(absl::StrCat("000", v, "_two.up.sql"),
+               absl::StrCat("CREATE TABLE t", v, " (id int);\nCOMMENT ON TABLE t", v, " IS 'x';\n"));
+  }
   MigrationSet set = LoadSet();
   auto store = NewStore();
   Runner runner(store.get(), &set, FastOptions());
@@ -454,6 +458,66 @@ TEST_F(StoreRunnerTest, EpochFenceStopsARunWhoseLockWasTakenOver) {
   EXPECT_EQ(outcome.status().code(), absl::StatusCode::kAborted);
   EXPECT_THAT(outcome.status().message(), HasSubstr("epoch"));
   EXPECT_EQ(db_->Query("SELECT string_agg(version::text, ',') FROM schemagate.migrations"), "1");
+}
+
+TEST_F(StoreRunnerTest, EpochFenceStopsABatchMidWay) {
+  // One-statement migrations go to the database together; the epoch moving
+  // between two of them (here by the second one itself, as a coordinator
+  // taking over would between them) stops the rest of the batch.
+  dir_.Write("0001_a.up.sql", "CREATE TABLE batch_a (id int);\n");
+  dir_.Write("0002_bump.up.sql", "UPDATE schemagate.meta SET run_epoch = run_epoch + 1;\n");
+  dir_.Write("0003_c.up.sql", "CREATE TABLE batch_c (id int);\n");
+  MigrationSet set = LoadSet();
+  auto store = NewStore();
+  std::vector<int64_t> finished;
+  absl::StatusOr<RunOutcome> outcome = Runner(store.get(), &set, FastOptions())
+                                           .Apply(
+                                               RunRequest(),
+                                               [&](const RunEvent& e) {
+                                                 if (e.kind == RunEvent::Kind::kMigrationFinished) {
+                                                   finished.push_back(e.version);
+                                                 }
+                                               },
+                                               nullptr);
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_EQ(outcome.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(outcome.status().message(), HasSubstr("epoch"));
+  EXPECT_EQ(db_->Query("SELECT string_agg(version::text, ',' ORDER BY version) FROM "
+                       "schemagate.migrations"),
+            "1,2");
+  EXPECT_EQ(db_->Query("SELECT to_regclass('public.batch_c')"), "");
+  EXPECT_THAT(finished, ::testing::ElementsAre(1, 2));
+}
+
+TEST_F(StoreRunnerTest, AFailureInABatchKeepsTheStepsBeforeItAndNamesItsLine) {
+  dir_.Write("0001_a.up.sql", "CREATE TABLE batch_a (id int);\n");
+  dir_.Write("0002_b.up.sql", "-- a comment line\nCREATE TABLE batch_b (id int) -- trailing\n");
+  dir_.Write("0003_bad.up.sql", "-- first\n-- second\nINSERT INTO no_such_table VALUES (1);\n");
+  dir_.Write("0004_d.up.sql", "CREATE TABLE batch_d (id int);\n");
+  MigrationSet set = LoadSet();
+  auto store = NewStore();
+  absl::StatusOr<RunOutcome> outcome =
+      Runner(store.get(), &set, FastOptions()).Apply(RunRequest(), nullptr, nullptr);
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_EQ(outcome.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(db_->Query("SELECT string_agg(version::text, ',' ORDER BY version) FROM "
+                       "schemagate.migrations"),
+            "1,2");
+  EXPECT_EQ(db_->Query("SELECT to_regclass('public.batch_d')"), "");
+  EXPECT_EQ(db_->Query("SELECT failed_version || ' ' || failed_sqlstate || ' ' || failed_line FROM "
+                       "schemagate.meta"),
+            "3 42P01 3");
+  // The steps before it are each recorded as applied, with their own event.
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM schemagate.events WHERE kind = 'apply'"), "2");
+  // The fixed file applies the rest.
+  dir_.Write("0003_bad.up.sql", "CREATE TABLE batch_fixed (id int);\n");
+  MigrationSet fixed = LoadSet();
+  RunRequest retry;
+  retry.retry_failed = true;
+  ASSERT_TRUE(Runner(store.get(), &fixed, FastOptions()).Apply(retry, nullptr, nullptr).ok());
+  EXPECT_EQ(db_->Query("SELECT string_agg(version::text, ',' ORDER BY version) FROM "
+                       "schemagate.migrations"),
+            "1,2,3,4");
 }
 
 TEST_F(StoreRunnerTest, NoStatementRunsOnceTheSessionNoLongerHoldsTheLock) {
