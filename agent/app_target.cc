@@ -35,6 +35,7 @@ absl::StatusOr<AppTarget> BuildAppTarget(const AppTargetFlags& flags) {
     target.required_version = set->HighestNonBreaking();
     if (target.required_version == 0) target.required_version = target.known_version;
     for (const Migration& m : set->migrations()) target.checksums[m.version] = m.checksum;
+    for (const Repeatable& r : set->repeatables()) target.repeatable_checksums[r.name] = r.checksum;
     return target;
   }
   if (flags.required != 0 && flags.known != 0 && flags.required > flags.known) {

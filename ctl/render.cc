@@ -83,6 +83,18 @@ std::string MigrationStateName(v1::MigrationState state) {
   }
 }
 
+std::string RepeatableStateName(v1::RepeatableState state) {
+  switch (state) {
+    case v1::REPEATABLE_NEW: return "new";
+    case v1::REPEATABLE_APPLIED: return "applied";
+    case v1::REPEATABLE_CHANGED: return "changed";
+    case v1::REPEATABLE_OLDER_FILE: return "older-file";
+    case v1::REPEATABLE_MISSING_FROM_SET: return "missing-from-set";
+    case v1::REPEATABLE_LAST_RUN_FAILED: return "last-run-failed";
+    default: return "unknown";
+  }
+}
+
 std::string RenderStatus(const v1::Status& s) {
   std::string out = absl::StrCat("state:        ", SetStateName(s.state()), "\n",
                                  "message:      ", s.message(), "\n",
@@ -94,11 +106,24 @@ std::string RenderStatus(const v1::Status& s) {
   }
   if (s.has_failure()) {
     const v1::Failure& f = s.failure();
-    absl::StrAppend(&out, "failure:      version ", f.version(), " (", f.name(), ") [SQLSTATE ",
-                    f.sqlstate(), "] ", f.message(), "\n");
+    absl::StrAppend(&out, "failure:      ",
+                    f.repeatable() ? absl::StrCat("repeatable ", f.name())
+                                   : absl::StrCat("version ", f.version(), " (", f.name(), ")"),
+                    " [SQLSTATE ", f.sqlstate(), "] ", f.message(), "\n");
     if (f.statement_index() > 0) {
       absl::StrAppend(&out, "              at statement ", f.statement_index(), ", line ",
                       f.line(), ", ", FormatTimestamp(f.at()), " by ", f.coordinator_id(),
+                      "\n");
+    }
+  }
+  if (s.repeatables_size() > 0) {
+    absl::StrAppend(&out, "repeatables:  ", s.repeatables_size(), " (", s.pending_repeatables(),
+                    " to apply)\n");
+    for (const v1::Repeatable& r : s.repeatables()) {
+      const std::string& checksum = r.checksum().empty() ? r.applied_checksum() : r.checksum();
+      absl::StrAppend(&out, "              ", r.name(), "  ", RepeatableStateName(r.state()),
+                      "  ", checksum.substr(0, 12), "  applied ",
+                      r.applied_checksum().empty() ? "never" : FormatTimestamp(r.applied_at()),
                       "\n");
     }
   }
@@ -151,7 +176,10 @@ std::string RenderPlan(const v1::PlanResponse& plan) {
   std::string out;
   int n = 0;
   for (const v1::PlanStep& step : plan.steps()) {
-    absl::StrAppend(&out, ++n, ". ", step.direction(), " ", step.version(), " ", step.name(),
+    absl::StrAppend(&out, ++n, ". ",
+                    step.repeatable().empty()
+                        ? absl::StrCat(step.direction(), " ", step.version(), " ", step.name())
+                        : absl::StrCat("repeatable ", step.repeatable(), " (", step.reason(), ")"),
                     "  [", step.transactional() ? "transaction" : "no-transaction",
                     step.breaking() ? ", breaking" : "", ", lock_timeout ",
                     FormatDuration(step.lock_timeout()), ", statement_timeout ",
@@ -189,7 +217,9 @@ std::string RenderHistory(const v1::HistoryResponse& history) {
                                 : "");
     }
     rows.push_back({absl::StrCat(e.id()), FormatTimestamp(e.at()), e.kind(),
-                    e.version() == 0 ? "-" : absl::StrCat(e.version(), " ", e.name()),
+                    e.version() != 0 ? absl::StrCat(e.version(), " ", e.name())
+                    : e.name().empty() ? "-"
+                                       : absl::StrCat("R ", e.name()),
                     e.run_id().empty() ? "-" : e.run_id(), e.actor(),
                     e.has_duration() ? FormatDuration(e.duration()) : "-",
                     detail.empty() ? "-" : detail});

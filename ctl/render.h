@@ -37,6 +37,7 @@ std::string RenderProgress(const v1::RunProgress& progress);
 // Short names of the enums ("CURRENT", "applied", …).
 std::string SetStateName(v1::SetState state);
 std::string MigrationStateName(v1::MigrationState state);
+std::string RepeatableStateName(v1::RepeatableState state);
 
 }  // namespace schemagate
 

@@ -362,14 +362,6 @@ int RunDaemon(DaemonFlags flags) {
     absl::StatusOr<MigrationSet> set =
         LoadLintedSet(flags.migrations_dir, format, lint_policy, &warnings);
     for (const std::string& warning : warnings) LogWarning("%s", warning);
-    if (set.ok() && !set->repeatables().empty()) {
-      // Read but not yet applied by the run plan (issue 17): refused rather
-      // than silently left out.
-      return absl::InvalidArgumentError(absl::StrCat(
-          set->repeatables()[0].script.path,
-          ":1: repeatable migrations are not applied by this build yet; apply its SQL from a "
-          "versioned migration"));
-    }
     return set;
   };
   absl::StatusOr<MigrationSet> set = load_set();

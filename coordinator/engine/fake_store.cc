@@ -97,6 +97,7 @@ DatabaseState FakeDatabase::StateLocked() const {
     state.applied.push_back(row.m);
     state.applied.back().rolling_back &= row.m.dirty;  // as PgStore reads it
   }
+  RepeatablesLocked(&state);
   for (const EventRecord& event : events_) {
     if (event.kind != "failure" || event.checksum.empty()) continue;
     std::vector<std::string>& texts = state.failed_texts[event.version];
@@ -172,6 +173,7 @@ class FakeRunSession : public RunSession {
     absl::MutexLock lock(&db_->mu_);
     RETURN_IF_ERROR(LiveLocked());
     const absl::Duration duration = db_->clock()->Now() - start;
+    if (record.repeatable) return db_->CommitRepeatableLocked(record, Millis(duration));
     if (record.up) {
       FakeDatabase::Row& row = db_->migrations_[record.version];
       row.m.version = record.version;

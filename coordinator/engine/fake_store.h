@@ -72,6 +72,12 @@ class FakeDatabase {
   void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AppendEventLocked(EventRecord event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   DatabaseState StateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // DatabaseState::repeatables and repeatable_texts, as PgStore reads them.
+  void RepeatablesLocked(DatabaseState* state) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits a repeatable step: upserts its `repeatables` row, appends its
+  // "repeatable" event, notifies.
+  absl::Status CommitRepeatableLocked(const StepRecord& record, absl::Duration duration)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   FakeStatementResult RunStatement(const std::string& text);
 
   Clock* const clock_;
@@ -88,6 +94,7 @@ class FakeDatabase {
   std::optional<SqlFailure> failure_ ABSL_GUARDED_BY(mu_);
   std::optional<int64_t> hold_above_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, Row> migrations_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, AppliedRepeatable> repeatables_ ABSL_GUARDED_BY(mu_);
   std::vector<EventRecord> events_ ABSL_GUARDED_BY(mu_);
   int64_t next_event_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::optional<SchemaRecord> schema_record_ ABSL_GUARDED_BY(mu_);

@@ -13,6 +13,9 @@ AppTarget ResolveTarget(const AppTarget& target, const MigrationSet& set) {
   if (out.known_version == 0 && out.required_version == 0) {
     out.known_version = set.Head();
     out.required_version = set.HighestNonBreaking();
+    if (out.repeatable_checksums.empty()) {
+      for (const Repeatable& r : set.repeatables()) out.repeatable_checksums[r.name] = r.checksum;
+    }
   } else if (out.required_version == 0) {
     out.required_version = out.known_version;
   } else if (out.known_version == 0) {
@@ -32,10 +35,13 @@ std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseSt
                                       "; 'schemagatectl repair --resume ", row.version, "'"));
     }
   }
-  if (db.failure && db.Find(db.failure->version) == nullptr) {
+  if (db.failure && db.failure->of_repeatable()) {
+    problems.push_back(absl::StrCat("the last run failed: ", DescribeRepeatableFailure(*db.failure)));
+  } else if (db.failure && db.Find(db.failure->version) == nullptr) {
     problems.push_back(absl::StrCat("the last run failed on version ", db.failure->version, " [",
                                     db.failure->sqlstate, "]: ", db.failure->message));
   }
+  for (std::string& older : FindOlderRepeatables(set, db)) problems.push_back(std::move(older));
   // The run plan's own refusals, in its words (DESIGN.md "One run plan").
   if (!permissions.allow_out_of_order) {
     const PlanBlocker out_of_order = RefuseOutOfOrder(set, db);
@@ -128,6 +134,7 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
     return answer;
   }
   const std::vector<const Migration*> needed = NeededVersions(set, db, r);
+  if (needed.empty() && RepeatablesWait(target, view, &answer)) return answer;
   if (needed.empty()) {
     answer.state = ReadinessState::kReady;
     answer.message = absl::StrCat("schema is at version ", answer.applied_version,
@@ -210,7 +217,8 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
       break;
   }
   // Under --apply=manual nothing retries a failed migration until an operator does.
-  if (view.manual && db.failure && db.Find(db.failure->version) == nullptr &&
+  if (view.manual && db.failure && !db.failure->of_repeatable() &&
+      db.Find(db.failure->version) == nullptr &&
       db.failure->version <= r) {
     const SqlFailure& f = *db.failure;
     answer.blocking_version = f.version;
@@ -243,7 +251,7 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
     return answer;
   }
   const char* failed_note =
-      db.failure && db.Find(db.failure->version) == nullptr
+      db.failure && !db.failure->of_repeatable() && db.Find(db.failure->version) == nullptr
           ? " (the file of the migration that failed has changed: it is retried)"
           : "";
   answer.message = view.manual

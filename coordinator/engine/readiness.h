@@ -43,6 +43,14 @@ AppTarget ResolveTarget(const AppTarget& target, const MigrationSet& set);
 // Applies the fleet rules. REQUIRES: view.set != nullptr.
 ReadinessAnswer EvaluateReadiness(const AppTarget& target, const SchemaView& view);
 
+// The repeatables' part of the rules (readiness_repeatable.cc), once every
+// version the app needs is applied: whether one of `target`'s repeatable
+// texts is not the one applied, and then *answer says what the app waits
+// for (PENDING or MIGRATING: the coordinator has that text and a run
+// applies it; UNKNOWN_VERSION: it has another; FAILED: that text failed,
+// or the plan is refused until an operator acts). False: they all are.
+bool RepeatablesWait(const AppTarget& target, const SchemaView& view, ReadinessAnswer* answer);
+
 
 // Everything `schemagatectl validate` reports: the conflicts above, older
 // files of applied versions (FindOlderFiles), dirty rows, a recorded

@@ -38,6 +38,8 @@ struct AppTarget {
   int64_t required_version = 0;
   // Checksums of the app's own up files, by version.
   std::map<int64_t, std::string> checksums;
+  // Checksums of the app's repeatable migrations, by name.
+  std::map<std::string, std::string> repeatable_checksums;
 };
 
 struct ReadinessAnswer {

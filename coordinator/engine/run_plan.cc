@@ -277,7 +277,20 @@ RunPlan PlanRun(const MigrationSet& set, const DatabaseState& db, const PlanRequ
     return plan;
   }
 
-  if (db.failure) {
+  if (db.failure && db.failure->of_repeatable()) {
+    // As a migration's: blocks until its file changes or an operator retries.
+    const SqlFailure& f = *db.failure;
+    const Repeatable* failed = set.FindRepeatable(f.name);
+    if (failed != nullptr && failed->checksum == f.checksum && !request.retry_failed) {
+      blocker.kind = BlockerKind::kFailed;
+      blocker.failure = f;
+      blocker.message = absl::StrCat("the last run failed: ", DescribeRepeatableFailure(f),
+                                     "; fix the file and redeploy the coordinator, or retry "
+                                     "with 'schemagatectl apply'");
+      return plan;
+    }
+    plan.clears_failure = true;
+  } else if (db.failure) {
     const SqlFailure& f = *db.failure;
     const Migration* failed = set.Find(f.version);
     const bool unchanged = failed != nullptr && failed->checksum == f.checksum;
@@ -359,6 +372,10 @@ RunPlan PlanRun(const MigrationSet& set, const DatabaseState& db, const PlanRequ
       previous_breaking_allowed = false;
     }
     plan.steps.push_back(MakeStep(*m, /*up=*/true, defaults));
+  }
+  // Repeatables run after the versioned migrations, once the run reaches the head.
+  if (!plan.blocked() && plan.steps.size() == plan.pending.size() && target == set.Head()) {
+    plan.repeatables = PendingRepeatables(set, db, defaults, request.retry_failed);
   }
   return plan;
 }

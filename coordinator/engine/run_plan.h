@@ -52,7 +52,9 @@ struct PlanRequest {
   bool respect_hold = false;
   // Retry a migration whose last run failed although its file is unchanged
   // (an operator asked). Without it that failure blocks the plan; a failed
-  // migration whose file changed is always retried.
+  // migration whose file changed is always retried. Also re-applies a
+  // repeatable whose file is a text applied before and since replaced (a
+  // revert; automatic runs take it for an older file and leave it).
   bool retry_failed = false;
   // Breaking migrations run whatever the gate says.
   bool allow_breaking = false;
@@ -66,15 +68,34 @@ struct PlanRequest {
   std::function<bool(const Migration& m, const DatabaseState& db)> breaking_gate;
 };
 
-// One step of a run: a migration in one direction.
+// One step of a run: a migration in one direction, or a repeatable
+// migration (applied, always up, in one transaction).
 struct PlanStep {
+  // Exactly one of `migration` and `repeatable` is set.
   const Migration* migration = nullptr;
+  const Repeatable* repeatable = nullptr;
   bool up = true;
   // The script the step runs (up or down).
   const MigrationScript* script = nullptr;
   StatementLimits limits;
+  // A repeatable's checksum as last applied; "" when it never was (new).
+  std::string applied_checksum;
+
   bool transactional() const { return script->transactional(); }
-  bool breaking() const { return migration->breaking(); }
+  bool breaking() const { return migration != nullptr && migration->breaking(); }
+  // The migration's version; 0 for a repeatable.
+  int64_t version() const { return migration != nullptr ? migration->version : 0; }
+  const std::string& name() const {
+    return migration != nullptr ? migration->name : repeatable->name;
+  }
+  const std::string& checksum() const {
+    return migration != nullptr ? migration->checksum : repeatable->checksum;
+  }
+  std::string Label() const {
+    return migration != nullptr ? migration->Label() : repeatable->Label();
+  }
+  // A repeatable's reason to run: "new" or "changed".
+  const char* reason() const { return applied_checksum.empty() ? "new" : "changed"; }
 };
 
 // Why a plan stops (or does not start).
@@ -128,6 +149,10 @@ struct RunPlan {
   PlanBlocker blocker;
   // Up: every pending migration up to the target, held or not.
   std::vector<const Migration*> pending;
+  // Up, when the steps take the database to the set's head and nothing
+  // blocks: the repeatables to apply after them, in name order (never
+  // applied, or their file changed since).
+  std::vector<PlanStep> repeatables;
   // Up: the run clears the recorded failure / lifts the hold.
   bool clears_failure = false;
   bool lifts_hold = false;
@@ -161,6 +186,22 @@ enum class InstanceDetail { kKnown, kRequired };
 // "and N more"; with kRequired "(id web-1, needs 3)".
 std::string DescribeInstances(const std::vector<InstanceRecord>& instances, size_t limit = 5,
                               InstanceDetail detail = InstanceDetail::kKnown);
+
+// The repeatables of `set` to apply (run_plan_repeatable.cc): those never
+// applied and those whose checksum differs from the one applied, in name
+// order; one whose file is a text applied earlier and since replaced
+// (DatabaseState::repeatable_texts) only `with_older` texts.
+std::vector<PlanStep> PendingRepeatables(const MigrationSet& set, const DatabaseState& db,
+                                         const StepDefaults& defaults, bool with_older);
+
+// Repeatables of `set` whose file is an older text (applied, then
+// replaced by another coordinator's): one sentence each, saying to
+// redeploy this coordinator (or 'schemagatectl apply' for a revert).
+std::vector<std::string> FindOlderRepeatables(const MigrationSet& set, const DatabaseState& db);
+
+// "repeatable views failed [42P01] at statement 2 (line 7): …" of a
+// failure of a repeatable (SqlFailure::of_repeatable).
+std::string DescribeRepeatableFailure(const SqlFailure& f);
 
 // Lists where the set and the database disagree: an applied checksum that
 // differs from the file's, an applied version with no file in the set. A

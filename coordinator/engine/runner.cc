@@ -30,11 +30,30 @@ EventRecord NewEvent(const char* kind, const std::string& run_id, const std::str
   return event;
 }
 
-std::string DescribeFailure(const Migration& m, const SqlFailure& f) {
-  return absl::StrCat("migration ", m.Label(), " failed",
+// "migration 0003_add_index", "repeatable views".
+std::string Subject(const PlanStep& step) {
+  return step.migration != nullptr ? absl::StrCat("migration ", step.Label()) : step.Label();
+}
+
+// A history event of run `run_id` about the migration of `step`.
+EventRecord NewEvent(const char* kind, const std::string& run_id, const std::string& actor,
+                     const PlanStep& step) {
+  EventRecord event = NewEvent(kind, run_id, actor);
+  event.version = step.version();
+  event.name = step.name();
+  return event;
+}
+
+// " and 2 repeatable(s)"; "" for none.
+std::string RepeatablesNote(size_t n) {
+  return n == 0 ? std::string() : absl::StrCat(" and ", n, " repeatable(s)");
+}
+
+std::string DescribeFailure(const PlanStep& step, const SqlFailure& f) {
+  return absl::StrCat(Subject(step), " failed",
                       f.statement_index > 0
-                          ? absl::StrCat(" at statement ", f.statement_index, " (", m.up.path,
-                                         ":", f.line, ")")
+                          ? absl::StrCat(" at statement ", f.statement_index, " (",
+                                         step.script->path, ":", f.line, ")")
                           : "",
                       ": ", f.message, " [SQLSTATE ", f.sqlstate,
                       "]; the transaction was rolled back");
@@ -136,7 +155,6 @@ absl::StatusOr<std::unique_ptr<RunSession>> Runner::LockForRun(
 
 absl::Status Runner::ExecuteStep(const RunContext& run, const PlanStep& step, int first,
                                  bool resuming) {
-  const Migration& m = *step.migration;
   const MigrationScript& script = *step.script;
   const absl::Time started = absl::Now();
   auto progress = [&](RunEvent::Kind kind) { return StepEvent(kind, step, started); };
@@ -170,9 +188,9 @@ absl::Status Runner::ExecuteStep(const RunContext& run, const PlanStep& step, in
                                  ") tripped: ", failure.message, "; retry ", attempt + 1, "/",
                                  options_.lock_retries, " in ", absl::FormatDuration(backoff));
     run.emit(retry);
-    LogWarning("run %s: %s: %s", run.run_id, m.Label(), retry.message);
+    LogWarning("run %s: %s: %s", run.run_id, step.Label(), retry.message);
     // In history too: an operator asking why a rollout took long sees the waits.
-    EventRecord waited = NewEvent("lock_timeout", run.run_id, run.actor, &m);
+    EventRecord waited = NewEvent("lock_timeout", run.run_id, run.actor, step);
     waited.duration = retry.elapsed;
     waited.sqlstate = failure.sqlstate;
     waited.message = retry.message;
@@ -187,7 +205,7 @@ absl::Status Runner::ExecuteStep(const RunContext& run, const PlanStep& step, in
     RunEvent done = progress(RunEvent::Kind::kMigrationFinished);
     if (!step.up) done.message = "rolled back";
     run.emit(done);
-    LogInfo("run %s: %s%s in %s", run.run_id, step.up ? "applied " : "rolled back ", m.Label(),
+    LogInfo("run %s: %s%s in %s", run.run_id, step.up ? "applied " : "rolled back ", step.Label(),
             absl::FormatDuration(absl::Now() - started));
     return absl::OkStatus();
   }
@@ -198,8 +216,8 @@ absl::Status Runner::ExecuteStep(const RunContext& run, const PlanStep& step, in
 RunEvent Runner::StepEvent(RunEvent::Kind kind, const PlanStep& step, absl::Time started) {
   RunEvent event;
   event.kind = kind;
-  event.version = step.migration->version;
-  event.name = step.migration->name;
+  event.version = step.version();
+  event.name = step.name();
   event.statement_count = static_cast<int>(step.script->statements.size());
   event.elapsed = absl::Now() - started;
   return event;
@@ -207,9 +225,17 @@ RunEvent Runner::StepEvent(RunEvent::Kind kind, const PlanStep& step, absl::Time
 
 StepRecord Runner::RecordOf(const RunContext& run, const PlanStep& step) {
   StepRecord record;
-  record.version = step.migration->version;
-  record.name = step.migration->name;
-  record.checksum = step.migration->checksum;
+  record.version = step.version();
+  record.name = step.name();
+  record.checksum = step.checksum();
+  record.repeatable = step.repeatable != nullptr;
+  if (record.repeatable) {
+    record.message = step.applied_checksum.empty()
+                         ? absl::StrCat("applied (new), checksum ", step.checksum().substr(0, 12))
+                         : absl::StrCat("re-applied (changed): checksum ",
+                                        step.applied_checksum.substr(0, 12), " -> ",
+                                        step.checksum().substr(0, 12));
+  }
   record.run_id = run.run_id;
   record.actor = run.actor;
   record.up = step.up;
@@ -218,11 +244,10 @@ StepRecord Runner::RecordOf(const RunContext& run, const PlanStep& step) {
 
 absl::Status Runner::ReportFailure(const RunContext& run, const PlanStep& step, bool resuming,
                                    absl::Time started, const SqlFailure& failure) {
-  const Migration& m = *step.migration;
   const MigrationScript& script = *step.script;
   const char* verb = step.up ? "" : "rollback ";
   auto progress = [&](RunEvent::Kind kind) { return StepEvent(kind, step, started); };
-  EventRecord event = NewEvent("failure", run.run_id, run.actor, &m);
+  EventRecord event = NewEvent("failure", run.run_id, run.actor, step);
   event.duration = absl::Now() - started;
   event.sqlstate = failure.sqlstate;
   event.message = absl::StrCat(verb, resuming ? "resume failed: " : "", failure.message);
@@ -231,7 +256,7 @@ absl::Status Runner::ReportFailure(const RunContext& run, const PlanStep& step, 
   // The text that failed: a coordinator (or an app) that still has it later
   // holds an older file, not an edited one (DatabaseState::failed_texts).
   // A lock timeout says nothing about the text.
-  if (step.up && !failure.lock_timeout) event.checksum = m.checksum;
+  if (step.up && !failure.lock_timeout) event.checksum = step.checksum();
   // A migration that keeps timing out on its locks is not broken: the set
   // stays pending and a later run tries again. A failed no-transaction step
   // leaves its row dirty instead.
@@ -246,21 +271,21 @@ absl::Status Runner::ReportFailure(const RunContext& run, const PlanStep& step, 
                                          " [SQLSTATE ", failure.sqlstate, "]");
   if (failure.lock_timeout) {
     failed.message = absl::StrCat(
-        "migration ", m.Label(), " could not take its locks within lock_timeout ",
+        Subject(step), " could not take its locks within lock_timeout ",
         absl::FormatDuration(step.limits.lock_timeout), " after ", options_.lock_retries + 1,
         " tries (a long transaction holds them); the run will be tried again later");
     run.emit(failed);
     return absl::UnavailableError(failed.message);
   }
   if (!step.up) {
-    failed.message = absl::StrCat("rollback of ", m.Label(), " failed", where);
+    failed.message = absl::StrCat("rollback of ", step.Label(), " failed", where);
   } else if (!step.transactional()) {
     failed.message = absl::StrCat(resuming ? "resume of " : "no-transaction migration ",
-                                  m.Label(), " failed", where,
+                                  step.Label(), " failed", where,
                                   "; its row is left dirty: fix the database, then "
                                   "'schemagatectl repair'");
   } else {
-    failed.message = DescribeFailure(m, failure);
+    failed.message = DescribeFailure(step, failure);
   }
   run.emit(failed);
   return absl::FailedPreconditionError(failed.message);
@@ -297,9 +322,6 @@ absl::Status Runner::FinishRun(const RunContext& run, absl::Time run_start, absl
   return recorded;
 }
 
-namespace {
-
-// The error a run that cannot start returns, from its plan's blocker.
 absl::Status BlockerStatus(const PlanBlocker& blocker) {
   switch (blocker.kind) {
     case BlockerKind::kUnknownVersion: return absl::InvalidArgumentError(blocker.message);
@@ -309,8 +331,6 @@ absl::Status BlockerStatus(const PlanBlocker& blocker) {
     default: return absl::FailedPreconditionError(blocker.message);
   }
 }
-
-}  // namespace
 
 absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const ProgressSink& progress,
                                          const std::atomic<bool>* cancelled) {
@@ -347,7 +367,7 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
     outcome.held_back = static_cast<int>(plan.pending.size() - plan.steps.size());
     outcome.held_back_message = plan.blocker.message;
   }
-  if (plan.steps.empty()) {
+  if (plan.steps.empty() && plan.repeatables.empty()) {
     RunEvent event;
     event.kind = RunEvent::Kind::kRunFinished;
     event.elapsed = absl::Now() - run_start;
@@ -367,7 +387,8 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
   {
     EventRecord start = NewEvent("run_start", outcome.run_id, run.actor);
     start.message = absl::StrCat("applying ", plan.steps.size(), " migration(s) up to ", target,
-                                 " (epoch ", epoch, ")");
+                                 RepeatablesNote(plan.repeatables.size()), " (epoch ", epoch,
+                                 ")");
     RETURN_IF_ERROR(session->RecordEvent(start));
   }
   LogInfo("run %s: epoch %d, %d migration(s) to apply up to %d", outcome.run_id, epoch,
@@ -424,19 +445,33 @@ absl::StatusOr<RunOutcome> Runner::Apply(const RunRequest& request, const Progre
     if (!result.ok()) break;
     ++outcome.applied;
   }
+  // Then the repeatables, in name order, once every versioned one is in.
+  for (size_t i = 0; result.ok() && outcome.held_back == 0 && i < plan.repeatables.size(); ++i) {
+    if (cancelled != nullptr && cancelled->load()) {
+      result = absl::CancelledError(
+          "the coordinator is shutting down; the run stopped between migrations");
+      break;
+    }
+    result = ExecuteStep(run, plan.repeatables[i], 0, /*resuming=*/false);
+    if (result.ok()) ++outcome.repeatables_applied;
+  }
   if (!outcome.held_back_message.empty()) {
     LogInfo("run %s: %s", outcome.run_id, outcome.held_back_message);
   }
 
   if (absl::IsAborted(result)) return result;  // The connection is gone: record nothing.
-  if (outcome.applied > 0 || !result.ok()) RecordSchema(session.get(), outcome.run_id);
+  if (outcome.applied > 0 || outcome.repeatables_applied > 0 || !result.ok()) {
+    RecordSchema(session.get(), outcome.run_id);
+  }
   RETURN_IF_ERROR(FinishRun(
       run, run_start, result,
       result.ok() ? absl::StrCat("applied ", outcome.applied, " migration(s)",
+                                 RepeatablesNote(outcome.repeatables_applied),
                                  outcome.held_back_message.empty() ? "" : "; ",
                                  outcome.held_back_message)
-                  : absl::StrCat("stopped after ", outcome.applied,
-                                 " migration(s): ", result.message())));
+                  : absl::StrCat("stopped after ", outcome.applied, " migration(s)",
+                                 RepeatablesNote(outcome.repeatables_applied), ": ",
+                                 result.message())));
   return outcome;
 }
 
@@ -504,72 +539,6 @@ absl::StatusOr<RunOutcome> Runner::Rollback(const RollbackRequest& request,
                   : absl::StrCat("rollback stopped after ", outcome.applied,
                                  " migration(s): ", result.message())));
   return outcome;
-}
-
-absl::StatusOr<RehearsalReport> Runner::Rehearse(const RunRequest& request,
-                                                 const ProgressSink& progress) {
-  const std::string run_id = NewRunId();
-  auto emit = [&](RunEvent event) {
-    event.run_id = run_id;
-    if (progress) progress(event);
-  };
-  ASSIGN_OR_RETURN(std::unique_ptr<RunSession> session, LockForRun(nullptr, emit));
-  ASSIGN_OR_RETURN(DatabaseState state, session->ReadState());
-  // Everything an operator's apply would run, breaking migrations included.
-  PlanRequest plan_request;
-  plan_request.target_version = request.target_version;
-  plan_request.retry_failed = true;
-  plan_request.allow_breaking = true;
-  plan_request.permissions = options_.permissions;
-  const RunPlan plan = PlanRun(*set_, state, plan_request, defaults());
-  if (plan.stopped()) RETURN_IF_ERROR(BlockerStatus(plan.blocker));
-  RehearsalReport report;
-  std::vector<RehearsalStep> steps;
-  for (const PlanStep& planned : plan.steps) {
-    const Migration& m = *planned.migration;
-    if (!planned.transactional()) {
-      report.not_rehearsable.push_back(m.version);
-      continue;
-    }
-    RehearsalStep step;
-    step.version = m.version;
-    step.name = m.name;
-    step.statements = &m.up.statements;
-    step.limits = planned.limits;
-    steps.push_back(step);
-  }
-  RETURN_IF_ERROR(session->Rehearse(steps, &report.results));
-  for (const RehearsalResult& r : report.results) {
-    const Migration* m = set_->Find(r.version);
-    RunEvent event;
-    event.kind = r.ok ? RunEvent::Kind::kMigrationFinished : RunEvent::Kind::kMigrationFailed;
-    event.version = r.version;
-    event.name = m->name;
-    event.elapsed = r.duration;
-    event.statement_count = static_cast<int>(m->up.statements.size());
-    if (r.ok) {
-      event.message = "rehearsed: it would apply";
-    } else {
-      event.failure = r.failure;
-      event.message = absl::StrCat("rehearsal of ", m->Label(), " failed at ", m->up.path, ":",
-                                   r.failure.line, ": ", r.failure.message, " [SQLSTATE ",
-                                   r.failure.sqlstate, "]");
-    }
-    emit(event);
-  }
-  RunEvent end;
-  end.kind = RunEvent::Kind::kRunFinished;
-  const bool all_ok = report.results.size() == steps.size() &&
-                      std::all_of(report.results.begin(), report.results.end(),
-                                  [](const RehearsalResult& r) { return r.ok; });
-  end.message = absl::StrCat("rehearsal rolled back: ", report.results.size(), " of ",
-                             steps.size(), " migration(s) tried, ",
-                             all_ok ? "all would apply" : "one would fail",
-                             report.not_rehearsable.empty() ? "" : "; not rehearsable (no-transaction): ",
-                             absl::StrJoin(report.not_rehearsable, ", "));
-  emit(end);
-  if (!all_ok) return absl::FailedPreconditionError(end.message);
-  return report;
 }
 
 }  // namespace schemagate

@@ -105,6 +105,8 @@ using ProgressSink = std::function<void(const RunEvent&)>;
 struct RunOutcome {
   std::string run_id;
   int applied = 0;
+  // Repeatable migrations applied (new, or their file changed).
+  int repeatables_applied = 0;
   // Migrations left pending because they are breaking and the gate said no.
   int held_back = 0;
   // Why they were held back (the plan's blocker message), "" if none were.
@@ -285,6 +287,10 @@ class Runner {
 
 // A short random id for a run ("r-3f9a1c2b").
 std::string NewRunId();
+
+// The error a run that cannot start returns, from its plan's blocker (OK
+// for a hold or a held-back breaking migration: nothing to do yet).
+absl::Status BlockerStatus(const PlanBlocker& blocker);
 
 }  // namespace schemagate
 

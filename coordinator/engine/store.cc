@@ -17,6 +17,21 @@ const AppliedMigration* DatabaseState::Find(int64_t version) const {
   return &*it;
 }
 
+const AppliedRepeatable* DatabaseState::FindRepeatable(const std::string& name) const {
+  auto it = std::lower_bound(
+      repeatables.begin(), repeatables.end(), name,
+      [](const AppliedRepeatable& r, const std::string& n) { return r.name < n; });
+  if (it == repeatables.end() || it->name != name) return nullptr;
+  return &*it;
+}
+
+bool DatabaseState::RepeatableTextApplied(const std::string& name,
+                                          const std::string& checksum) const {
+  auto it = repeatable_texts.find(name);
+  return it != repeatable_texts.end() &&
+         std::find(it->second.begin(), it->second.end(), checksum) != it->second.end();
+}
+
 absl::Status RunSession::RunTransactionalBatch(const std::vector<BatchStep>& steps,
                                                const std::function<void(size_t)>& on_step,
                                                size_t* committed, SqlFailure* failure) {

@@ -40,8 +40,20 @@ struct AppliedMigration {
   bool rolling_back = false;
 };
 
+// A row of the `repeatables` table: the text of a repeatable migration
+// last applied.
+struct AppliedRepeatable {
+  std::string name;
+  std::string checksum;
+  absl::Time applied_at;
+  absl::Duration duration;
+  std::string applied_by;
+  std::string run_id;
+};
+
 // The error of a failed statement, as PostgreSQL reported it.
 struct SqlFailure {
+  // 0 for a repeatable migration (`name` is its name; of_repeatable()).
   int64_t version = 0;
   std::string name;
   std::string checksum;
@@ -55,6 +67,8 @@ struct SqlFailure {
   // The statement could not take its locks within lock_timeout (PostgreSQL's
   // lock_not_available): the migration is not broken, a retry may succeed.
   bool lock_timeout = false;
+
+  bool of_repeatable() const { return version == 0; }
 };
 
 // A row of the `instances` table: one live instance of the fleet.
@@ -83,6 +97,8 @@ struct DatabaseState {
   bool initialized = false;
   // Rows of `migrations`, ordered by version.
   std::vector<AppliedMigration> applied;
+  // Rows of `repeatables`, ordered by name.
+  std::vector<AppliedRepeatable> repeatables;
   // The last run's failure, until a later run succeeds or an operator clears it.
   std::optional<SqlFailure> failure;
   int64_t run_epoch = 0;
@@ -102,6 +118,11 @@ struct DatabaseState {
   // of history): texts that ran and were rolled back, so a coordinator or
   // an app that still has one holds an older text, not an edited one.
   std::map<int64_t, std::vector<std::string>> failed_texts;
+  // Checksums of every text of a repeatable applied so far, by name (from
+  // the repeatable events of history): a file whose text was applied and
+  // since replaced is an older file (a coordinator not yet redeployed), not
+  // one to re-apply by itself.
+  std::map<std::string, std::vector<std::string>> repeatable_texts;
   // Tables outside schemagate's bookkeeping schema, the system schemas and
   // extensions, read only while no migration is recorded (`applied` is
   // empty): how many, and the first few names ("public.users"). A schema
@@ -114,10 +135,14 @@ struct DatabaseState {
   std::vector<ForeignBookkeeping> foreign;
 
   const AppliedMigration* Find(int64_t version) const;
+  // nullptr when no text of repeatable `name` was applied.
+  const AppliedRepeatable* FindRepeatable(const std::string& name) const;
   // Highest version whose row is applied (not dirty); 0 if none.
   int64_t AppliedHead() const;
   // Whether the up file of `version` with `checksum` failed before.
   bool TextFailed(int64_t version, const std::string& checksum) const;
+  // Whether `checksum` of repeatable `name` was applied at some time.
+  bool RepeatableTextApplied(const std::string& name, const std::string& checksum) const;
 };
 
 // A row of the append-only `events` table.
@@ -167,6 +192,10 @@ struct StepRecord {
   std::string actor;
   // true: insert the `migrations` row (up); false: delete it (down).
   bool up = true;
+  // A repeatable migration (version 0, `name` its name): upserts its
+  // `repeatables` row and records a "repeatable" event saying `message`.
+  bool repeatable = false;
+  std::string message;
 };
 
 // A row an adoption writes (RunSession::RecordAdoption).

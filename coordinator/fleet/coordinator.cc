@@ -161,6 +161,10 @@ std::string Coordinator::TargetKey(const AppTarget& target) {
   for (const auto& [version, checksum] : target.checksums) {
     absl::StrAppend(&text, version, "=", checksum.size(), ":", checksum, ";");
   }
+  absl::StrAppend(&text, "r;");  // the repeatables, after every version's
+  for (const auto& [name, checksum] : target.repeatable_checksums) {
+    absl::StrAppend(&text, name.size(), ":", name, "=", checksum.size(), ":", checksum, ";");
+  }
   const Sha256Digest digest = Sha256(text);
   return std::string(reinterpret_cast<const char*>(digest.data()), digest.size());
 }
@@ -358,7 +362,8 @@ bool Coordinator::AutoRunWanted(const SchemaView& view) const {
   request.breaking_gate = [this](const Migration& m, const DatabaseState& state) {
     return const_cast<Coordinator*>(this)->BreakingGate(m, state, options_.breaking_grace);
   };
-  return !PlanRun(*view.set, view.db, request, StepDefaults()).steps.empty();
+  const RunPlan plan = PlanRun(*view.set, view.db, request, StepDefaults());
+  return !plan.steps.empty() || !plan.repeatables.empty();
 }
 
 void Coordinator::RunLoop() {

@@ -3,6 +3,7 @@
 #include <pqxx/pqxx>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/postgres/pg_repeatables.h"
 #include "coordinator/postgres/pg_support.h"
 
 namespace schemagate {
@@ -85,6 +86,7 @@ void CreateBookkeeping(pqxx::transaction_base& tx, const Names& names) {
   // Which file a dirty row's statements_done counts: 'down' while a
   // no-transaction rollback runs (AppliedMigration::rolling_back).
   AddColumnIfMissing(tx, names.migrations, "direction", "text NOT NULL DEFAULT 'up'");
+  CreateRepeatablesTable(tx, names);
 }
 
 }  // namespace schemagate

@@ -4,6 +4,7 @@
 #include "absl/strings/strip.h"
 #include "coordinator/base/conninfo.h"
 #include "coordinator/postgres/foreign_tables.h"
+#include "coordinator/postgres/pg_repeatables.h"
 
 namespace schemagate {
 
@@ -155,6 +156,7 @@ DatabaseState ReadStateOn(pqxx::connection& conn, const std::string& schema, int
     m.rolling_back = m.dirty && row[8].as<std::string>("") == "down";
     state.applied.push_back(std::move(m));
   }
+  ReadRepeatables(tx, names, &state);
   // Through jsonb: a layout before 5 has no checksum column.
   pqxx::result failed = tx.exec(absl::StrCat(
       "SELECT DISTINCT version, to_jsonb(e) ->> 'checksum' FROM ", names.events,

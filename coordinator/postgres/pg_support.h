@@ -28,7 +28,8 @@ inline constexpr char kLockNotAvailable[] = "55P03";
 // 3: table schema_record (the schema recorded after each run).
 // 4: instances.attach_token (one instance id per agent process).
 // 5: events.checksum (the up file a failure event is about).
-inline constexpr int kMetaVersion = 5;
+// 6: table repeatables (the text of each repeatable migration last applied).
+inline constexpr int kMetaVersion = 6;
 
 // Layout 4's column of `instances`; idempotent. Also run by UpsertInstances
 // on a layout made by an older coordinator when no run has upgraded it yet
@@ -69,12 +70,13 @@ struct Names {
         migrations(schema_dot(conn, schema, "migrations")),
         events(schema_dot(conn, schema, "events")),
         instances(schema_dot(conn, schema, "instances")),
-        schema_record(schema_dot(conn, schema, "schema_record")) {}
+        schema_record(schema_dot(conn, schema, "schema_record")),
+        repeatables(schema_dot(conn, schema, "repeatables")) {}
   static std::string schema_dot(pqxx::connection& conn, const std::string& schema,
                                 const char* table) {
     return absl::StrCat(conn.quote_name(schema), ".", conn.quote_name(table));
   }
-  std::string schema, meta, migrations, events, instances, schema_record;
+  std::string schema, meta, migrations, events, instances, schema_record, repeatables;
 };
 
 // Creates or upgrades the bookkeeping schema in `tx` (idempotent).

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/postgres/pg_repeatables.h"
 #include "coordinator/postgres/pg_support.h"
 
 namespace schemagate {
@@ -19,6 +20,7 @@ std::string StepOpeningSql(const StatementLimits& limits, int64_t epoch) {
 std::string StepClosingSql(pqxx::connection_base& conn, const StepRecord& record,
                            absl::string_view duration_ms, size_t statement_count,
                            absl::string_view channel, const std::string& schema) {
+  if (record.repeatable) return RepeatableClosingSql(conn, record, duration_ms, channel, schema);
   return absl::StrCat(
       "EXECUTE ", record.up ? kStepBookUp : kStepBookDown, "(", record.version, ", ",
       conn.quote(record.name), ", ", conn.quote(record.run_id), ", ", conn.quote(record.actor),
@@ -60,7 +62,7 @@ std::string PrepareStepsSql(const Names& names, absl::string_view lock_held) {
       EventAndNotifySql(names), "; ", "PREPARE ", kStepBookDown,
       " (bigint, text, text, text, text, bigint, text, text) AS "
       "WITH book AS (DELETE FROM ", names.migrations, " WHERE version = $1 RETURNING 1)",
-      EventAndNotifySql(names));
+      EventAndNotifySql(names), "; ", PrepareRepeatableSql(names));
 }
 
 std::string StepNoteFunction(const Names& names) {

@@ -97,7 +97,10 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
     std::shared_ptr<RunStream> stream = RunStream::Open();
     for (const v1::PlanStep& step : plan.steps()) {
       std::string message;
-      if (!step.held_back()) {
+      if (!step.repeatable().empty()) {
+        message = absl::StrCat("dry run: would apply repeatable ", step.repeatable(), " (",
+                               step.reason(), ")");
+      } else if (!step.held_back()) {
         message = absl::StrCat("dry run: would apply (",
                                step.transactional() ? "transaction" : "no-transaction",
                                step.breaking() ? ", breaking" : "", ")");
@@ -116,8 +119,11 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
     // The plan's note already says how many would apply when some are held back.
     const bool counted = decided.blocker.kind == BlockerKind::kBreakingHeld;
     end.message = counted ? absl::StrCat("dry run: ", plan.note(), "; nothing was executed")
-                          : absl::StrCat("dry run: ", decided.steps.size(),
-                                         " migration(s) would apply; nothing was executed",
+                          : absl::StrCat("dry run: ", decided.steps.size(), " migration(s)",
+                                         decided.repeatables.empty() ? "" : absl::StrCat(
+                                             " and ", decided.repeatables.size(),
+                                             " repeatable(s)"),
+                                         " would apply; nothing was executed",
                                          plan.note().empty() ? "" : "; ", plan.note());
     stream->Push(end);
     const bool refused = decided.stopped() && decided.blocker.kind != BlockerKind::kBreakingHeld;

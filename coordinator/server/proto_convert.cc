@@ -11,16 +11,6 @@
 
 namespace schemagate {
 
-namespace {
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t nanos = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(nanos / 1000000000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
-}
-
-}  // namespace
-
 void ToProto(const SqlFailure& failure, v1::Failure* out) {
   out->set_version(failure.version);
   out->set_name(failure.name);
@@ -30,6 +20,7 @@ void ToProto(const SqlFailure& failure, v1::Failure* out) {
   out->set_line(failure.line);
   SetTime(failure.at, out->mutable_at());
   out->set_coordinator_id(failure.coordinator_id);
+  out->set_repeatable(failure.of_repeatable());
 }
 
 void ToProto(const EventRecord& event, v1::Event* out) {
@@ -115,6 +106,7 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
   }
   for (const std::string& conflict : view.conflicts) out->add_conflicts(conflict);
   for (const std::string& note : FindOlderFiles(set, db)) out->add_notes(note);
+  const int pending_repeatables = AddRepeatables(view, out);
   if (db.failure) ToProto(*db.failure, out->mutable_failure());
   out->set_apply_mode(options.manual ? v1::MANUAL : v1::AUTO);
   out->set_coordinator_id(options.coordinator_id);
@@ -150,8 +142,8 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
             ? absl::StrCat("a run is under way: no-transaction migration ", row->version, " (",
                            row->name, ") at statement ", row->statements_done + 1, "; ",
                            pending, " pending")
-            : absl::StrCat("a run is under way, retrying migration ", db.failure->version,
-                           "; ", pending, " pending"));
+            : absl::StrCat("a run is under way, retrying ", FailedSubject(*db.failure), "; ",
+                           pending, " pending"));
   } else if (blocker.kind == BlockerKind::kDirty) {
     out->set_state(v1::DIRTY);
     out->set_message(blocker.message);
@@ -167,12 +159,16 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
     out->set_blocked_version(blocker.version);
   } else if (failed) {
     out->set_state(v1::SET_FAILED);
-    out->set_message(absl::StrCat("migration ", db.failure->version, " failed [",
-                                  db.failure->sqlstate, "]: ", db.failure->message,
-                                  options.manual ? "; fix it, then 'schemagatectl apply'" : ""));
-  } else if (view.run_in_progress && pending > 0) {
+    out->set_message(absl::StrCat(
+        db.failure->of_repeatable()
+            ? DescribeRepeatableFailure(*db.failure)
+            : absl::StrCat("migration ", db.failure->version, " failed [", db.failure->sqlstate,
+                           "]: ", db.failure->message),
+        options.manual ? "; fix it, then 'schemagatectl apply'" : ""));
+  } else if (view.run_in_progress && (pending > 0 || pending_repeatables > 0)) {
     out->set_state(v1::RUNNING);
-    out->set_message(absl::StrCat("a run is under way; ", pending, " pending"));
+    out->set_message(absl::StrCat("a run is under way; ", pending, " pending",
+                                  RepeatablesPending(pending_repeatables)));
   } else if (plan.steps.empty() && blocker.kind == BlockerKind::kBreakingHeld &&
              !blocker.instances.empty()) {
     out->set_state(v1::SET_BLOCKED);
@@ -181,10 +177,10 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
     for (const InstanceRecord& i : blocker.instances) {
       ToProto(i, view, out->add_blocking_instances());
     }
-  } else if (pending > 0) {
+  } else if (pending > 0 || pending_repeatables > 0) {
     out->set_state(v1::BEHIND);
     out->set_message(absl::StrCat(
-        pending, " migration(s) pending",
+        pending, " migration(s) pending", RepeatablesPending(pending_repeatables),
         plan.steps.empty() && plan.blocked() ? absl::StrCat(": ", blocker.message)
         : options.manual                     ? " (--apply=manual: run 'schemagatectl apply')"
                                              : ""));
@@ -287,10 +283,7 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
     SetDuration(limits.lock_timeout, step->mutable_lock_timeout());
     SetDuration(limits.statement_timeout, step->mutable_statement_timeout());
     for (const SqlStatement& s : m->up.statements) step->add_statements(s.text);
-    for (const LintFinding& f : LintMigration(m->up, lint)) {
-      step->add_findings(absl::StrCat(f.path, ":", f.line, ": ", LintSeverityName(f.severity),
-                                      ": ", f.message, " [", f.rule, "] fix: ", f.fix));
-    }
+    AddLintFindings(m->up, lint, step);
     if (!runs && plan.blocked()) {
       step->set_held_back(true);
       step->set_held_back_reason(m->version == plan.blocker.version
@@ -298,6 +291,7 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
                                      : absl::StrCat("waits for ", plan.blocker.version));
     }
   }
+  AddRepeatableSteps(plan, lint, out);
   if (!view.database_available) {
     out->set_note(RedactSecrets(absl::StrCat("the database is unreachable (", view.database_error,
                                              "); the plan assumes the last state seen")));
@@ -308,7 +302,7 @@ absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
                                plan.pending.size() - plan.steps.size(), " held back: ",
                                plan.blocker.message));
   } else if (plan.clears_failure) {
-    out->set_note(absl::StrCat("the last run failed on ", view.db.failure->version,
+    out->set_note(absl::StrCat("the last run failed on ", FailedSubject(*view.db.failure),
                                "; 'schemagatectl apply' retries it"));
   } else if (out->steps_size() == 0) {
     out->set_note(absl::StrCat("nothing to apply: the database is at ", view.db.AppliedHead()));

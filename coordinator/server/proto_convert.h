@@ -12,6 +12,7 @@
 #include "coordinator/engine/runner.h"
 #include "coordinator/engine/store.h"
 #include "coordinator/server/wire.h"
+#include "coordinator/sql/lint.h"
 #include "grpcpp/support/status.h"
 #include "schemagate/v1/schemagate.pb.h"
 
@@ -33,6 +34,19 @@ RunPlan OperatorApplyPlan(const Snapshot& snapshot, const RunnerOptions& runner,
                           int64_t target_version);
 absl::Status BuildPlan(const Snapshot& snapshot, const RunnerOptions& runner,
                        const v1::PlanRequest& request, v1::PlanResponse* out);
+
+// The repeatables of the view into `out` (proto_repeatables.cc): each with
+// its state, notes for older files, pending_repeatables; returns that count.
+int AddRepeatables(const SchemaView& view, v1::Status* out);
+// ", 2 repeatable(s) to apply"; "" for none.
+std::string RepeatablesPending(int n);
+// "migration 3" or "repeatable views": what `failure` is of.
+std::string FailedSubject(const SqlFailure& failure);
+// A plan step's lint findings ("file:line: severity: text [rule] fix: …").
+void AddLintFindings(const MigrationScript& script, const LintOptions& lint, v1::PlanStep* step);
+// The plan's repeatable steps, after the versioned ones: name, reason
+// (new/changed), statements, lint findings.
+void AddRepeatableSteps(const RunPlan& plan, const LintOptions& lint, v1::PlanResponse* out);
 
 // ListInstances from a snapshot: every live instance with the state the
 // fleet rules give it now, and counts per app version.

@@ -57,6 +57,19 @@ absl::Status ValidateAppTarget(const v1::AppTarget& in) {
                                                    " checksums per request (got ",
                                                    in.checksums_size(), ")"));
   }
+  if (in.repeatable_checksums_size() > kMaxChecksums) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxChecksums,
+                                                   " repeatable checksums per request (got ",
+                                                   in.repeatable_checksums_size(), ")"));
+  }
+  for (const auto& [name, checksum] : in.repeatable_checksums()) {
+    if (absl::Status s = ValidateName("repeatable name", name); !s.ok()) return s;
+    if (name.empty() || !IsHexChecksum(checksum)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checksum for repeatable '", name,
+          "' must have a name and 64 lower-case hex digits (SHA-256)"));
+    }
+  }
   for (const auto& [version, checksum] : in.checksums()) {
     if (version <= 0) {
       return absl::InvalidArgumentError(

@@ -12,6 +12,12 @@ void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
   out->set_nanos(static_cast<int32_t>((micros % 1000000) * 1000));
 }
 
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(nanos / 1000000000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+}
+
 v1::ReadinessState ToProto(ReadinessState state) {
   switch (state) {
     case ReadinessState::kReady: return v1::READY;
@@ -49,6 +55,10 @@ absl::Status FromProto(const v1::AppTarget& in, AppTarget* out) {
   out->required_version = in.required_version();
   out->checksums.clear();
   for (const auto& [version, checksum] : in.checksums()) out->checksums[version] = checksum;
+  out->repeatable_checksums.clear();
+  for (const auto& [name, checksum] : in.repeatable_checksums()) {
+    out->repeatable_checksums[name] = checksum;
+  }
   return absl::OkStatus();
 }
 
@@ -58,6 +68,9 @@ void ToProto(const AppTarget& in, v1::AppTarget* out) {
   out->set_known_version(in.known_version);
   out->set_required_version(in.required_version);
   for (const auto& [version, checksum] : in.checksums) (*out->mutable_checksums())[version] = checksum;
+  for (const auto& [name, checksum] : in.repeatable_checksums) {
+    (*out->mutable_repeatable_checksums())[name] = checksum;
+  }
 }
 
 void ToProto(const ReadinessAnswer& answer, const std::string& coordinator_id,

@@ -18,6 +18,7 @@ namespace schemagate {
 
 // Leaves `out` unset for an infinite time.
 void SetTime(absl::Time t, google::protobuf::Timestamp* out);
+void SetDuration(absl::Duration d, google::protobuf::Duration* out);
 
 v1::ReadinessState ToProto(ReadinessState state);
 ReadinessState FromProto(v1::ReadinessState state);
