@@ -99,7 +99,7 @@ DatabaseState FakeDatabase::StateLocked() const {
   }
   RepeatablesLocked(&state);
   for (const EventRecord& event : events_) {
-    if (event.kind != "failure" || event.checksum.empty()) continue;
+    if (event.kind != "failure" || event.checksum.empty() || event.version == 0) continue;
     std::vector<std::string>& texts = state.failed_texts[event.version];
     if (std::find(texts.begin(), texts.end(), event.checksum) == texts.end()) {
       texts.push_back(event.checksum);

@@ -739,6 +739,99 @@ TEST_P(StoreConformanceTest, ALostConnectionAbortsRecordsNothingAndFreesTheLock)
   EXPECT_EQ(state.last_event_id, 0);
 }
 
+// A repeatable migration's step: its `repeatables` row (one per name, the
+// text last applied) and a "repeatable" event commit with its SQL; every
+// text applied stays known (DatabaseState::repeatable_texts).
+TEST_P(StoreConformanceTest, ARepeatableStepUpsertsItsRowAndEvent) {
+  std::unique_ptr<RunSession> session = BeginReady();
+  StepRecord record = Step(0);
+  record.name = "views";
+  record.checksum = "text-1";
+  record.repeatable = true;
+  record.message = "applied (new)";
+  SqlFailure failure;
+  ASSERT_TRUE(session
+                  ->RunTransactional(Sql({"CREATE VIEW conf_v AS SELECT 1 AS one"}), Limits(),
+                                     record, nullptr, &failure)
+                  .ok());
+  DatabaseState state = State();
+  EXPECT_TRUE(state.applied.empty());
+  ASSERT_EQ(state.repeatables.size(), 1u);
+  EXPECT_EQ(state.repeatables[0].name, "views");
+  EXPECT_EQ(state.repeatables[0].checksum, "text-1");
+  EXPECT_EQ(state.repeatables[0].applied_by, "tester");
+  EXPECT_EQ(state.repeatables[0].run_id, "run-1");
+  EXPECT_GT(state.repeatables[0].applied_at, absl::UnixEpoch());
+  std::vector<EventRecord> events = History();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, "repeatable");
+  EXPECT_EQ(events[0].version, 0);
+  EXPECT_EQ(events[0].name, "views");
+  EXPECT_EQ(events[0].message, "applied (new)");
+  EXPECT_TRUE(events[0].duration.has_value());
+
+  record.checksum = "text-2";
+  record.run_id = "run-2";
+  record.message = "re-applied (changed)";
+  ASSERT_TRUE(session
+                  ->RunTransactional(
+                      Sql({"CREATE OR REPLACE VIEW conf_v AS SELECT 1 AS one, 2 AS two"}),
+                      Limits(), record, nullptr, &failure)
+                  .ok());
+  StepRecord other = record;
+  other.name = "functions";
+  other.checksum = "f-1";
+  ASSERT_TRUE(
+      session->RunTransactional(Sql({"SELECT 1"}), Limits(), other, nullptr, &failure).ok());
+  state = State();
+  ASSERT_EQ(state.repeatables.size(), 2u);
+  // By name, in byte order.
+  EXPECT_EQ(state.repeatables[0].name, "functions");
+  EXPECT_EQ(state.repeatables[1].checksum, "text-2");
+  EXPECT_EQ(state.repeatables[1].run_id, "run-2");
+  ASSERT_NE(state.FindRepeatable("views"), nullptr);
+  EXPECT_EQ(state.FindRepeatable("nothing"), nullptr);
+  EXPECT_THAT(state.repeatable_texts.at("views"), ElementsAre("text-1", "text-2"));
+  EXPECT_TRUE(state.RepeatableTextApplied("views", "text-1"));
+  EXPECT_FALSE(state.RepeatableTextApplied("views", "f-1"));
+  EXPECT_EQ(History().size(), 3u);
+  EXPECT_EQ(History()[1].message, "re-applied (changed)");
+}
+
+// A failed repeatable records nothing; its failure (version 0) reads back
+// as a repeatable's and is no failed text of a version.
+TEST_P(StoreConformanceTest, AFailedRepeatableRecordsNothingAndItsFailureReadsBack) {
+  std::unique_ptr<RunSession> session = BeginReady();
+  StepRecord record = Step(0);
+  record.name = "views";
+  record.checksum = "broken";
+  record.repeatable = true;
+  SqlFailure failure;
+  absl::Status status = session->RunTransactional(
+      Sql({"CREATE VIEW conf_bad AS SELECT 1", "SELECT * FROM no_such_table"}), Limits(), record,
+      nullptr, &failure);
+  ASSERT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_TRUE(failure.of_repeatable());
+  EXPECT_EQ(failure.name, "views");
+  EXPECT_EQ(failure.checksum, "broken");
+  EXPECT_EQ(failure.sqlstate, "42P01");
+  EXPECT_EQ(failure.statement_index, 2);
+  EXPECT_TRUE(State().repeatables.empty());
+  EXPECT_TRUE(History().empty());
+  ASSERT_TRUE(session->SetFailure(failure).ok());
+  EventRecord event = Event("failure", 0, failure.message);
+  event.name = "views";
+  event.checksum = "broken";
+  ASSERT_TRUE(session->RecordEvent(event).ok());
+  const DatabaseState state = State();
+  ASSERT_TRUE(state.failure.has_value());
+  EXPECT_TRUE(state.failure->of_repeatable());
+  EXPECT_EQ(state.failure->name, "views");
+  EXPECT_EQ(state.failure->checksum, "broken");
+  EXPECT_TRUE(state.failed_texts.empty());
+  EXPECT_TRUE(state.repeatable_texts.empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Backends, StoreConformanceTest,
     ::testing::Values(
