@@ -36,7 +36,7 @@ std::vector<std::string> ValidateState(const MigrationSet& set, const DatabaseSt
     }
   }
   if (db.failure && db.failure->of_repeatable()) {
-    problems.push_back(absl::StrCat("the last run failed: ", DescribeRepeatableFailure(*db.failure)));
+    problems.push_back(absl::StrCat("the last run failed: ", DescribeRepeatableFailure(*db.failure, set)));
   } else if (db.failure && db.Find(db.failure->version) == nullptr) {
     problems.push_back(absl::StrCat("the last run failed on version ", db.failure->version, " [",
                                     db.failure->sqlstate, "]: ", db.failure->message));

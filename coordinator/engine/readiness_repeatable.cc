@@ -57,7 +57,7 @@ bool RepeatablesWait(const AppTarget& target, const SchemaView& view, ReadinessA
         answer->message = absl::StrCat("a run is retrying ", label, ", which failed before");
       } else {
         answer->state = ReadinessState::kFailed;
-        answer->message = absl::StrCat(DescribeRepeatableFailure(*f),
+        answer->message = absl::StrCat(DescribeRepeatableFailure(*f, *view.set),
                                        "; fix the file and redeploy the coordinator and the "
                                        "app, or retry with 'schemagatectl apply'");
       }

@@ -284,7 +284,7 @@ RunPlan PlanRun(const MigrationSet& set, const DatabaseState& db, const PlanRequ
     if (failed != nullptr && failed->checksum == f.checksum && !request.retry_failed) {
       blocker.kind = BlockerKind::kFailed;
       blocker.failure = f;
-      blocker.message = absl::StrCat("the last run failed: ", DescribeRepeatableFailure(f),
+      blocker.message = absl::StrCat("the last run failed: ", DescribeRepeatableFailure(f, set),
                                      "; fix the file and redeploy the coordinator, or retry "
                                      "with 'schemagatectl apply'");
       return plan;

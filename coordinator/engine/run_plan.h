@@ -199,9 +199,10 @@ std::vector<PlanStep> PendingRepeatables(const MigrationSet& set, const Database
 // redeploy this coordinator (or 'schemagatectl apply' for a revert).
 std::vector<std::string> FindOlderRepeatables(const MigrationSet& set, const DatabaseState& db);
 
-// "repeatable views failed [42P01] at statement 2 (line 7): …" of a
-// failure of a repeatable (SqlFailure::of_repeatable).
-std::string DescribeRepeatableFailure(const SqlFailure& f);
+// "repeatable views failed [42P01] at statement 2 (repeatable/views.sql:7):
+// …" of a failure of a repeatable (SqlFailure::of_repeatable); the file as
+// `set` names it ("line 7" when the set has no such repeatable).
+std::string DescribeRepeatableFailure(const SqlFailure& f, const MigrationSet& set);
 
 // Lists where the set and the database disagree: an applied checksum that
 // differs from the file's, an applied version with no file in the set. A

@@ -43,11 +43,13 @@ std::vector<std::string> FindOlderRepeatables(const MigrationSet& set, const Dat
   return older;
 }
 
-std::string DescribeRepeatableFailure(const SqlFailure& f) {
+std::string DescribeRepeatableFailure(const SqlFailure& f, const MigrationSet& set) {
+  const Repeatable* r = set.FindRepeatable(f.name);
   return absl::StrCat("repeatable ", f.name, " failed", f.sqlstate.empty() ? "" : " [",
                       f.sqlstate, f.sqlstate.empty() ? "" : "]",
                       f.statement_index > 0
-                          ? absl::StrCat(" at statement ", f.statement_index, " (line ", f.line,
+                          ? absl::StrCat(" at statement ", f.statement_index, " (",
+                                         r != nullptr ? r->script.path + ":" : "line ", f.line,
                                          ")")
                           : "",
                       ": ", f.message);

@@ -161,7 +161,7 @@ void BuildStatus(const Snapshot& snapshot, const CoordinatorOptions& options,
     out->set_state(v1::SET_FAILED);
     out->set_message(absl::StrCat(
         db.failure->of_repeatable()
-            ? DescribeRepeatableFailure(*db.failure)
+            ? DescribeRepeatableFailure(*db.failure, set)
             : absl::StrCat("migration ", db.failure->version, " failed [", db.failure->sqlstate,
                            "]: ", db.failure->message),
         options.manual ? "; fix it, then 'schemagatectl apply'" : ""));

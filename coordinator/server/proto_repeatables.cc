@@ -59,8 +59,12 @@ int AddRepeatables(const SchemaView& view, v1::Status* out) {
     }
   }
   for (const std::string& note : FindOlderRepeatables(set, db)) out->add_notes(note);
-  const int pending =
-      static_cast<int>(PendingRepeatables(set, db, StepDefaults(), /*with_older=*/false).size());
+  // To apply: new or changed, but not an unchanged text that failed.
+  int pending = 0;
+  for (const PlanStep& step : PendingRepeatables(set, db, StepDefaults(), /*with_older=*/false)) {
+    pending += StateOf(step.repeatable, db.FindRepeatable(step.name()), db) !=
+               v1::REPEATABLE_LAST_RUN_FAILED;
+  }
   out->set_pending_repeatables(pending);
   return pending;
 }
