@@ -250,6 +250,12 @@ TEST_P(StoreConformanceTest, EpochsIncreaseAcrossSessionsAndFenceAnUnbumpedSessi
   absl::Status fenced = session->RunTransactional(Sql({"CREATE TABLE conf_fenced (id int)"}),
                                                   Limits(), Step(1), nullptr, &failure);
   EXPECT_EQ(fenced.code(), absl::StatusCode::kAborted) << fenced;
+  StepRecord repeatable = Step(0);
+  repeatable.repeatable = true;
+  fenced = session->RunTransactional(Sql({"CREATE VIEW conf_fenced_v AS SELECT 1"}), Limits(),
+                                     repeatable, nullptr, &failure);
+  EXPECT_EQ(fenced.code(), absl::StatusCode::kAborted) << fenced;
+  EXPECT_TRUE(State().repeatables.empty());
   EXPECT_EQ(*session->BumpEpoch(), 2);
   EXPECT_EQ(State().run_epoch, 2);
   EXPECT_TRUE(State().applied.empty());
