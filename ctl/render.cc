@@ -291,6 +291,7 @@ std::string RenderValidate(const v1::ValidateResponse& response) {
 std::string RenderEvent(const v1::Event& e) {
   std::string line = absl::StrCat(FormatTimestamp(e.at()), "  #", e.id(), "  ", e.kind());
   if (e.version() != 0) absl::StrAppend(&line, "  ", e.version(), "_", e.name());
+  if (e.version() == 0 && !e.name().empty()) absl::StrAppend(&line, "  repeatable ", e.name());
   if (!e.run_id().empty()) absl::StrAppend(&line, "  ", e.run_id());
   absl::StrAppend(&line, "  by ", e.actor());
   if (e.has_duration()) absl::StrAppend(&line, "  ", FormatDuration(e.duration()));
@@ -300,7 +301,10 @@ std::string RenderEvent(const v1::Event& e) {
 }
 
 std::string RenderProgress(const v1::RunProgress& p) {
-  const std::string label = absl::StrCat(p.version(), "_", p.name());
+  // Version 0 with a name: a repeatable migration.
+  const std::string label = p.version() == 0 && !p.name().empty()
+                                ? absl::StrCat("repeatable ", p.name())
+                                : absl::StrCat(p.version(), "_", p.name());
   switch (p.kind()) {
     case v1::LOCK_WAIT:
       return absl::StrCat("waiting for the run lock (", FormatDuration(p.elapsed()),

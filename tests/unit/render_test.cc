@@ -45,6 +45,52 @@ TEST(RenderTest, StatusShowsTheFailure) {
   EXPECT_THAT(text, HasSubstr("[SQLSTATE 42P01] relation \"x\" does not exist"));
 }
 
+TEST(RenderTest, StatusPlanHistoryAndProgressShowRepeatables) {
+  v1::Status s;
+  s.set_state(v1::SET_FAILED);
+  s.mutable_failure()->set_repeatable(true);
+  s.mutable_failure()->set_name("views");
+  s.mutable_failure()->set_sqlstate("42P01");
+  s.set_pending_repeatables(1);
+  v1::Repeatable* applied = s.add_repeatables();
+  applied->set_name("grants");
+  applied->set_state(v1::REPEATABLE_APPLIED);
+  applied->set_checksum("0123456789abcdef");
+  applied->set_applied_checksum("0123456789abcdef");
+  applied->mutable_applied_at()->set_seconds(1764720000);
+  v1::Repeatable* fresh = s.add_repeatables();
+  fresh->set_name("views");
+  fresh->set_state(v1::REPEATABLE_NEW);
+  fresh->set_checksum("fedcba9876543210");
+  const std::string status = RenderStatus(s);
+  EXPECT_THAT(status, HasSubstr("failure:      repeatable views [SQLSTATE 42P01]"));
+  EXPECT_THAT(status, HasSubstr("repeatables:  2 (1 to apply)"));
+  EXPECT_THAT(status, HasSubstr("grants  applied  0123456789ab  applied 2025-12-03"));
+  EXPECT_THAT(status, HasSubstr("views  new  fedcba987654  applied never"));
+
+  v1::PlanResponse plan;
+  v1::PlanStep* step = plan.add_steps();
+  step->set_repeatable("views");
+  step->set_name("views");
+  step->set_reason("changed");
+  step->set_transactional(true);
+  step->add_statements("CREATE OR REPLACE VIEW v AS SELECT 1");
+  EXPECT_THAT(RenderPlan(plan), HasSubstr("1. repeatable views (changed)  [transaction"));
+
+  v1::HistoryResponse history;
+  v1::Event* event = history.add_events();
+  event->set_kind("repeatable");
+  event->set_name("views");
+  event->set_message("re-applied (changed): checksum aaa -> bbb");
+  EXPECT_THAT(RenderHistory(history), HasSubstr("repeatable  R views"));
+  EXPECT_THAT(RenderEvent(*event), HasSubstr("repeatable  repeatable views"));
+
+  v1::RunProgress p;
+  p.set_kind(v1::MIGRATION_FINISHED);
+  p.set_name("views");
+  EXPECT_THAT(RenderProgress(p), HasSubstr("applied  repeatable views"));
+}
+
 TEST(RenderTest, ASetThatDisagreesWithTheDatabaseIsCalledConflictAsInJson) {
   v1::Status s;
   s.set_state(v1::CONFLICT);
