@@ -42,7 +42,18 @@ ReadinessAnswer FallbackReadiness(const AppTarget& raw, const DatabaseState& sta
       return answer;
     }
   }
-  if (state.failure && state.failure->version <= r && state.Find(state.failure->version) == nullptr) {
+  if (state.failure && state.failure->of_repeatable()) {
+    // A repeatable's failure concerns the apps with that very text.
+    const SqlFailure& f = *state.failure;
+    auto mine = target.repeatable_checksums.find(f.name);
+    if (mine != target.repeatable_checksums.end() && mine->second == f.checksum) {
+      answer.state = ReadinessState::kFailed;
+      answer.message = absl::StrCat("repeatable ", f.name, " failed [", f.sqlstate, "]: ",
+                                    f.message);
+      return answer;
+    }
+  } else if (state.failure && state.failure->version <= r &&
+             state.Find(state.failure->version) == nullptr) {
     answer.state = ReadinessState::kFailed;
     answer.blocking_version = state.failure->version;
     answer.message = absl::StrCat("migration ", state.failure->version, " failed [",
@@ -59,6 +70,16 @@ ReadinessAnswer FallbackReadiness(const AppTarget& raw, const DatabaseState& sta
     }
   } else if (r == 0 || answer.applied_version < r) {
     missing = r;
+  }
+  for (const auto& [name, checksum] : target.repeatable_checksums) {
+    const AppliedRepeatable* row = state.FindRepeatable(name);
+    if (missing == 0 && state.initialized && (row == nullptr || row->checksum != checksum)) {
+      answer.state = ReadinessState::kPending;
+      answer.message = absl::StrCat("repeatable ", name,
+                                    " is not applied with the app's text yet (read from the "
+                                    "database directly: no coordinator answered)");
+      return answer;
+    }
   }
   if (missing != 0 || !state.initialized) {
     answer.state = ReadinessState::kPending;

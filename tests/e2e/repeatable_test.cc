@@ -47,8 +47,8 @@ class RepeatableE2eTest : public ::testing::Test {
   }
 
   // Stops the running coordinators (a redeploy), then starts three on the
-  // set together: none waits for another to serve.
-  void DeployThree() {
+  // set in `dir` together: none waits for another to serve.
+  void DeployThree(const TempDir& dir) {
     for (auto& c : coordinators_) {
       c->process().Signal(SIGTERM);
       EXPECT_EQ(c->process().Wait(absl::Seconds(15)), 0) << c->process().Log();
@@ -56,7 +56,7 @@ class RepeatableE2eTest : public ::testing::Test {
     coordinators_.clear();
     for (int i = 0; i < 3; ++i) {
       coordinators_.push_back(std::make_unique<CoordinatorProcess>(
-          db_->url(), dir_.path(),
+          db_->url(), dir.path(),
           std::vector<std::string>{"--id", absl::StrCat("c", i), "--resync-interval",
                                    "1s"},
           "127.0.0.1:0", /*wait_until_serving=*/false));
@@ -65,10 +65,10 @@ class RepeatableE2eTest : public ::testing::Test {
   }
 
   // An agent with the app's own files, on coordinator `i`: its exit code.
-  int AgentWait(int i, std::string* out) {
+  int AgentWait(int i, std::string* out, const TempDir* dir = nullptr) {
     return RunBinary(Args("schemagate-agent",
                           {"wait", "--coordinator", coordinators_[i]->address(),
-                           "--migrations-dir", dir_.path(), "--timeout", "30s"}),
+                           "--migrations-dir", (dir ? *dir : dir_).path(), "--timeout", "30s"}),
                      out);
   }
 
@@ -84,7 +84,7 @@ class RepeatableE2eTest : public ::testing::Test {
 
 TEST_F(RepeatableE2eTest, ThreeCoordinatorsApplyAViewOnceAndAgainOnlyWhenItsFileChanges) {
   dir_.Write("repeatable/user_names.sql", kView);
-  DeployThree();
+  DeployThree(dir_);
   std::string out;
   for (int i = 0; i < 3; ++i) EXPECT_EQ(AgentWait(i, &out), 0) << out;
   EXPECT_EQ(RepeatableEvents(), 1);
@@ -99,10 +99,22 @@ TEST_F(RepeatableE2eTest, ThreeCoordinatorsApplyAViewOnceAndAgainOnlyWhenItsFile
   EXPECT_THAT(out, HasSubstr("repeatables:  1 (0 to apply)"));
   EXPECT_THAT(out, HasSubstr("user_names  applied"));
 
-  // The view's file is edited and the three are redeployed.
-  dir_.Write("repeatable/user_names.sql", kEditedView);
-  DeployThree();
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(AgentWait(i, &out), 0) << out;
+  // Release 2 edits the view's file: an app with it is not ready until the
+  // coordinators have it (read directly from the database here).
+  TempDir release2;
+  release2.Write("0001_users.up.sql", kUsers);
+  release2.Write("repeatable/user_names.sql", kEditedView);
+  EXPECT_EQ(RunBinary(Args("schemagate-agent",
+                           {"wait", "--coordinator", "127.0.0.1:1", "--migrations-dir",
+                            release2.path(), "--timeout", "2s", "--fallback-database-url",
+                            db_->url()}),
+                      &out),
+            7)
+      << out;
+  EXPECT_THAT(out, HasSubstr("repeatable user_names is not applied with the app's text yet"));
+  // The three are redeployed with it.
+  DeployThree(release2);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(AgentWait(i, &out, &release2), 0) << out;
   EXPECT_EQ(RepeatableEvents(), 2);
   EXPECT_EQ(db_->Query("SELECT count(*) FROM information_schema.columns WHERE table_name = "
                        "'user_names'"),
@@ -122,8 +134,8 @@ TEST_F(RepeatableE2eTest, ThreeCoordinatorsApplyAViewOnceAndAgainOnlyWhenItsFile
   EXPECT_THAT(out, HasSubstr("\"kind\": \"repeatable\""));
 
   // Redeployed unchanged: nothing is re-applied (past a resync or two).
-  DeployThree();
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(AgentWait(i, &out), 0) << out;
+  DeployThree(release2);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(AgentWait(i, &out, &release2), 0) << out;
   absl::SleepFor(absl::Seconds(3));
   EXPECT_EQ(RepeatableEvents(), 2);
   EXPECT_EQ(RunBinary(Args("schemagatectl", {"status", "--coordinator",
@@ -139,14 +151,15 @@ TEST_F(RepeatableE2eTest, ABrokenRepeatableFailsTheSetWithItsSqlstateAndTheAgent
   dir_.Write("repeatable/broken.sql",
              "-- reads a table no migration makes\nCREATE VIEW broken AS SELECT * FROM "
              "no_such_table;\n");
-  DeployThree();
+  DeployThree(dir_);
   std::string out;
   EXPECT_EQ(AgentWait(0, &out), 5) << out;
   EXPECT_THAT(out, HasSubstr("FAILED"));
   EXPECT_THAT(out, HasSubstr("repeatable broken failed [42P01] at statement 1 ("));
   EXPECT_THAT(out, HasSubstr("repeatable/broken.sql:2)"));
-  EXPECT_EQ(RunBinary(Args("schemagate-agent",
-                           {"check", "--coordinator", coordinators_[2]->address()}),
+  // An agent that takes the coordinator's own set is told so too.
+  EXPECT_EQ(RunBinary(Args("schemagate-agent", {"wait", "--coordinator",
+                                                coordinators_[2]->address(), "--timeout", "30s"}),
                       &out),
             5)
       << out;
@@ -168,6 +181,14 @@ TEST_F(RepeatableE2eTest, ABrokenRepeatableFailsTheSetWithItsSqlstateAndTheAgent
   EXPECT_TRUE(testing::IsApplied(*db_, 1));
   EXPECT_EQ(db_->Query("SELECT count(*) FROM schemagate.events WHERE kind = 'failure'"), "1");
   EXPECT_EQ(db_->Query("SELECT to_regclass('broken') IS NULL"), "t");
+  // No coordinator answering: the agent's direct read says the same.
+  EXPECT_EQ(RunBinary(Args("schemagate-agent",
+                           {"check", "--coordinator", "127.0.0.1:1", "--migrations-dir",
+                            dir_.path(), "--fallback-database-url", db_->url()}),
+                      &out),
+            5)
+      << out;
+  EXPECT_THAT(out, HasSubstr("repeatable broken failed [42P01]"));
 }
 
 }  // namespace
