@@ -1,8 +1,8 @@
 // FakeDatabase's `repeatables` table (fake_store.h), kept as PgStore keeps
 // it (coordinator/postgres/pg_repeatables.cc).
-#include "coordinator/engine/fake_store.h"
-
 #include <algorithm>
+
+#include "coordinator/engine/fake_store.h"
 
 namespace schemagate {
 

@@ -7,9 +7,7 @@
 namespace schemagate {
 namespace {
 
-std::string Short(const std::string& checksum) {
-  return absl::StrCat(checksum.substr(0, 12), "…");
-}
+std::string Short(const std::string& checksum) { return absl::StrCat(checksum.substr(0, 12), "…"); }
 
 // What the run plan does about a repeatable text the coordinator has: the
 // blocker that stops it, if any (the plan's own words).
@@ -68,28 +66,29 @@ bool RepeatablesWait(const AppTarget& target, const SchemaView& view, ReadinessA
     if (older) {
       // Keep waiting: a deploy of the current file (or an operator's apply) ends it.
       answer->state = ReadinessState::kUnknownVersion;
-      answer->message = absl::StrCat(
-          "the app's file of ", label, " (checksum ", Short(checksum),
-          ") is a text applied before and since replaced (", Short(applied->checksum),
-          " is applied): deploy the app with the current file",
-          mine != nullptr && mine->checksum == checksum
-              ? ", or run 'schemagatectl apply' to re-apply it (a revert)"
-              : "");
+      answer->message =
+          absl::StrCat("the app's file of ", label, " (checksum ", Short(checksum),
+                       ") is a text applied before and since replaced (", Short(applied->checksum),
+                       " is applied): deploy the app with the current file",
+                       mine != nullptr && mine->checksum == checksum
+                           ? ", or run 'schemagatectl apply' to re-apply it (a revert)"
+                           : "");
       return true;
     }
     if (mine == nullptr || mine->checksum != checksum) {
       answer->state = ReadinessState::kUnknownVersion;
       answer->message = absl::StrCat(
           "the app's file of ", label, " (checksum ", Short(checksum), ") is ",
-          mine == nullptr ? "not in the coordinator's set"
-                          : absl::StrCat("not the coordinator's text (", Short(mine->checksum),
-                                         ")"),
+          mine == nullptr
+              ? "not in the coordinator's set"
+              : absl::StrCat("not the coordinator's text (", Short(mine->checksum), ")"),
           "; deploy the coordinator with the app's migrations first");
       return true;
     }
     if (view.run_in_progress) {
       answer->state = ReadinessState::kMigrating;
-      answer->message = absl::StrCat("a run is under way; it applies ", label, " after the "
+      answer->message = absl::StrCat("a run is under way; it applies ", label,
+                                     " after the "
                                      "versioned migrations");
       return true;
     }

@@ -45,12 +45,11 @@ std::vector<std::string> FindOlderRepeatables(const MigrationSet& set, const Dat
 
 std::string DescribeRepeatableFailure(const SqlFailure& f, const MigrationSet& set) {
   const Repeatable* r = set.FindRepeatable(f.name);
-  return absl::StrCat("repeatable ", f.name, " failed", f.sqlstate.empty() ? "" : " [",
-                      f.sqlstate, f.sqlstate.empty() ? "" : "]",
+  return absl::StrCat("repeatable ", f.name, " failed", f.sqlstate.empty() ? "" : " [", f.sqlstate,
+                      f.sqlstate.empty() ? "" : "]",
                       f.statement_index > 0
                           ? absl::StrCat(" at statement ", f.statement_index, " (",
-                                         r != nullptr ? r->script.path + ":" : "line ", f.line,
-                                         ")")
+                                         r != nullptr ? r->script.path + ":" : "line ", f.line, ")")
                           : "",
                       ": ", f.message);
 }

@@ -55,9 +55,9 @@ absl::StatusOr<RehearsalReport> Runner::Rehearse(const RunRequest& request,
       event.message = "rehearsed: it would apply";
     } else {
       event.failure = r.failure;
-      event.message = absl::StrCat("rehearsal of ", m->Label(), " failed at ", m->up.path, ":",
-                                   r.failure.line, ": ", r.failure.message, " [SQLSTATE ",
-                                   r.failure.sqlstate, "]");
+      event.message =
+          absl::StrCat("rehearsal of ", m->Label(), " failed at ", m->up.path, ":", r.failure.line,
+                       ": ", r.failure.message, " [SQLSTATE ", r.failure.sqlstate, "]");
     }
     emit(event);
   }
@@ -66,11 +66,11 @@ absl::StatusOr<RehearsalReport> Runner::Rehearse(const RunRequest& request,
   const bool all_ok = report.results.size() == steps.size() &&
                       std::all_of(report.results.begin(), report.results.end(),
                                   [](const RehearsalResult& r) { return r.ok; });
-  end.message = absl::StrCat("rehearsal rolled back: ", report.results.size(), " of ",
-                             steps.size(), " migration(s) tried, ",
-                             all_ok ? "all would apply" : "one would fail",
-                             report.not_rehearsable.empty() ? "" : "; not rehearsable (no-transaction): ",
-                             absl::StrJoin(report.not_rehearsable, ", "));
+  end.message =
+      absl::StrCat("rehearsal rolled back: ", report.results.size(), " of ", steps.size(),
+                   " migration(s) tried, ", all_ok ? "all would apply" : "one would fail",
+                   report.not_rehearsable.empty() ? "" : "; not rehearsable (no-transaction): ",
+                   absl::StrJoin(report.not_rehearsable, ", "));
   emit(end);
   if (!all_ok) return absl::FailedPreconditionError(end.message);
   return report;

@@ -5,14 +5,14 @@
 namespace schemagate {
 
 void CreateRepeatablesTable(pqxx::transaction_base& tx, const Names& names) {
-  tx.exec(absl::StrCat(
-      "CREATE TABLE IF NOT EXISTS ", names.repeatables, " ("
-      " name text PRIMARY KEY,"
-      " checksum text NOT NULL,"
-      " applied_at timestamptz NOT NULL DEFAULT now(),"
-      " duration_ms bigint NOT NULL DEFAULT 0,"
-      " applied_by text NOT NULL,"
-      " run_id text)"));
+  tx.exec(absl::StrCat("CREATE TABLE IF NOT EXISTS ", names.repeatables,
+                       " ("
+                       " name text PRIMARY KEY,"
+                       " checksum text NOT NULL,"
+                       " applied_at timestamptz NOT NULL DEFAULT now(),"
+                       " duration_ms bigint NOT NULL DEFAULT 0,"
+                       " applied_by text NOT NULL,"
+                       " run_id text)"));
   // ReadState reads the texts applied on every read.
   tx.exec(absl::StrCat("CREATE INDEX IF NOT EXISTS events_repeatables ON ", names.events,
                        " (name) WHERE kind = 'repeatable'"));
@@ -20,9 +20,9 @@ void CreateRepeatablesTable(pqxx::transaction_base& tx, const Names& names) {
 
 void ReadRepeatables(pqxx::transaction_base& tx, const Names& names, DatabaseState* state) {
   if (!TableExists(tx, names.repeatables)) return;
-  const pqxx::result texts = tx.exec(absl::StrCat(
-      "SELECT DISTINCT name, checksum FROM ", names.events,
-      " WHERE kind = 'repeatable' AND checksum IS NOT NULL ORDER BY 1, 2"));
+  const pqxx::result texts =
+      tx.exec(absl::StrCat("SELECT DISTINCT name, checksum FROM ", names.events,
+                           " WHERE kind = 'repeatable' AND checksum IS NOT NULL ORDER BY 1, 2"));
   for (const pqxx::row& row : texts) {
     state->repeatable_texts[row[0].as<std::string>()].push_back(row[1].as<std::string>());
   }
@@ -48,11 +48,13 @@ std::string PrepareRepeatableSql(const Names& names) {
   return absl::StrCat(
       "PREPARE ", kStepBookRepeatable,
       " (text, text, text, text, bigint, text, text, text) AS "
-      "WITH book AS (INSERT INTO ", names.repeatables,
+      "WITH book AS (INSERT INTO ",
+      names.repeatables,
       " (name, checksum, applied_at, duration_ms, applied_by, run_id) VALUES"
       " ($1, $8, clock_timestamp(), $5, $3, $2) ON CONFLICT (name) DO UPDATE SET"
       " checksum = $8, applied_at = clock_timestamp(), duration_ms = $5, applied_by = $3,"
-      " run_id = $2 RETURNING 1), ev AS (INSERT INTO ", names.events,
+      " run_id = $2 RETURNING 1), ev AS (INSERT INTO ",
+      names.events,
       " (kind, name, run_id, actor, duration_ms, message, checksum) VALUES"
       " ('repeatable', $1, $2, $3, $5, $4, $8) RETURNING id)"
       " SELECT pg_notify($6, $7), (SELECT count(*) FROM book), (SELECT count(*) FROM ev)");

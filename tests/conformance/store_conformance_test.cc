@@ -172,6 +172,15 @@ class StoreConformanceTest : public ::testing::TestWithParam<BackendParam> {
     return record;
   }
 
+  // A repeatable migration's step (version 0).
+  static StepRecord RepeatableStep(const std::string& name, const std::string& checksum) {
+    StepRecord record = Step(0);
+    record.name = name;
+    record.checksum = checksum;
+    record.repeatable = true;
+    return record;
+  }
+
   static StatementLimits Limits() { return StatementLimits{absl::Seconds(5), absl::ZeroDuration()}; }
 
   static EventRecord Event(const std::string& kind, int64_t version, const std::string& message) {
@@ -250,10 +259,8 @@ TEST_P(StoreConformanceTest, EpochsIncreaseAcrossSessionsAndFenceAnUnbumpedSessi
   absl::Status fenced = session->RunTransactional(Sql({"CREATE TABLE conf_fenced (id int)"}),
                                                   Limits(), Step(1), nullptr, &failure);
   EXPECT_EQ(fenced.code(), absl::StatusCode::kAborted) << fenced;
-  StepRecord repeatable = Step(0);
-  repeatable.repeatable = true;
   fenced = session->RunTransactional(Sql({"CREATE VIEW conf_fenced_v AS SELECT 1"}), Limits(),
-                                     repeatable, nullptr, &failure);
+                                     RepeatableStep("views", "v1"), nullptr, &failure);
   EXPECT_EQ(fenced.code(), absl::StatusCode::kAborted) << fenced;
   EXPECT_TRUE(State().repeatables.empty());
   EXPECT_EQ(*session->BumpEpoch(), 2);
@@ -750,10 +757,7 @@ TEST_P(StoreConformanceTest, ALostConnectionAbortsRecordsNothingAndFreesTheLock)
 // text applied stays known (DatabaseState::repeatable_texts).
 TEST_P(StoreConformanceTest, ARepeatableStepUpsertsItsRowAndEvent) {
   std::unique_ptr<RunSession> session = BeginReady();
-  StepRecord record = Step(0);
-  record.name = "views";
-  record.checksum = "text-1";
-  record.repeatable = true;
+  StepRecord record = RepeatableStep("views", "text-1");
   record.message = "applied (new)";
   SqlFailure failure;
   ASSERT_TRUE(session
@@ -808,10 +812,7 @@ TEST_P(StoreConformanceTest, ARepeatableStepUpsertsItsRowAndEvent) {
 // as a repeatable's and is no failed text of a version.
 TEST_P(StoreConformanceTest, AFailedRepeatableRecordsNothingAndItsFailureReadsBack) {
   std::unique_ptr<RunSession> session = BeginReady();
-  StepRecord record = Step(0);
-  record.name = "views";
-  record.checksum = "broken";
-  record.repeatable = true;
+  StepRecord record = RepeatableStep("views", "broken");
   SqlFailure failure;
   absl::Status status = session->RunTransactional(
       Sql({"CREATE VIEW conf_bad AS SELECT 1", "SELECT * FROM no_such_table"}), Limits(), record,

@@ -57,8 +57,7 @@ class RepeatableE2eTest : public ::testing::Test {
     for (int i = 0; i < 3; ++i) {
       coordinators_.push_back(std::make_unique<CoordinatorProcess>(
           db_->url(), dir.path(),
-          std::vector<std::string>{"--id", absl::StrCat("c", i), "--resync-interval",
-                                   "1s"},
+          std::vector<std::string>{"--id", absl::StrCat("c", i), "--resync-interval", "1s"},
           "127.0.0.1:0", /*wait_until_serving=*/false));
     }
     for (auto& c : coordinators_) ASSERT_FALSE(c->address().empty());
@@ -67,8 +66,8 @@ class RepeatableE2eTest : public ::testing::Test {
   // An agent with the app's own files, on coordinator `i`: its exit code.
   int AgentWait(int i, std::string* out, const TempDir* dir = nullptr) {
     return RunBinary(Args("schemagate-agent",
-                          {"wait", "--coordinator", coordinators_[i]->address(),
-                           "--migrations-dir", (dir ? *dir : dir_).path(), "--timeout", "30s"}),
+                          {"wait", "--coordinator", coordinators_[i]->address(), "--migrations-dir",
+                           (dir ? *dir : dir_).path(), "--timeout", "30s"}),
                      out);
   }
 
@@ -91,10 +90,10 @@ TEST_F(RepeatableE2eTest, ThreeCoordinatorsApplyAViewOnceAndAgainOnlyWhenItsFile
   EXPECT_EQ(db_->Query("SELECT count(*) FROM information_schema.columns WHERE table_name = "
                        "'user_names'"),
             "1");
-  EXPECT_EQ(RunBinary(Args("schemagatectl", {"status", "--coordinator",
-                                             coordinators_[1]->address()}),
-                      &out),
-            0)
+  EXPECT_EQ(
+      RunBinary(Args("schemagatectl", {"status", "--coordinator", coordinators_[1]->address()}),
+                &out),
+      0)
       << out;
   EXPECT_THAT(out, HasSubstr("repeatables:  1 (0 to apply)"));
   EXPECT_THAT(out, HasSubstr("user_names  applied"));
@@ -104,10 +103,9 @@ TEST_F(RepeatableE2eTest, ThreeCoordinatorsApplyAViewOnceAndAgainOnlyWhenItsFile
   TempDir release2;
   release2.Write("0001_users.up.sql", kUsers);
   release2.Write("repeatable/user_names.sql", kEditedView);
-  EXPECT_EQ(RunBinary(Args("schemagate-agent",
-                           {"wait", "--coordinator", "127.0.0.1:1", "--migrations-dir",
-                            release2.path(), "--timeout", "2s", "--fallback-database-url",
-                            db_->url()}),
+  EXPECT_EQ(RunBinary(Args("schemagate-agent", {"wait", "--coordinator", "127.0.0.1:1",
+                                                "--migrations-dir", release2.path(), "--timeout",
+                                                "2s", "--fallback-database-url", db_->url()}),
                       &out),
             7)
       << out;
@@ -119,10 +117,10 @@ TEST_F(RepeatableE2eTest, ThreeCoordinatorsApplyAViewOnceAndAgainOnlyWhenItsFile
   EXPECT_EQ(db_->Query("SELECT count(*) FROM information_schema.columns WHERE table_name = "
                        "'user_names'"),
             "2");
-  EXPECT_EQ(RunBinary(Args("schemagatectl",
-                           {"history", "--coordinator", coordinators_[2]->address()}),
-                      &out),
-            0)
+  EXPECT_EQ(
+      RunBinary(Args("schemagatectl", {"history", "--coordinator", coordinators_[2]->address()}),
+                &out),
+      0)
       << out;
   EXPECT_THAT(out, HasSubstr("R user_names"));
   EXPECT_THAT(out, HasSubstr("re-applied (changed)"));
@@ -138,8 +136,8 @@ TEST_F(RepeatableE2eTest, ThreeCoordinatorsApplyAViewOnceAndAgainOnlyWhenItsFile
   for (int i = 0; i < 3; ++i) EXPECT_EQ(AgentWait(i, &out, &release2), 0) << out;
   absl::SleepFor(absl::Seconds(3));
   EXPECT_EQ(RepeatableEvents(), 2);
-  EXPECT_EQ(RunBinary(Args("schemagatectl", {"status", "--coordinator",
-                                             coordinators_[0]->address(), "--output", "json"}),
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"status", "--coordinator", coordinators_[0]->address(),
+                                             "--output", "json"}),
                       &out),
             0)
       << out;
@@ -167,9 +165,9 @@ TEST_F(RepeatableE2eTest, ABrokenRepeatableFailsTheSetWithItsSqlstateAndTheAgent
   // one does, status says RUNNING: running is not failing).
   EXPECT_TRUE(testing::WaitUntil(
       [&] {
-        return RunBinary(Args("schemagatectl",
-                              {"status", "--coordinator", coordinators_[1]->address()}),
-                         &out) == 5;
+        return RunBinary(
+                   Args("schemagatectl", {"status", "--coordinator", coordinators_[1]->address()}),
+                   &out) == 5;
       },
       absl::Seconds(15)))
       << out;

@@ -23,8 +23,7 @@ using ::testing::HasSubstr;
 
 constexpr char kTable[] = "CREATE TABLE users (id int, name text);\n";
 constexpr char kView[] = "CREATE OR REPLACE VIEW user_names AS SELECT name FROM users;\n";
-constexpr char kEditedView[] =
-    "CREATE OR REPLACE VIEW user_names AS SELECT id, name FROM users;\n";
+constexpr char kEditedView[] = "CREATE OR REPLACE VIEW user_names AS SELECT id, name FROM users;\n";
 
 class RepeatableRunTest : public ::testing::Test {
  protected:
@@ -40,8 +39,7 @@ class RepeatableRunTest : public ::testing::Test {
     });
   }
 
-  static MigrationSet Load(const std::string& view,
-                           std::map<std::string, std::string> more = {}) {
+  static MigrationSet Load(const std::string& view, std::map<std::string, std::string> more = {}) {
     more["0001_users.up.sql"] = kTable;
     more["repeatable/user_names.sql"] = view;
     std::vector<std::string> warnings;
@@ -114,8 +112,7 @@ TEST_F(RepeatableRunTest, AChangedFileIsReAppliedOnceAndOnlyIt) {
   const MigrationSet first = Load(kView, {{"repeatable/grants.sql", "SELECT 'grants';\n"}});
   ASSERT_TRUE(Apply(first).ok());
   EXPECT_EQ(RepeatableEvents().size(), 2u);
-  const MigrationSet edited =
-      Load(kEditedView, {{"repeatable/grants.sql", "SELECT 'grants';\n"}});
+  const MigrationSet edited = Load(kEditedView, {{"repeatable/grants.sql", "SELECT 'grants';\n"}});
   SchemaView view;
   view.set = &edited;
   view.database_available = true;
@@ -136,7 +133,8 @@ TEST_F(RepeatableRunTest, AChangedFileIsReAppliedOnceAndOnlyIt) {
   ASSERT_TRUE(outcome.ok()) << outcome.status();
   EXPECT_EQ(outcome->applied, 0);
   EXPECT_EQ(outcome->repeatables_applied, 1);
-  EXPECT_EQ(db_.executed().back(), "CREATE OR REPLACE VIEW user_names AS SELECT id, name FROM users");
+  EXPECT_EQ(db_.executed().back(),
+            "CREATE OR REPLACE VIEW user_names AS SELECT id, name FROM users");
   ASSERT_EQ(RepeatableEvents().size(), 3u);
   EXPECT_THAT(RepeatableEvents().back().message, HasSubstr("re-applied (changed)"));
   EXPECT_EQ(State().FindRepeatable("user_names")->checksum,
