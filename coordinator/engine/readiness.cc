@@ -207,8 +207,11 @@ ReadinessAnswer EvaluateReadiness(const AppTarget& raw_target, const SchemaView&
     case BlockerKind::kFailed:
       answer.blocking_version = blocker.version;
       if (view.run_in_progress) {
-        return migrating(absl::StrCat("an operator's run is retrying migration ",
-                                      blocker.version, ", which failed before"));
+        return migrating(absl::StrCat(
+            "an operator's run is retrying ",
+            blocker.version != 0 ? absl::StrCat("migration ", blocker.version)
+                                 : absl::StrCat("repeatable ", blocker.failure->name),
+            ", which failed before"));
       }
       answer.state = ReadinessState::kFailed;
       answer.message = blocker.message;

@@ -182,11 +182,11 @@ TEST_F(InstancesTest, ALayoutFromAnOlderCoordinatorIsUpgradedOnTheFirstJoin) {
                                              absl::Seconds(30));
   ASSERT_TRUE(refused.ok()) << refused.status();
   EXPECT_THAT(*refused, SizeIs(1));
-  // A run's EnsureSchema records the current layout (5).
+  // A run's EnsureSchema records the current layout (6).
   absl::StatusOr<std::unique_ptr<RunSession>> session = replica_a_->BeginRun(LockWaitOptions());
   ASSERT_TRUE(session.ok()) << session.status();
   ASSERT_TRUE((*session)->EnsureSchema().ok());
-  EXPECT_EQ(db_->Query("SELECT meta_version FROM schemagate.meta"), "5");
+  EXPECT_EQ(db_->Query("SELECT meta_version FROM schemagate.meta"), "6");
 }
 
 }  // namespace

@@ -81,7 +81,7 @@ TEST_F(StoreRunnerTest, BookkeepingSchemaIsCreatedIdempotently) {
   absl::StatusOr<DatabaseState> state = store->ReadState();
   ASSERT_TRUE(state.ok());
   EXPECT_TRUE(state->initialized);
-  EXPECT_EQ(db_->Query("SELECT meta_version FROM schemagate.meta"), "5");
+  EXPECT_EQ(db_->Query("SELECT meta_version FROM schemagate.meta"), "6");
 }
 
 TEST_F(StoreRunnerTest, RunsRecordTheSchemaTheyLeaveAndAFailedDescriptionRecordsNoFingerprint) {
