@@ -107,7 +107,8 @@ class PgRunSession : public RunSession {
     } catch (const pqxx::broken_connection& e) {
       if (!committing) return ConnectionLost(e);
       return absl::AbortedError(absl::StrCat(
-          "the commit of ", record.version, " is in doubt (", CleanMessage(e.what()),
+          "the commit of ", record.repeatable ? record.name : std::to_string(record.version),
+          " is in doubt (", CleanMessage(e.what()),
           "); the next run re-reads the state"));
     } catch (const pqxx::sql_error& e) {
       if (IsConnectionLoss(e.sqlstate()) || !conn_->is_open()) return ConnectionLost(e);

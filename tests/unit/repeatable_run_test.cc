@@ -162,6 +162,8 @@ TEST_F(RepeatableRunTest, AFailingRepeatableMakesTheSetFailedUntilItsFileIsFixed
   EXPECT_EQ(answer.state, ReadinessState::kFailed);
   EXPECT_THAT(answer.message, HasSubstr("[42P01]"));
   EXPECT_TRUE(IsFinal(answer.state));
+  EXPECT_THAT(ValidateState(broken, state),
+              ::testing::Contains(HasSubstr("the last run failed: repeatable user_names failed")));
   // Unchanged, an automatic run refuses it; the plan says why.
   EXPECT_EQ(Apply(broken).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(db_.executed().size(), 2u);
@@ -189,6 +191,8 @@ TEST_F(RepeatableRunTest, AnOlderTextIsNotReAppliedByItselfButAnOperatorMayRever
   EXPECT_THAT(FindOlderRepeatables(v1, State()),
               ElementsAre(HasSubstr("is a text applied before and since replaced")));
   EXPECT_EQ(Readiness(v1).state, ReadinessState::kUnknownVersion);
+  EXPECT_THAT(ValidateState(v1, State()),
+              ::testing::Contains(HasSubstr("repeatable user_names (m/repeatable/user_names.sql")));
   // An operator's apply reverts to it.
   outcome = Apply(v1, /*operator_apply=*/true);
   ASSERT_TRUE(outcome.ok()) << outcome.status();
