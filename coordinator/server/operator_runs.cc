@@ -98,8 +98,7 @@ grpc::ServerWriteReactor<v1::RunProgress>* OperatorServiceImpl::Apply(
     for (const v1::PlanStep& step : plan.steps()) {
       std::string message;
       if (!step.repeatable().empty()) {
-        message = absl::StrCat("dry run: would apply repeatable ", step.repeatable(), " (",
-                               step.reason(), ")");
+        message = absl::StrCat("dry run: would apply (", step.reason(), ")");
       } else if (!step.held_back()) {
         message = absl::StrCat("dry run: would apply (",
                                step.transactional() ? "transaction" : "no-transaction",

@@ -189,5 +189,29 @@ TEST_F(RepeatableE2eTest, ABrokenRepeatableFailsTheSetWithItsSqlstateAndTheAgent
   EXPECT_THAT(out, HasSubstr("repeatable broken failed [42P01]"));
 }
 
+TEST_F(RepeatableE2eTest, PlanAndDryRunListTheRepeatablesThatWouldRunAndWhy) {
+  dir_.Write("repeatable/user_names.sql", kView);
+  CoordinatorProcess coordinator(db_->url(), dir_.path(), {"--apply", "manual"});
+  const std::string address = coordinator.address();
+  std::string out;
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"status", "--coordinator", address}), &out), 1);
+  EXPECT_THAT(out, HasSubstr("1 migration(s) pending, 1 repeatable(s) to apply"));
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"plan", "--coordinator", address}), &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("1. up 1 users"));
+  EXPECT_THAT(out, HasSubstr("2. repeatable user_names (new)  [transaction"));
+  EXPECT_THAT(out, HasSubstr("CREATE OR REPLACE VIEW user_names AS SELECT name FROM users"));
+  EXPECT_EQ(
+      RunBinary(Args("schemagatectl", {"apply", "--dry-run", "--coordinator", address}), &out), 0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("dry run: would apply (new): repeatable user_names"));
+  EXPECT_THAT(out, HasSubstr("1 migration(s) and 1 repeatable(s) would apply"));
+  EXPECT_EQ(db_->Query("SELECT to_regclass('user_names') IS NULL"), "t");
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"apply", "--coordinator", address}), &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("applied 1 migration(s) and 1 repeatable(s)"));
+  EXPECT_EQ(RepeatableEvents(), 1);
+  EXPECT_EQ(RunBinary(Args("schemagatectl", {"plan", "--coordinator", address}), &out), 0) << out;
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("repeatable user_names")));
+}
+
 }  // namespace
 }  // namespace schemagate
