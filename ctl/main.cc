@@ -23,6 +23,7 @@
 #include "coordinator/base/conninfo.h"
 #include "coordinator/postgres/catalog.h"
 #include "ctl/adopt.h"
+#include "ctl/import_alembic.h"
 #include "ctl/new_migration.h"
 #include "ctl/verify.h"
 #include "google/protobuf/struct.pb.h"
@@ -766,6 +767,28 @@ int Main(int argc, char** argv) {
                   "named in history)");
   adopt->add_flag("--dry-run", adopt_command.dry_run, "Show what would be adopted; write nothing");
 
+  ImportAlembicCommand import_command;
+  CLI::App* import_alembic = app.add_subcommand(
+      "import-alembic",
+      "Write one SQL migration pair per revision of an Alembic project (offline, through\n"
+      "Alembic's own offline mode: alembic upgrade A:B --sql), in revision order, each\n"
+      "naming its revision, for 'adopt --from alembic'. Needs a Python that imports\n"
+      "alembic and the project's env.py; refused (exit 2) for a branched history\n"
+      "  e.g. schemagatectl import-alembic --config alembic.ini --out db/migrations");
+  import_alembic->add_option("--config", import_command.config, "The project's alembic.ini")
+      ->capture_default_str();
+  import_alembic->add_option("--out", import_command.out,
+                             "Directory to write (created; empty, or earlier imports only)")
+      ->required();
+  import_alembic->add_option("--python", import_command.python,
+                             "Interpreter that imports alembic (default: $SCHEMAGATE_PYTHON, "
+                             "python3, /usr/bin/python3)");
+  import_alembic->add_option("--version-table", import_command.version_table,
+                             "Alembic's version table, left out of the files")
+      ->capture_default_str();
+  import_alembic->add_flag("--dry-run", import_command.dry_run,
+                           "Show which files would be written; write nothing");
+
   CLI::App* snapshot = app.add_subcommand(
       "snapshot", "Write the database's schema, readable and sorted, to a file\n"
                   "  e.g. schemagatectl snapshot --database-url $URL --out schema.txt");
@@ -830,6 +853,7 @@ int Main(int argc, char** argv) {
     adopt_command.json = flags.json();
     return RunAdopt(adopt_command);
   }
+  if (import_alembic->parsed()) return RunImportAlembic(import_command);
   if (verify->parsed()) {
     return RunVerify(flags, verify_dir, format, verify_url, verify_allow_non_empty);
   }

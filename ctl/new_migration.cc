@@ -17,22 +17,6 @@
 namespace schemagate {
 namespace {
 
-absl::Status WriteNewFile(const std::string& path, const std::string& content) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-  if (fd < 0) {
-    if (errno == EEXIST) {
-      return absl::AlreadyExistsError(absl::StrCat(path, " already exists"));
-    }
-    return absl::InvalidArgumentError(absl::StrCat("cannot create ", path, ": ",
-                                                   std::strerror(errno)));
-  }
-  const ssize_t written = write(fd, content.data(), content.size());
-  const bool ok = written == static_cast<ssize_t>(content.size()) && fsync(fd) == 0;
-  close(fd);
-  if (!ok) return absl::InvalidArgumentError(absl::StrCat("cannot write ", path));
-  return absl::OkStatus();
-}
-
 // The versions of every migration file in `directory` (by file name only:
 // a set that does not load still has its versions taken).
 absl::StatusOr<std::set<int64_t>> VersionsIn(const std::string& directory) {
@@ -56,6 +40,22 @@ absl::StatusOr<std::set<int64_t>> VersionsIn(const std::string& directory) {
 }
 
 }  // namespace
+
+absl::Status WriteNewFile(const std::string& path, const std::string& content) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST) {
+      return absl::AlreadyExistsError(absl::StrCat(path, " already exists"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat("cannot create ", path, ": ",
+                                                   std::strerror(errno)));
+  }
+  const ssize_t written = write(fd, content.data(), content.size());
+  const bool ok = written == static_cast<ssize_t>(content.size()) && fsync(fd) == 0;
+  close(fd);
+  if (!ok) return absl::InvalidArgumentError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
 
 std::string SanitizeMigrationName(const std::string& name) {
   std::string out;

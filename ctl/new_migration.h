@@ -29,6 +29,10 @@ struct NewMigrationFiles {
   bool created_directory = false;
 };
 
+// Writes a file that must not exist yet (O_EXCL), synced; ALREADY_EXISTS if it
+// does.
+absl::Status WriteNewFile(const std::string& path, const std::string& content);
+
 // Lower-case, every run of other characters folded to '_', trimmed.
 std::string SanitizeMigrationName(const std::string& name);
 

@@ -161,7 +161,7 @@ std::vector<MigrationSource> ReadFlywaySet(const SetFiles& files) {
     if (absl::StartsWith(file, "R__") && absl::EndsWith(file, ".sql")) {
       continue;  // A repeatable: ReadRepeatables.
     }
-    if (absl::EndsWith(file, ".java")) {
+    if (absl::EndsWith(file, ".java") || absl::EndsWith(file, ".class")) {
       files.errors->push_back(
           absl::StrCat(path,
                        ":1: Flyway Java migrations are not supported; port it to SQL (a "

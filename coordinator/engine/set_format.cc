@@ -20,10 +20,11 @@ bool AllDigits(absl::string_view text) {
   return !text.empty() && std::all_of(text.begin(), text.end(), absl::ascii_isdigit);
 }
 
-// V1.2__x.sql, U1__x.sql, R__x.sql and their Java classes and .conf files.
+// V1.2__x.sql, U1__x.sql, R__x.sql, their Java sources and compiled classes,
+// and .conf files.
 bool IsFlywayFileName(absl::string_view file) {
   if (!absl::EndsWith(file, ".sql") && !absl::EndsWith(file, ".java") &&
-      !absl::EndsWith(file, ".sql.conf")) {
+      !absl::EndsWith(file, ".class") && !absl::EndsWith(file, ".sql.conf")) {
     return false;
   }
   if (absl::StartsWith(file, "R__")) return true;

@@ -229,6 +229,9 @@ TEST(FlywayFormatTest, NoTransactionWhereAStatementNeedsItOrTheConfSaysSo) {
 TEST(FlywayFormatTest, RefusesWhatItCannotRunNamingTheFile) {
   EXPECT_THAT(Error({{"V1__a.sql", "SELECT 1;\n"}, {"V2__Seed.java", "class V2__Seed {}\n"}}),
               HasSubstr("m/V2__Seed.java:1: Flyway Java migrations are not supported"));
+  // A compiled one (what Flyway loads from the classpath), named too.
+  EXPECT_THAT(Error({{"V1__a.sql", "SELECT 1;\n"}, {"V2__Seed.class", "\xca\xfe\xba\xbe"}}),
+              HasSubstr("m/V2__Seed.class:1: Flyway Java migrations are not supported"));
   EXPECT_THAT(Error({{"V1__a.sql", "SELECT 1;\n"}, {"V1.0__b.sql", "SELECT 1;\n"}}),
               HasSubstr("duplicate version 1"));
   EXPECT_THAT(Error({{"V1__a.sql", "SELECT 1;\n"}, {"U2__b.sql", "SELECT 1;\n"}}),
