@@ -18,6 +18,7 @@
 namespace schemagate {
 namespace {
 
+using ::schemagate::testing::AgentWait;
 using ::schemagate::testing::BinaryPath;
 using ::schemagate::testing::CoordinatorProcess;
 using ::schemagate::testing::FormatStep;
@@ -87,11 +88,7 @@ TEST_P(AdoptTest, ADatabaseTheToolMigratedIsAdoptedNothingReRunsAndTheNextMigrat
 
   {
     CoordinatorProcess coordinator(db.url(), dir.path(), {"--format", format});
-    EXPECT_EQ(
-        RunBinary({BinaryPath("schemagate-agent"), "wait", "--coordinator", coordinator.address(),
-                   "--migrations-dir", dir.path(), "--format", format, "--timeout", "60s"},
-                  &out),
-        0)
+    EXPECT_EQ(AgentWait(coordinator.address(), dir.path(), format, &out), 0)
         << out << coordinator.process().Log();
     EXPECT_EQ(Ctl({"status", "--coordinator", coordinator.address()}, &out), 0) << out;
     EXPECT_THAT(out, HasSubstr("CURRENT"));
@@ -110,11 +107,7 @@ TEST_P(AdoptTest, ADatabaseTheToolMigratedIsAdoptedNothingReRunsAndTheNextMigrat
                                  "DROP TABLE notes;"});
   {
     CoordinatorProcess coordinator(db.url(), dir.path(), {"--format", format});
-    EXPECT_EQ(
-        RunBinary({BinaryPath("schemagate-agent"), "wait", "--coordinator", coordinator.address(),
-                   "--migrations-dir", dir.path(), "--format", format, "--timeout", "60s"},
-                  &out),
-        0)
+    EXPECT_EQ(AgentWait(coordinator.address(), dir.path(), format, &out), 0)
         << out << coordinator.process().Log();
     EXPECT_EQ(Ctl({"status", "--coordinator", coordinator.address()}, &out), 0) << out;
     EXPECT_THAT(out, HasSubstr("CURRENT"));
@@ -140,11 +133,7 @@ TEST_P(AdoptTest, SchemagatedWithAdoptAdoptsAtStart) {
   ASSERT_TRUE(MigrateAsTheTool(db, dir, format, dbmate));
   CoordinatorProcess coordinator(db.url(), dir.path(), {"--format", format, "--adopt"});
   std::string out;
-  EXPECT_EQ(
-      RunBinary({BinaryPath("schemagate-agent"), "wait", "--coordinator", coordinator.address(),
-                 "--migrations-dir", dir.path(), "--format", format, "--timeout", "60s"},
-                &out),
-      0)
+  EXPECT_EQ(AgentWait(coordinator.address(), dir.path(), format, &out), 0)
       << out << coordinator.process().Log();
   EXPECT_EQ(db.Query("SELECT count(*) FROM schemagate.migrations WHERE state = 'applied'"), "12");
   EXPECT_EQ(db.Query("SELECT count(*) FROM users"), "2");

@@ -21,6 +21,7 @@
 namespace schemagate {
 namespace {
 
+using ::schemagate::testing::AgentWait;
 using ::schemagate::testing::BinaryPath;
 using ::schemagate::testing::CoordinatorProcess;
 using ::schemagate::testing::RunBinary;
@@ -279,11 +280,7 @@ TEST_F(AlembicTest, ImportedRevisionsAdoptAlembicsDatabaseAndRebuildItsSchema) {
   EXPECT_THAT(out, HasSubstr("adopted"));
   {
     CoordinatorProcess coordinator(by_alembic.url(), imported.path());
-    EXPECT_EQ(
-        RunBinary({BinaryPath("schemagate-agent"), "wait", "--coordinator", coordinator.address(),
-                   "--migrations-dir", imported.path(), "--timeout", "60s"},
-                  &out),
-        0)
+    EXPECT_EQ(AgentWait(coordinator.address(), imported.path(), "", &out), 0)
         << out << coordinator.process().Log();
     EXPECT_EQ(Ctl({"status", "--coordinator", coordinator.address()}, &out), 0) << out;
     EXPECT_THAT(out, HasSubstr("CURRENT"));
@@ -296,11 +293,7 @@ TEST_F(AlembicTest, ImportedRevisionsAdoptAlembicsDatabaseAndRebuildItsSchema) {
   TestDatabase fresh;
   {
     CoordinatorProcess coordinator(fresh.url(), imported.path());
-    EXPECT_EQ(
-        RunBinary({BinaryPath("schemagate-agent"), "wait", "--coordinator", coordinator.address(),
-                   "--migrations-dir", imported.path(), "--timeout", "60s"},
-                  &out),
-        0)
+    EXPECT_EQ(AgentWait(coordinator.address(), imported.path(), "", &out), 0)
         << out << coordinator.process().Log();
   }
   EXPECT_EQ(SchemaDump(fresh.url(), {"--exclude-schema=schemagate"}),

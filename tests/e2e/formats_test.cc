@@ -23,6 +23,7 @@
 namespace schemagate {
 namespace {
 
+using ::schemagate::testing::AgentWait;
 using ::schemagate::testing::BinaryPath;
 using ::schemagate::testing::CoordinatorProcess;
 using ::schemagate::testing::MigrateAsTheTool;
@@ -53,11 +54,7 @@ TEST_P(FormatsTest, ASetInTheToolsFormatAppliesAndAnAgentIsReady) {
   TestDatabase db;
   CoordinatorProcess coordinator(db.url(), dir.path(), {"--format", format});
   std::string out;
-  EXPECT_EQ(
-      RunBinary({BinaryPath("schemagate-agent"), "wait", "--coordinator", coordinator.address(),
-                 "--migrations-dir", dir.path(), "--format", format, "--timeout", "60s"},
-                &out),
-      0)
+  EXPECT_EQ(AgentWait(coordinator.address(), dir.path(), format, &out), 0)
       << out << coordinator.process().Log();
   EXPECT_THAT(coordinator.process().Log(),
               HasSubstr(absl::StrCat("(", format, " format, head ", versions.back(), ")")));

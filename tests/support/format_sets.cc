@@ -172,6 +172,20 @@ bool MigrateAsTheTool(const TestDatabase& db, const TempDir& dir, const std::str
   return !::testing::Test::HasFailure();
 }
 
+int AgentWait(const std::string& address, const std::string& dir, const std::string& format,
+              std::string* out) {
+  std::vector<std::string> argv = {BinaryPath("schemagate-agent"),
+                                   "wait",
+                                   "--coordinator",
+                                   address,
+                                   "--migrations-dir",
+                                   dir,
+                                   "--timeout",
+                                   "60s"};
+  if (!format.empty()) argv.insert(argv.end(), {"--format", format});
+  return RunBinary(argv, out);
+}
+
 std::string SchemaDump(const std::string& url, const std::vector<std::string>& exclude) {
   std::vector<std::string> argv = {"/usr/bin/pg_dump", "--schema-only", "--no-owner",
                                    "--no-privileges",  "--dbname",      url};

@@ -44,6 +44,11 @@ std::string ToolTable(const std::string& format);
 bool MigrateAsTheTool(const TestDatabase& db, const TempDir& dir, const std::string& format,
                       const std::string& dbmate);
 
+// `schemagate-agent wait` (60 s) on `address` with the app's files in `dir`
+// (`format`: "" for auto); the exit code, its output in *out.
+int AgentWait(const std::string& address, const std::string& dir, const std::string& format,
+              std::string* out);
+
 // pg_dump of `url`'s schema, without `exclude` and pg_dump's random
 // \restrict lines.
 std::string SchemaDump(const std::string& url, const std::vector<std::string>& exclude);
