@@ -314,7 +314,7 @@ void Coordinator::WatchLoop() {
     next->view.conflicts = FindConflicts(*next->set, *state);
     next->view.db = std::move(*state);
     next->refreshed_at = clock->Now();
-    Publish(std::move(next), runs_ended);
+    Publish(std::move(next), runs_ended, Tell::kUnlessRunNoticePending);
 
     const absl::Time resync_at = read_at + options_.resync_interval;
     // While this coordinator's own run commits migrations, the runner
@@ -340,7 +340,7 @@ void Coordinator::WatchLoop() {
       const bool may_refresh = !LocalRunCommitting() || clock->Now() >= refresh_not_before;
       if (notified_earlier && may_refresh) break;
       FlushCommitted();
-      absl::Duration wait = std::min(left, absl::Milliseconds(100));
+      absl::Duration wait = std::min({left, absl::Milliseconds(100), TellObserversIfDue()});
       if (CommitPublishPending()) wait = std::min(wait, kCommitPublishGap);
       if (notified_earlier) {
         wait = std::min(wait, std::max(refresh_not_before - clock->Now(), absl::Milliseconds(1)));

@@ -119,6 +119,10 @@ class Coordinator {
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
 
+  // A local run's start reaches agent and event streams only once the run
+  // has lasted this long; a shorter run reaches them as its result.
+  static constexpr absl::Duration kRunNoticeDelay = absl::Milliseconds(100);
+
   // Starts the watcher, runner and worker threads.
   void Start();
   // Stops the threads (an under-way migration finishes first) and tells
@@ -217,10 +221,28 @@ class Coordinator {
   void FleetLoop();
   // Ends the streams of instances the store refused (UpsertInstances).
   void Refuse(const std::vector<InstanceRecord>& refused);
-  // Installs a new snapshot and tells observers. `read_runs_ended`: for a
-  // snapshot of a database read, RunsEnded() when that read began.
-  void Publish(std::shared_ptr<Snapshot> next,
-               std::optional<uint64_t> read_runs_ended = std::nullopt);
+  // When observers (agent streams, event streams) hear of a new snapshot.
+  enum class Tell {
+    kNow,
+    // The start of a local run: only once it has lasted kRunNoticeDelay
+    // (TellObserversIfDue), so a short run reaches streams as its result
+    // alone instead of "migrating" then "ready" (two writes per stream).
+    kAfterRunNoticeDelay,
+    // Now, unless the start of a local run is still held back: a watcher
+    // read then waits for the same moment.
+    kUnlessRunNoticePending,
+  };
+  // Installs a new snapshot and tells observers as `tell` says.
+  // `read_runs_ended`: for a snapshot of a database read, RunsEnded() when
+  // that read began.
+  void Publish(std::shared_ptr<Snapshot> next, std::optional<uint64_t> read_runs_ended,
+               Tell tell);
+  void Publish(std::shared_ptr<Snapshot> next) { Publish(std::move(next), std::nullopt, Tell::kNow); }
+  // Tells every observer of `snapshot`.
+  void TellObservers(const std::shared_ptr<const Snapshot>& snapshot);
+  // Tells observers of the current snapshot if a held-back run start is due;
+  // returns how long until it is due (InfiniteDuration: nothing held back).
+  absl::Duration TellObserversIfDue();
   // How many local runs have ended.
   uint64_t RunsEnded() const;
   // Re-publishes the current snapshot with run_in_progress changed.
@@ -261,6 +283,9 @@ class Coordinator {
   std::string set_error_ ABSL_GUARDED_BY(snapshot_mu_);
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
   bool local_run_ ABSL_GUARDED_BY(snapshot_mu_) = false;
+  // When observers must hear of the current snapshot, which they have not
+  // yet (a local run's start held back); InfiniteFuture: they have.
+  absl::Time observers_due_ ABSL_GUARDED_BY(snapshot_mu_) = absl::InfiniteFuture();
   // Rows the last local run committed (PublishCommitted), merged into every
   // snapshot until a read that began after it ended is published.
   std::vector<AppliedMigration> run_committed_ ABSL_GUARDED_BY(snapshot_mu_);

@@ -7,12 +7,23 @@
 
 namespace schemagate {
 
-void Coordinator::Publish(std::shared_ptr<Snapshot> next,
-                          std::optional<uint64_t> read_runs_ended) {
+void Coordinator::Publish(std::shared_ptr<Snapshot> next, std::optional<uint64_t> read_runs_ended,
+                          Tell tell) {
   std::function<void(bool)> health;
   bool serving = next->view.database_available;
+  bool tell_now = true;
   {
     absl::MutexLock lock(&snapshot_mu_);
+    const absl::Time now = options_.clock->Now();
+    if (tell == Tell::kAfterRunNoticeDelay) {
+      observers_due_ = now + kRunNoticeDelay;
+      tell_now = false;
+    } else if (tell == Tell::kUnlessRunNoticePending && local_run_ &&
+               observers_due_ != absl::InfiniteFuture() && now < observers_due_) {
+      tell_now = false;
+    } else {
+      observers_due_ = absl::InfiniteFuture();
+    }
     // A read that began after the last local run ended has all its commits.
     if (!local_run_ && read_runs_ended && *read_runs_ended == runs_ended_) {
       run_committed_.clear();
@@ -47,18 +58,35 @@ void Coordinator::Publish(std::shared_ptr<Snapshot> next,
     }
   }
   if (health) health(serving);
+  if (tell_now) TellObservers(next);
+  if (AutoRunWanted(next->view)) {
+    absl::MutexLock lock(&queue_mu_);
+    wake_runner_ = true;
+  }
+}
+
+void Coordinator::TellObservers(const std::shared_ptr<const Snapshot>& snapshot) {
   std::vector<std::shared_ptr<StateObserver>> observers;
   {
     absl::MutexLock lock(&observers_mu_);
     observers.reserve(observers_.size());
     for (auto& [ptr, observer] : observers_) observers.push_back(observer);
   }
-  std::shared_ptr<const Snapshot> published = next;
-  for (auto& observer : observers) observer->OnStateChanged(published);
-  if (AutoRunWanted(next->view)) {
-    absl::MutexLock lock(&queue_mu_);
-    wake_runner_ = true;
+  for (auto& observer : observers) observer->OnStateChanged(snapshot);
+}
+
+absl::Duration Coordinator::TellObserversIfDue() {
+  std::shared_ptr<const Snapshot> due;
+  {
+    absl::MutexLock lock(&snapshot_mu_);
+    if (observers_due_ == absl::InfiniteFuture()) return absl::InfiniteDuration();
+    const absl::Duration left = observers_due_ - options_.clock->Now();
+    if (left > absl::ZeroDuration()) return left;
+    observers_due_ = absl::InfiniteFuture();
+    due = snapshot_;
   }
+  TellObservers(due);
+  return absl::InfiniteDuration();
 }
 
 void Coordinator::PublishCommitted(const MigrationSet& set, int64_t version) {
@@ -120,7 +148,7 @@ void Coordinator::PublishLocalRun(bool running) {
   // last snapshot (Publish merges run_committed_). They stay merged until
   // the watcher publishes a read that began after this: one under way now
   // may predate some of them.
-  Publish(std::move(next));
+  Publish(std::move(next), std::nullopt, running ? Tell::kAfterRunNoticeDelay : Tell::kNow);
   if (running) return;
   absl::MutexLock lock(&snapshot_mu_);
   ++runs_ended_;

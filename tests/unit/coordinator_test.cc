@@ -76,13 +76,38 @@ class GatedStore : public Store {
                                const std::string& actor) override {
     return inner_.RemoveInstances(ids, actor);
   }
+  // The next BeginRun waits until ReleaseRun.
+  void ArmRun() {
+    absl::MutexLock lock(&mu_);
+    run_armed_ = true;
+  }
+  bool RunWaiting() {
+    absl::MutexLock lock(&mu_);
+    return run_waiting_;
+  }
+  void ReleaseRun() {
+    absl::MutexLock lock(&mu_);
+    run_released_ = true;
+  }
   absl::StatusOr<std::unique_ptr<RunSession>> BeginRun(const LockWaitOptions& options) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (run_armed_) {
+        run_armed_ = false;
+        run_waiting_ = true;
+        mu_.Await(absl::Condition(&run_released_));
+        run_waiting_ = false;
+      }
+    }
     return inner_.BeginRun(options);
   }
 
  private:
   FakeStore inner_;
   absl::Mutex mu_;
+  bool run_armed_ ABSL_GUARDED_BY(mu_) = false;
+  bool run_waiting_ ABSL_GUARDED_BY(mu_) = false;
+  bool run_released_ ABSL_GUARDED_BY(mu_) = false;
   bool armed_ ABSL_GUARDED_BY(mu_) = false;
   bool waiting_ ABSL_GUARDED_BY(mu_) = false;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
@@ -104,6 +129,30 @@ class HeadRecorder : public StateObserver {
  private:
   absl::Mutex mu_;
   std::vector<int64_t> heads_ ABSL_GUARDED_BY(mu_);
+};
+
+// Each snapshot observers were told of: (run in progress, applied head).
+class RunRecorder : public StateObserver {
+ public:
+  void OnStateChanged(const std::shared_ptr<const Snapshot>& snapshot) override {
+    absl::MutexLock lock(&mu_);
+    told_.emplace_back(snapshot->view.run_in_progress, snapshot->view.db.AppliedHead());
+  }
+  void OnShutdown() override {}
+  std::vector<std::pair<bool, int64_t>> told() {
+    absl::MutexLock lock(&mu_);
+    return told_;
+  }
+  bool Told(bool running, int64_t head) {
+    for (const auto& t : told()) {
+      if (t == std::make_pair(running, head)) return true;
+    }
+    return false;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::pair<bool, int64_t>> told_ ABSL_GUARDED_BY(mu_);
 };
 
 class CoordinatorClockTest : public ::testing::Test {
@@ -344,6 +393,75 @@ TEST_F(CoordinatorClockTest, AReadThatBeganBeforeARunEndedDoesNotHideItsCommits)
   gate->Release();  // the read from before the run is published now
   ASSERT_TRUE(WaitUntil([&] { return !recorder->heads().empty(); }, kReact));
   for (int64_t head : recorder->heads()) EXPECT_EQ(head, 1);
+  c->RemoveObserver(recorder.get());
+  c->Shutdown();
+}
+
+// A run shorter than kRunNoticeDelay: streams hear of its commit and its
+// end, never of a start with nothing new ("migrating" then "ready" would be
+// two writes per waiting agent instead of one).
+TEST_F(CoordinatorClockTest, ARunShorterThanTheNoticeDelayReachesStreamsOnlyAsItsResult) {
+  std::unique_ptr<Coordinator> c = NewCoordinator(/*manual=*/true);
+  c->Start();
+  ASSERT_TRUE(WaitUntil([&] { return c->snapshot()->view.database_available; }, kReact));
+  auto recorder = std::make_shared<RunRecorder>();
+  c->AddObserver(recorder);
+  absl::Mutex mu;
+  bool done = false;
+  RunRequest request;
+  request.target_version = 1;
+  c->SubmitRun(request, nullptr, [&](const absl::StatusOr<RunOutcome>& outcome) {
+    EXPECT_TRUE(outcome.ok()) << outcome.status();
+    absl::MutexLock lock(&mu);
+    done = true;
+  });
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return done;
+      },
+      kReact));
+  ASSERT_TRUE(WaitUntil([&] { return recorder->Told(false, 1); }, kReact));
+  EXPECT_FALSE(recorder->Told(true, 0));
+  c->RemoveObserver(recorder.get());
+  c->Shutdown();
+}
+
+// A longer run: its start reaches streams once kRunNoticeDelay has passed,
+// and not before (a watcher read meanwhile waits too).
+TEST_F(CoordinatorClockTest, TheStartOfARunReachesStreamsOnceTheNoticeDelayHasPassed) {
+  auto gated = std::make_unique<GatedStore>(&db_);
+  GatedStore* gate = gated.get();
+  std::unique_ptr<Coordinator> c = NewCoordinator(/*manual=*/true, std::move(gated));
+  c->Start();
+  ASSERT_TRUE(WaitUntil([&] { return c->snapshot()->view.database_available; }, kReact));
+  auto recorder = std::make_shared<RunRecorder>();
+  c->AddObserver(recorder);
+  gate->ArmRun();
+  absl::Mutex mu;
+  bool done = false;
+  RunRequest request;
+  request.target_version = 1;
+  c->SubmitRun(request, nullptr, [&](const absl::StatusOr<RunOutcome>& outcome) {
+    EXPECT_TRUE(outcome.ok()) << outcome.status();
+    absl::MutexLock lock(&mu);
+    done = true;
+  });
+  ASSERT_TRUE(WaitUntil([&] { return gate->RunWaiting(); }, kReact));
+  EXPECT_TRUE(c->snapshot()->view.run_in_progress);  // what a new stream reads at once
+  c->RequestRefresh();                                // a watcher read, held back too
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_FALSE(recorder->Told(true, 0));
+  clock_.Advance(Coordinator::kRunNoticeDelay);
+  EXPECT_TRUE(WaitUntil([&] { return recorder->Told(true, 0); }, kReact));
+  gate->ReleaseRun();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return done;
+      },
+      kReact));
+  EXPECT_TRUE(WaitUntil([&] { return recorder->Told(false, 1); }, kReact));
   c->RemoveObserver(recorder.get());
   c->Shutdown();
 }
