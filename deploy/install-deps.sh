@@ -15,6 +15,8 @@ packages=(
   libcli11-dev libssl-dev openssl
   # schemagated's HTTP endpoint (/metrics, /healthz)
   libcpp-httplib-dev
+  # the fleet file of many databases (--databases FILE)
+  libyaml-cpp-dev
   postgresql postgresql-client
   python3 python3-grpcio python3-protobuf python3-yaml
   curl procps iproute2
