@@ -120,8 +120,11 @@ class Coordinator {
   Coordinator& operator=(const Coordinator&) = delete;
 
   // A local run's start reaches agent and event streams only once the run
-  // has lasted this long; a shorter run reaches them as its result.
-  static constexpr absl::Duration kRunNoticeDelay = absl::Milliseconds(100);
+  // has lasted this long; a shorter run reaches them as its commits and its
+  // end. Longer than the lock, read and plan before a run's first
+  // migration (about 130 ms measured), so the held-back fan-out does not
+  // land on that migration's commit.
+  static constexpr absl::Duration kRunNoticeDelay = absl::Seconds(1);
 
   // Starts the watcher, runner and worker threads.
   void Start();
