@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -23,21 +24,92 @@
 namespace schemagate::bench {
 namespace {
 
-// The bare service: the coordinator's Check without the coordinator.
+class EchoAgentService;
+
+// A bare Wait stream: the answer as PENDING at once, then, when released,
+// the answer (READY) and the end, in one batch as the coordinator sends it.
+class BareWait final : public grpc::ServerWriteReactor<v1::Readiness> {
+ public:
+  BareWait(EchoAgentService* service, const v1::Readiness& answer);
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    if (released_) return;
+    released_ = true;
+    if (!writing_) StartWriteAndFinish(&ready_, grpc::WriteOptions(), grpc::Status::OK);
+  }
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      Finish(grpc::Status::CANCELLED);
+    } else if (released_) {
+      StartWriteAndFinish(&ready_, grpc::WriteOptions(), grpc::Status::OK);
+    }
+  }
+  void OnDone() override;
+
+ private:
+  EchoAgentService* const service_;
+  v1::Readiness pending_, ready_;
+  absl::Mutex mu_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = true;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The bare service: the coordinator's Check, and Wait streams released all
+// at once by a Check for app "bench-release" (the fan-out's floor: what
+// Debian's gRPC costs to tell N streams, without the coordinator).
 class EchoAgentService final : public v1::AgentService::CallbackService {
  public:
   explicit EchoAgentService(v1::Readiness answer) : answer_(std::move(answer)) {}
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* context,
-                                  const v1::CheckRequest*, v1::Readiness* response) override {
+                                  const v1::CheckRequest* request,
+                                  v1::Readiness* response) override {
+    if (request->target().app() == "bench-release") ReleaseAll();
     *response = answer_;
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
+  grpc::ServerWriteReactor<v1::Readiness>* Wait(grpc::CallbackServerContext*,
+                                                const v1::WaitRequest*) override {
+    auto* stream = new BareWait(this, answer_);
+    absl::MutexLock lock(&mu_);
+    waiting_.insert(stream);
+    return stream;
+  }
+  void Forget(BareWait* stream) {
+    absl::MutexLock lock(&mu_);
+    waiting_.erase(stream);
+  }
 
  private:
+  // Tells every stream on this thread, as the coordinator's Publish does.
+  void ReleaseAll() {
+    std::vector<BareWait*> streams;
+    {
+      absl::MutexLock lock(&mu_);
+      streams.assign(waiting_.begin(), waiting_.end());
+    }
+    for (BareWait* stream : streams) stream->Release();
+  }
+
   const v1::Readiness answer_;
+  absl::Mutex mu_;
+  absl::flat_hash_set<BareWait*> waiting_ ABSL_GUARDED_BY(mu_);
 };
+
+BareWait::BareWait(EchoAgentService* service, const v1::Readiness& answer)
+    : service_(service), pending_(answer), ready_(answer) {
+  pending_.set_state(v1::PENDING);
+  ready_.set_state(v1::READY);
+  StartWrite(&pending_);
+}
+
+void BareWait::OnDone() {
+  service_->Forget(this);
+  delete this;
+}
 
 std::atomic<bool> g_echo_stop{false};
 

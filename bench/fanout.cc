@@ -20,9 +20,11 @@
 #include <optional>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "agent/channel.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -149,6 +151,51 @@ bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
   return true;
 }
 
+// N Wait streams on `address`, spread over channels (one connection each),
+// every one past its first answer.
+struct Streams {
+  std::vector<std::unique_ptr<v1::AgentService::Stub>> stubs;
+  FanoutTally tally;
+  std::vector<std::unique_ptr<WaitProbe>> probes;
+  double open_seconds = 0;
+  ~Streams() {
+    for (auto& p : probes) p->Cancel();
+    WaitFor([&] { return tally.done() >= static_cast<int>(probes.size()); }, absl::Seconds(30));
+  }
+};
+
+absl::Status OpenStreams(const std::string& address, const FanoutOptions& options,
+                         int64_t version, Streams* streams) {
+  const int channel_count =
+      (options.streams + options.streams_per_channel - 1) / options.streams_per_channel;
+  for (int i = 0; i < channel_count; ++i) {
+    grpc::ChannelArguments args;
+    // Distinct arguments and a local subchannel pool: one connection each.
+    args.SetInt("schemagate.bench.channel", i);
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    streams->stubs.push_back(v1::AgentService::NewStub(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+  }
+  FanoutTally& tally = streams->tally;
+  const Clock::time_point open_start = Clock::now();
+  streams->probes.reserve(options.streams);
+  for (int i = 0; i < options.streams; ++i) {
+    streams->probes.push_back(std::make_unique<WaitProbe>(
+        streams->stubs[i % channel_count].get(), i, version, &tally));
+  }
+  const int n = options.streams;
+  if (!WaitFor([&] { return tally.waiting() + tally.done() >= n; }, absl::Seconds(120))) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("only ", tally.waiting(), " of ", n, " Wait streams got their first answer"));
+  }
+  if (tally.done() > 0) {
+    return absl::InternalError(absl::StrCat(tally.done(), " Wait streams ended before the apply"));
+  }
+  streams->open_seconds = MillisBetween(open_start, Clock::now()) / 1000;
+  absl::SleepFor(absl::Milliseconds(500));  // Let the server settle after the opening burst.
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<FanoutResult> RunFanout(const FanoutOptions& options) {
@@ -179,40 +226,13 @@ absl::StatusOr<FanoutResult> RunFanout(const FanoutOptions& options) {
   result.set_size = options.set_size;
   result.idle = ReadProcessStats(coordinator->pid());
 
-  const int channel_count =
-      (options.streams + options.streams_per_channel - 1) / options.streams_per_channel;
-  std::vector<std::unique_ptr<v1::AgentService::Stub>> stubs;
-  for (int i = 0; i < channel_count; ++i) {
-    grpc::ChannelArguments args;
-    // Distinct arguments and a local subchannel pool: one connection each.
-    args.SetInt("schemagate.bench.channel", i);
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    stubs.push_back(v1::AgentService::NewStub(grpc::CreateCustomChannel(
-        coordinator->address(), grpc::InsecureChannelCredentials(), args)));
-  }
-  FanoutTally tally;
-  std::vector<std::unique_ptr<WaitProbe>> probes;
-  probes.reserve(options.streams);
-  const Clock::time_point open_start = Clock::now();
-  for (int i = 0; i < options.streams; ++i) {
-    probes.push_back(
-        std::make_unique<WaitProbe>(stubs[i % channel_count].get(), i, probe_version, &tally));
-  }
-  const int n = options.streams;
-  if (!WaitFor([&] { return tally.waiting() + tally.done() >= n; }, absl::Seconds(120))) {
-    for (auto& p : probes) p->Cancel();
-    WaitFor([&] { return tally.done() >= n; }, absl::Seconds(30));
-    return absl::DeadlineExceededError(
-        absl::StrCat("only ", tally.waiting(), " of ", n, " Wait streams got their first answer"));
-  }
-  if (tally.done() > 0) {
-    for (auto& p : probes) p->Cancel();
-    WaitFor([&] { return tally.done() >= n; }, absl::Seconds(30));
-    return absl::InternalError(absl::StrCat(tally.done(), " Wait streams ended before the apply"));
-  }
-  result.open_seconds = MillisBetween(open_start, Clock::now()) / 1000;
-  absl::SleepFor(absl::Milliseconds(500));  // Let the server settle after the opening burst.
+  Streams streams;
+  RETURN_IF_ERROR(OpenStreams(coordinator->address(), options, probe_version, &streams));
+  result.open_seconds = streams.open_seconds;
   result.waiting = ReadProcessStats(coordinator->pid());
+  FanoutTally& tally = streams.tally;
+  std::vector<std::unique_ptr<WaitProbe>>& probes = streams.probes;
+  const int n = options.streams;
 
   CommitListener listener(db->url());
   const double coordinator_cpu = CpuSeconds(coordinator->pid());
@@ -250,6 +270,63 @@ absl::StatusOr<FanoutResult> RunFanout(const FanoutOptions& options) {
   result.latency = Summarise(std::move(latencies));
   probes.clear();
   coordinator->Stop();
+  return result;
+}
+
+absl::StatusOr<FanoutResult> RunBareFanout(const FanoutOptions& options) {
+  RaiseFileLimit();
+  // The coordinator's READY answer, as it reads for a fresh set of one migration.
+  v1::Readiness answer;
+  answer.set_state(v1::READY);
+  answer.set_applied_version(1);
+  answer.set_required_version(1);
+  answer.set_known_version(1);
+  answer.set_message("schema is at version 1; the app needs 1");
+  answer.set_coordinator_id("bench-bare");
+  const std::string log = absl::StrCat(options.log_dir, "/fanout-bare-", options.streams, ".log");
+  Child echo({SelfPath(), "echo-server", "--listen", "127.0.0.1:0", "--response",
+              absl::BytesToHexString(answer.SerializeAsString())},
+             log);
+  ASSIGN_OR_RETURN(const std::string address,
+                   ServingAddress(log, "echo-server serving on 127.0.0.1:", absl::Seconds(30)));
+  RETURN_IF_ERROR(WaitUntilServing(address, absl::Seconds(30)));
+  FanoutResult result;
+  result.streams = options.streams;
+  result.set_size = 0;
+  result.idle = ReadProcessStats(echo.pid());
+  Streams streams;
+  RETURN_IF_ERROR(OpenStreams(address, options, 1, &streams));
+  result.open_seconds = streams.open_seconds;
+  result.waiting = ReadProcessStats(echo.pid());
+  const int n = options.streams;
+
+  const double server_cpu = CpuSeconds(echo.pid());
+  const double client_cpu = CpuSeconds(getpid());
+  const std::chrono::system_clock::time_point released = std::chrono::system_clock::now();
+  {
+    std::unique_ptr<v1::AgentService::Stub> stub = v1::AgentService::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Seconds(60));
+    v1::CheckRequest request;
+    request.mutable_target()->set_app("bench-release");
+    v1::Readiness ignored;
+    const grpc::Status status = stub->Check(&context, request, &ignored);
+    if (!status.ok()) return absl::InternalError(status.error_message());
+  }
+  WaitFor([&] { return streams.tally.ready() >= n; }, absl::Seconds(120));
+  result.coordinator_cpu_s = CpuSeconds(echo.pid()) - server_cpu;
+  result.client_cpu_s = CpuSeconds(getpid()) - client_cpu;
+  result.after = ReadProcessStats(echo.pid());
+  std::vector<double> latencies;
+  latencies.reserve(n);
+  for (const auto& p : streams.probes) {
+    if (p->ready()) {
+      latencies.push_back(std::chrono::duration<double, std::milli>(p->ready_at() - released).count());
+    }
+  }
+  result.not_ready = n - static_cast<int>(latencies.size());
+  result.latency = Summarise(std::move(latencies));
   return result;
 }
 

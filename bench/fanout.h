@@ -37,6 +37,13 @@ struct FanoutResult {
 
 absl::StatusOr<FanoutResult> RunFanout(const FanoutOptions& options);
 
+// The same N Wait streams on a bare gRPC server (schemagate_bench
+// echo-server: the AgentService with nothing behind it, on the
+// coordinator's server settings), all told READY at once on one thread, as
+// the coordinator's Publish does: the floor Debian's gRPC sets. Latency is
+// from the release request; "coordinator" figures are the echo server's.
+absl::StatusOr<FanoutResult> RunBareFanout(const FanoutOptions& options);
+
 }  // namespace schemagate::bench
 
 #endif  // SCHEMAGATE_BENCH_FANOUT_H_

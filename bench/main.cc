@@ -20,7 +20,7 @@ std::string StatsJson(const schemagate::bench::ProcessStats& s) {
 }
 
 int Fanout(const std::string& admin_url, const std::string& log_dir,
-           const std::vector<int>& sizes, int per_channel, int set_size) {
+           const std::vector<int>& sizes, int per_channel, int set_size, bool bare) {
   int failures = 0;
   for (int n : sizes) {
     schemagate::bench::FanoutOptions options;
@@ -29,21 +29,22 @@ int Fanout(const std::string& admin_url, const std::string& log_dir,
     options.streams = n;
     options.streams_per_channel = per_channel;
     options.set_size = set_size;
-    absl::StatusOr<schemagate::bench::FanoutResult> r = schemagate::bench::RunFanout(options);
+    absl::StatusOr<schemagate::bench::FanoutResult> r =
+        bare ? schemagate::bench::RunBareFanout(options) : schemagate::bench::RunFanout(options);
     if (!r.ok()) {
       std::fprintf(stderr, "fanout N=%d: %s\n", n, std::string(r.status().message()).c_str());
       ++failures;
       continue;
     }
     std::printf(
-        "fanout N=%d (set of %d): commit->READY p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d not ready); "
+        "fanout%s N=%d (set of %d): commit->READY p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d not ready); "
         "coordinator RSS %.1f MB waiting, peak %.1f MB, %d threads\n",
-        n, r->set_size, r->latency.p50, r->latency.p99, r->latency.max, r->not_ready, r->waiting.rss_mb,
+        bare ? " (bare gRPC)" : "", n, r->set_size, r->latency.p50, r->latency.p99, r->latency.max, r->not_ready, r->waiting.rss_mb,
         r->after.peak_rss_mb, r->waiting.threads);
     std::printf(
-        "RESULT {\"bench\":\"fanout\",\"n\":%d,\"set_size\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,"
+        "RESULT {\"bench\":\"%s\",\"n\":%d,\"set_size\":%d,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,"
         "\"not_ready\":%d,\"open_s\":%.2f,\"coordinator_cpu_s\":%.3f,\"client_cpu_s\":%.3f,\"idle\":%s,\"waiting\":%s,\"after\":%s}\n",
-        n, r->set_size, r->latency.p50, r->latency.p99, r->latency.max, r->not_ready,
+        bare ? "fanout_bare" : "fanout", n, r->set_size, r->latency.p50, r->latency.p99, r->latency.max, r->not_ready,
         r->open_seconds, r->coordinator_cpu_s, r->client_cpu_s, StatsJson(r->idle).c_str(), StatsJson(r->waiting).c_str(), StatsJson(r->after).c_str());
     std::fflush(stdout);
     if (r->not_ready > 0) ++failures;
@@ -104,6 +105,10 @@ int main(int argc, char** argv) {
   fanout->add_option("--streams-per-channel", per_channel, "Wait streams per connection");
   fanout->add_option("--log-dir", log_dir, "Where coordinator logs go");
   fanout->add_option("--set-size", set_size, "Migrations applied before the probe");
+  bool bare = false;
+  fanout->add_flag("--bare", bare,
+                   "The same streams on a bare gRPC server (the echo server), released at once: "
+                   "the floor of Debian's gRPC");
 
   CLI::App* check = app.add_subcommand("check", "Closed-loop Check beside a bare echo");
   std::vector<int> in_flight = {1, 16, 64};
@@ -140,6 +145,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "set --database-url or SCHEMAGATE_BENCH_DATABASE_URL\n");
     return 2;
   }
-  if (fanout->parsed()) return Fanout(admin_url, log_dir, sizes, per_channel, set_size);
+  if (fanout->parsed()) return Fanout(admin_url, log_dir, sizes, per_channel, set_size, bare);
   return Check(admin_url, log_dir, in_flight, seconds, rounds);
 }

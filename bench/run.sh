@@ -259,6 +259,9 @@ log "fan-out: N = $FANOUT_SIZES Wait streams"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$BENCH" fanout --streams "$FANOUT_SIZES" --log-dir "$WORK" | tee -a "$RESULTS" | grep -v '^RESULT' >&2
 
+log "fan-out floor: the same streams on a bare gRPC server (the echo server), released at once"
+"$BENCH" fanout --bare --streams "$FANOUT_SIZES" --log-dir "$WORK" | tee -a "$RESULTS" | grep -v '^RESULT' >&2
+
 read -r big_n big_set <<<"$FANOUT_BIG_SET"
 log "fan-out: N = $big_n Wait streams over a set of $big_set applied migrations"
 "$BENCH" fanout --streams "$big_n" --set-size "$big_set" --log-dir "$WORK" | tee -a "$RESULTS" | grep -v '^RESULT' >&2
