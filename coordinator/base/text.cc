@@ -1,6 +1,8 @@
 #include "coordinator/base/text.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace schemagate {
 
@@ -34,6 +36,21 @@ int LineOfOffset(absl::string_view text, size_t offset) {
     if (text[i] == '\n') ++line;
   }
   return line;
+}
+
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
 }
 
 }  // namespace schemagate

@@ -16,6 +16,9 @@ size_t FindInvalidUtf8(absl::string_view s);
 // 1-based line number of byte `offset` in `text`.
 int LineOfOffset(absl::string_view text, size_t offset);
 
+// Levenshtein distance of two short words (for "did you mean").
+size_t EditDistance(absl::string_view a, absl::string_view b);
+
 }  // namespace schemagate
 
 #endif  // SCHEMAGATE_COORDINATOR_BASE_TEXT_H_

@@ -17,28 +17,13 @@
 #include "absl/strings/str_join.h"
 #include "coordinator/base/conninfo.h"
 #include "coordinator/base/flags.h"
+#include "coordinator/base/text.h"
 #include "coordinator/sql/sql_split.h"
 
 namespace schemagate {
 namespace {
 
 constexpr char kDocs[] = "docs/many-databases.md";
-
-// Edit distance, for "did you mean".
-size_t Distance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
 
 bool IsEnvName(absl::string_view name) {
   if (name.empty() || absl::ascii_isdigit(static_cast<unsigned char>(name[0]))) return false;
@@ -97,7 +82,8 @@ class Parser {
       if (std::find(known.begin(), known.end(), k) == known.end()) {
         std::string hint;
         for (const std::string& candidate : known) {
-          if (Distance(k, candidate) <= 2) hint = absl::StrCat("; did you mean '", candidate, "'?");
+          if (EditDistance(k, candidate) <= 2)
+            hint = absl::StrCat("; did you mean '", candidate, "'?");
         }
         return Error(key.Mark(), absl::StrCat("unknown key '", k, "' in ", where, hint,
                                               " (known: ", absl::StrJoin(known, ", "), ")"));

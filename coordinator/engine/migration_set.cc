@@ -1,5 +1,7 @@
 #include "coordinator/engine/migration_set.h"
 
+#include "coordinator/base/text.h"
+
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -170,22 +172,6 @@ constexpr char kKnownDirectives[] =
     "lint-ignore=RULE[,RULE] reason: WHY";
 constexpr char kLintIgnoreExample[] =
     "-- schemagate:lint-ignore=rename-column-not-breaking reason: applied before schemagate";
-
-// Levenshtein distance of two short words.
-size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
 
 // The candidate `word` was most likely meant to be: the same but for case,
 // one it begins (or that begins with it), or one at most two edits away;

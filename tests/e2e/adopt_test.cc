@@ -6,6 +6,7 @@
 //   schemagatectl adopt --dry-run, then adopt: nothing re-runs;
 //   schemagated on the same files: CURRENT, an agent is READY;
 //   a new migration in the same format: applied, agents READY.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,22 +40,31 @@ int Ctl(const std::vector<std::string>& args, std::string* out) {
   return RunBinary(argv, out);
 }
 
+// The set in the tool's format in dir_, and db_ migrated by the tool.
 class AdoptTest : public ::testing::TestWithParam<std::string> {
  protected:
-  void SetUp() override { SG_REQUIRE_DATABASE(); }
+  void SetUp() override {
+    SG_REQUIRE_DATABASE();
+    std::string dbmate;
+    if (GetParam() == "dbmate") {
+      SG_REQUIRE_DBMATE(found);
+      dbmate = found;
+    }
+    versions_ = WriteSet(dir_, GetParam());
+    db_ = std::make_unique<TestDatabase>();
+    ASSERT_TRUE(MigrateAsTheTool(*db_, dir_, GetParam(), dbmate));
+  }
+
+  TempDir dir_;
+  std::unique_ptr<TestDatabase> db_;
+  std::vector<std::string> versions_;
 };
 
 TEST_P(AdoptTest, ADatabaseTheToolMigratedIsAdoptedNothingReRunsAndTheNextMigrationApplies) {
   const std::string format = GetParam();
-  std::string dbmate;
-  if (format == "dbmate") {
-    SG_REQUIRE_DBMATE(found);
-    dbmate = found;
-  }
-  TempDir dir;
-  const std::vector<std::string> versions = WriteSet(dir, format);
-  TestDatabase db;
-  ASSERT_TRUE(MigrateAsTheTool(db, dir, format, dbmate));
+  const TempDir& dir = dir_;
+  const TestDatabase& db = *db_;
+  const std::vector<std::string>& versions = versions_;
   const std::string tool_schema = SchemaDump(db.url(), {});
   ASSERT_EQ(db.Query("SELECT count(*) FROM users"), "2");
   std::string out;
@@ -122,15 +132,8 @@ TEST_P(AdoptTest, ADatabaseTheToolMigratedIsAdoptedNothingReRunsAndTheNextMigrat
 // schemagated --adopt does the same at start, under the lock, before its first run.
 TEST_P(AdoptTest, SchemagatedWithAdoptAdoptsAtStart) {
   const std::string format = GetParam();
-  std::string dbmate;
-  if (format == "dbmate") {
-    SG_REQUIRE_DBMATE(found);
-    dbmate = found;
-  }
-  TempDir dir;
-  WriteSet(dir, format);
-  TestDatabase db;
-  ASSERT_TRUE(MigrateAsTheTool(db, dir, format, dbmate));
+  const TestDatabase& db = *db_;
+  const TempDir& dir = dir_;
   CoordinatorProcess coordinator(db.url(), dir.path(), {"--format", format, "--adopt"});
   std::string out;
   EXPECT_EQ(AgentWait(coordinator.address(), dir.path(), format, &out), 0)

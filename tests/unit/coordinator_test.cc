@@ -3,6 +3,10 @@
 // the breaking grace and resyncs move only when a test advances the clock,
 // so no test sleeps out a lease or a grace period. Waits here are for the
 // coordinator's threads to act on a moved clock, never for time to pass.
+#include "coordinator/fleet/coordinator.h"
+
+#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -13,7 +17,6 @@
 #include "coordinator/engine/fake_store.h"
 #include "coordinator/engine/migration_set.h"
 #include "coordinator/engine/runner.h"
-#include "coordinator/fleet/coordinator.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
 
@@ -155,6 +158,19 @@ class RunRecorder : public StateObserver {
   std::vector<std::pair<bool, int64_t>> told_ ABSL_GUARDED_BY(mu_);
 };
 
+// Submits an apply up to `target` to `c`; the result says whether it has
+// ended (successfully: a failure fails the test).
+std::function<bool()> SubmitApply(Coordinator* c, int64_t target) {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  RunRequest request;
+  request.target_version = target;
+  c->SubmitRun(request, nullptr, [done](const absl::StatusOr<RunOutcome>& outcome) {
+    EXPECT_TRUE(outcome.ok()) << outcome.status();
+    done->store(true);
+  });
+  return [done] { return done->load(); };
+}
+
 class CoordinatorClockTest : public ::testing::Test {
  protected:
   CoordinatorClockTest()
@@ -275,7 +291,8 @@ TEST_F(CoordinatorClockTest, BreakingGateIgnoresInstancesThatKnowTheMigration) {
   EXPECT_TRUE(c->BreakingGate(Breaking(), State(), kGrace));
 }
 
-TEST_F(CoordinatorClockTest, AutomaticRunAppliesTheBreakingMigrationOnceTheLeaseLapsedAndGracePassed) {
+TEST_F(CoordinatorClockTest,
+       AutomaticRunAppliesTheBreakingMigrationOnceTheLeaseLapsedAndGracePassed) {
   ApplyUpTo(1);
   JoinElsewhere("old-1", 1);
   std::unique_ptr<Coordinator> c = NewCoordinator();
@@ -342,8 +359,7 @@ TEST_F(CoordinatorClockTest, ALapseThatNobodyAnnouncesShowsAfterTheResyncInterva
   JoinElsewhere("old-1", 1);
   std::unique_ptr<Coordinator> c = NewCoordinator(/*manual=*/true);
   c->Start();
-  ASSERT_TRUE(
-      WaitUntil([&] { return c->snapshot()->view.db.live_instances.size() == 1; }, kReact));
+  ASSERT_TRUE(WaitUntil([&] { return c->snapshot()->view.db.live_instances.size() == 1; }, kReact));
   // A lease runs out without a notification: only a resync shows it.
   clock_.Advance(kLeaseTtl + kResync);
   ASSERT_TRUE(WaitUntil(
@@ -371,21 +387,8 @@ TEST_F(CoordinatorClockTest, AReadThatBeganBeforeARunEndedDoesNotHideItsCommits)
   clock_.Advance(kResync);  // the watcher's resync read begins, and waits
   ASSERT_TRUE(WaitUntil([&] { return gate->Waiting(); }, kReact));
 
-  absl::Mutex mu;
-  bool done = false;
-  RunRequest request;
-  request.target_version = 1;
-  c->SubmitRun(request, nullptr, [&](const absl::StatusOr<RunOutcome>& outcome) {
-    EXPECT_TRUE(outcome.ok()) << outcome.status();
-    absl::MutexLock lock(&mu);
-    done = true;
-  });
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        absl::MutexLock lock(&mu);
-        return done;
-      },
-      kReact));
+  const std::function<bool()> done = SubmitApply(c.get(), 1);
+  ASSERT_TRUE(WaitUntil(done, kReact));
   ASSERT_TRUE(WaitUntil([&] { return c->snapshot()->view.db.AppliedHead() == 1; }, kReact));
 
   auto recorder = std::make_shared<HeadRecorder>();
@@ -406,21 +409,8 @@ TEST_F(CoordinatorClockTest, ARunShorterThanTheNoticeDelayReachesStreamsOnlyAsIt
   ASSERT_TRUE(WaitUntil([&] { return c->snapshot()->view.database_available; }, kReact));
   auto recorder = std::make_shared<RunRecorder>();
   c->AddObserver(recorder);
-  absl::Mutex mu;
-  bool done = false;
-  RunRequest request;
-  request.target_version = 1;
-  c->SubmitRun(request, nullptr, [&](const absl::StatusOr<RunOutcome>& outcome) {
-    EXPECT_TRUE(outcome.ok()) << outcome.status();
-    absl::MutexLock lock(&mu);
-    done = true;
-  });
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        absl::MutexLock lock(&mu);
-        return done;
-      },
-      kReact));
+  const std::function<bool()> done = SubmitApply(c.get(), 1);
+  ASSERT_TRUE(WaitUntil(done, kReact));
   ASSERT_TRUE(WaitUntil([&] { return recorder->Told(false, 1); }, kReact));
   EXPECT_FALSE(recorder->Told(true, 0));
   c->RemoveObserver(recorder.get());
@@ -438,29 +428,16 @@ TEST_F(CoordinatorClockTest, TheStartOfARunReachesStreamsOnceTheNoticeDelayHasPa
   auto recorder = std::make_shared<RunRecorder>();
   c->AddObserver(recorder);
   gate->ArmRun();
-  absl::Mutex mu;
-  bool done = false;
-  RunRequest request;
-  request.target_version = 1;
-  c->SubmitRun(request, nullptr, [&](const absl::StatusOr<RunOutcome>& outcome) {
-    EXPECT_TRUE(outcome.ok()) << outcome.status();
-    absl::MutexLock lock(&mu);
-    done = true;
-  });
+  const std::function<bool()> done = SubmitApply(c.get(), 1);
   ASSERT_TRUE(WaitUntil([&] { return gate->RunWaiting(); }, kReact));
   EXPECT_TRUE(c->snapshot()->view.run_in_progress);  // what a new stream reads at once
-  c->RequestRefresh();                                // a watcher read, held back too
+  c->RequestRefresh();                               // a watcher read, held back too
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_FALSE(recorder->Told(true, 0));
   clock_.Advance(Coordinator::kRunNoticeDelay);
   EXPECT_TRUE(WaitUntil([&] { return recorder->Told(true, 0); }, kReact));
   gate->ReleaseRun();
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        absl::MutexLock lock(&mu);
-        return done;
-      },
-      kReact));
+  ASSERT_TRUE(WaitUntil(done, kReact));
   EXPECT_TRUE(WaitUntil([&] { return recorder->Told(false, 1); }, kReact));
   c->RemoveObserver(recorder.get());
   c->Shutdown();
