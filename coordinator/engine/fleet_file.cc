@@ -76,7 +76,10 @@ class Parser {
     }
     std::map<std::string, Entry> entries;
     for (YAML::const_iterator it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node& key = it->first;
+      // Copies: yaml-cpp's iterator hands out a temporary pair (a reference
+      // to its members dangles after the statement).
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
       if (!key.IsScalar()) return Error(key.Mark(), "a key must be a plain word");
       const std::string& k = key.Scalar();
       if (std::find(known.begin(), known.end(), k) == known.end()) {
@@ -88,7 +91,7 @@ class Parser {
         return Error(key.Mark(), absl::StrCat("unknown key '", k, "' in ", where, hint,
                                               " (known: ", absl::StrJoin(known, ", "), ")"));
       }
-      if (!entries.emplace(k, Entry{key, it->second}).second) {
+      if (!entries.emplace(k, Entry{key, value}).second) {
         return Error(key.Mark(), absl::StrCat("'", k, "' is given twice in ", where, "; keep one"));
       }
     }
@@ -122,16 +125,17 @@ class Parser {
       return Error(e.value.Mark(), absl::StrCat(where, " must be a map, e.g. {tier: canary}"));
     }
     for (YAML::const_iterator it = e.value.begin(); it != e.value.end(); ++it) {
-      const YAML::Node& key = it->first;
+      const YAML::Node key = it->first;  // copies, as in Entries
+      const YAML::Node value = it->second;
       if (!key.IsScalar() || !IsLabelKey(key.Scalar())) {
         return Error(key.Mark(), absl::StrCat("a label key in ", where,
                                               " is letters, digits and _ - . / (at most 63)"));
       }
-      if (!it->second.IsScalar()) {
-        return Error(it->second.Mark(),
+      if (!value.IsScalar()) {
+        return Error(value.Mark(),
                      absl::StrCat("label '", key.Scalar(), "' must be a single value"));
       }
-      if (!labels.emplace(key.Scalar(), it->second.Scalar()).second) {
+      if (!labels.emplace(key.Scalar(), value.Scalar()).second) {
         return Error(key.Mark(), absl::StrCat("label '", key.Scalar(), "' is given twice"));
       }
     }
@@ -316,7 +320,7 @@ class Parser {
       }
       std::map<std::string, int> names;
       std::map<std::pair<std::string, std::string>, std::string> places;
-      for (const YAML::Node& node : list) {
+      for (const YAML::Node node : list) {  // a copy: *it is a temporary
         absl::StatusOr<DatabaseSpec> db = Database(node);
         if (!db.ok()) return db.status();
         if (auto [it, added] = names.emplace(db->name, db->line); !added) {
@@ -351,7 +355,7 @@ class Parser {
                      "leave it out for one wave of every database");
       }
       std::set<std::string> names;
-      for (const YAML::Node& node : list) {
+      for (const YAML::Node node : list) {  // a copy: *it is a temporary
         absl::StatusOr<WaveSpec> wave = Wave(node);
         if (!wave.ok()) return wave.status();
         if (!names.insert(wave->name).second) {
